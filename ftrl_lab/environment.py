@@ -15,6 +15,7 @@ import copy
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -64,8 +65,8 @@ OPENAI_TOOL_SCHEMA: dict[str, Any] = {
 _TOOL_VALIDATOR = jsonschema.Draft7Validator(OPENAI_TOOL_SCHEMA)
 _META_VALIDATOR = jsonschema.Draft7Validator(jsonschema.Draft7Validator.META_SCHEMA)
 # Compiled validators for the fast path; jsonschema explains a failure precisely.
-_fast_tool_check = fastjsonschema.compile(OPENAI_TOOL_SCHEMA)
-_fast_meta_check = fastjsonschema.compile(jsonschema.Draft7Validator.META_SCHEMA)
+_fast_tool_check = fastjsonschema.compile(OPENAI_TOOL_SCHEMA, use_default=False)
+_fast_meta_check = fastjsonschema.compile(jsonschema.Draft7Validator.META_SCHEMA, use_default=False)
 
 
 def tool_schema_errors(tool: Any) -> list[tuple[str, str]]:
@@ -210,7 +211,7 @@ class EnvRecord:
             data_source=str(row["data_source"]),
             split=str(row["split"]),
             answer="" if row["answer"] is None else str(row["answer"]),
-            extra={k: v for k, v in row.items() if k not in FIELDS},
+            extra={k: v for k, v in row.items() if k not in FIELDS and v is not None},
         )
         if validate:
             errors = validate_record(rec)
@@ -241,7 +242,10 @@ def _normalise_message(m: Any) -> dict:
 
 def function_names_defined(source: str) -> set[str]:
     """Top-level function names a Python source defines (raises SyntaxError if it does not parse)."""
-    tree = ast.parse(source)
+    with warnings.catch_warnings():  # tool codes often hold regexes with invalid escapes
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tree = ast.parse(source)
     return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
@@ -367,7 +371,8 @@ def save_records(records: Iterable[EnvRecord], path: str | os.PathLike) -> Path:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
+        columns = list(dict.fromkeys(k for row in rows for k in row))  # union, first-seen order
+        pq.write_table(pa.Table.from_pydict({c: [row.get(c) for row in rows] for c in columns}), tmp)
     else:
         raise ValueError(f"{path}: unknown record file type '{suffix}' (use .jsonl or .parquet)")
     os.replace(tmp, path)  # never leave a half-written file behind

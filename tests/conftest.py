@@ -1,0 +1,13 @@
+"""Shared fixtures: the FTRL test set from ../shared (tests skip cleanly without it)."""
+
+import pytest
+
+from ftrl_lab.environment import default_test_set, load_records
+
+
+@pytest.fixture(scope="session")
+def ftrl_test_records():
+    path = default_test_set()
+    if not path.exists():
+        pytest.skip(f"{path} not found (../shared/benchmarks is absent)")
+    return load_records(path)
