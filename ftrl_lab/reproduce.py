@@ -1,0 +1,64 @@
+"""The main job: execute the numbered notebooks headless, in order, with papermill.
+
+    python -m ftrl_lab.reproduce --profile QUICK   # CI-sized run
+    python -m ftrl_lab.reproduce --profile FULL    # the README's numbers
+
+Each notebook receives ``QUICK`` (True for the QUICK profile) and ``FIGURES_DIR``; executed
+copies land in ``runs/notebooks/`` and figures in ``figures/``. A notebook that fails stops
+the run with its name; the ones before it keep their outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks, in order (optionally only those whose name contains a filter)."""
+    found = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        found = [p for p in found if any(o in p.name for o in only)]
+    return found
+
+
+def run_notebook(path: Path, profile: str, out_dir: Path, figures_dir: Path, extra: dict | None = None) -> float:
+    """Execute one notebook with papermill; returns seconds taken."""
+    import papermill as pm
+
+    params = {"QUICK": profile == "QUICK", "FIGURES_DIR": str(figures_dir)}
+    params.update(extra or {})
+    start = time.time()
+    pm.execute_notebook(str(path), str(out_dir / path.name), parameters=params, cwd=str(path.parent),
+                        kernel_name="python3", progress_bar=False, log_output=False)
+    return time.time() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", choices=["QUICK", "FULL"], default="QUICK")
+    ap.add_argument("--only", nargs="*", help="run only notebooks whose file name contains one of these")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "notebooks")
+    ap.add_argument("--figures", type=Path, default=ROOT / "figures")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.figures.mkdir(parents=True, exist_ok=True)
+    todo = notebooks(args.only)
+    if not todo:
+        print("no notebooks matched", file=sys.stderr)
+        return 2
+    for path in todo:
+        print(f"[reproduce:{args.profile}] {path.name} ...", flush=True)
+        seconds = run_notebook(path, args.profile, args.out, args.figures.resolve())
+        print(f"[reproduce:{args.profile}] {path.name} done in {seconds:.0f} s -> {args.out / path.name}", flush=True)
+    print(f"[reproduce:{args.profile}] figures in {args.figures}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
