@@ -63,10 +63,10 @@ class FrameReader:
                 raise FrameError(f"frame of {n} bytes exceeds the limit of {self.max_bytes}")
             if len(self.buf) < 4 + n:
                 break
-            body = bytes(self.buf[4:4 + n])
+            body = self.buf[4:4 + n]
             del self.buf[:4 + n]
             try:
-                out.append(json.loads(body))
+                out.append(json.loads(body.decode("ascii")))
             except ValueError as e:
                 raise FrameError(f"malformed frame: {e}") from None
         return out
@@ -352,10 +352,10 @@ _WRITE_EVENTS = {  # event -> (index of the path argument, index of its dir_fd o
 }
 
 
-def make_audit_hook(workdir: str, read_prefixes: tuple, read_files: frozenset, protected_fd: int,
-                    allow_flags: list):
-    """The audit hook installed after set-up. ``allow_flags[0]`` lets the worker itself move its
-    CPU limit; everything is captured in the closure (tool code sees no module-level switch)."""
+def make_audit_hook(workdir: str, read_prefixes: tuple, read_files: frozenset,
+                    protected_fds: frozenset, allow_flags: list):
+    """The audit hook installed after set-up. The worker sets ``allow_flags[0]`` while it moves
+    its own CPU limit. ``protected_fds`` are the worker's channels to the parent."""
     my_pid = os.getpid()
     write_prefix = workdir.rstrip("/") + "/"
     write_files = frozenset({"/dev/null"})
@@ -367,7 +367,7 @@ def make_audit_hook(workdir: str, read_prefixes: tuple, read_files: frozenset, p
 
     def resolve(path, dir_fd=None) -> str | None:
         if isinstance(path, int):
-            if path == protected_fd:
+            if path in protected_fds:
                 refuse("using the sandbox's own channel")
             return None
         path = fspath(path)
@@ -410,16 +410,20 @@ def make_audit_hook(workdir: str, read_prefixes: tuple, read_files: frozenset, p
         elif event in ("resource.setrlimit", "resource.prlimit"):
             if not allow_flags[0]:
                 refuse("changing resource limits")
-        elif event == "os.scandir" or event == "os.listdir":
-            if args and isinstance(args[0], int) and args[0] == protected_fd:
+        elif event in ("mmap.__new__", "os.scandir", "os.listdir"):
+            if args and isinstance(args[0], int) and args[0] in protected_fds:
                 refuse("using the sandbox's own channel")
 
     return hook
 
 
 # --- running calls ---------------------------------------------------------------------------
-class _Capture(io.TextIOBase):
+class _Capture:
     """A bounded text sink standing in for sys.stdout / sys.stderr during a call."""
+
+    __slots__ = ("parts", "n", "limit", "dropped")
+    encoding = "utf-8"
+    errors = "strict"
 
     def __init__(self, limit: int):
         self.parts, self.n, self.limit, self.dropped = [], 0, limit, 0
@@ -428,26 +432,43 @@ class _Capture(io.TextIOBase):
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
         room = self.limit - self.n
-        if room > 0:
-            part = s[:room]
-            self.parts.append(part)
-            self.n += len(part)
-            self.dropped += len(s) - len(part)
+        if room >= len(s):
+            self.parts.append(s)
+            self.n += len(s)
+        elif room > 0:
+            self.parts.append(s[:room])
+            self.n = self.limit
+            self.dropped += len(s) - room
         else:
             self.dropped += len(s)
         return len(s)
 
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        pass
+
     def writable(self):
         return True
+
+    def readable(self):
+        return False
 
     def isatty(self):
         return False
 
+    def fileno(self):
+        raise io.UnsupportedOperation("fileno")
+
     @property
-    def encoding(self):
-        return "utf-8"
+    def closed(self):
+        return False
 
     def text(self) -> str:
+        if not self.parts:
+            return ""
         s = "".join(self.parts)
         if self.dropped:
             s += f"\n... [{self.dropped} more characters of printed output dropped by the sandbox]"
@@ -475,27 +496,38 @@ def describe(e: BaseException) -> str:
     return msg
 
 
+FLUSH_SECONDS = 0.005  # results are sent at least this often (and at the end of each batch)
+FLUSH_COUNT = 64
+
+
 class Worker:
     """The call loop. One instance per worker process."""
 
-    def __init__(self, sock: socket.socket, workdir: str, allow_flags: list):
+    def __init__(self, sock: socket.socket, workdir: str, allow_flags: list, progress=None):
+        import _signal
+        import _thread
         import resource
 
         self.sock, self.workdir, self.allow = sock, workdir, allow_flags
+        self.progress = progress    # shared int64: index of the call being run (crash attribution)
         self.codes: dict = {}       # key -> code object or the compile error
         self.sources: dict = {}     # key -> source text not yet compiled
         self.in_tool = False
         self.fired = 0
         self.cpu_soft = resource.RLIM_INFINITY
-        self._resource = resource
+        self._resource, self._signal = resource, _signal
         self._builtins = dict(builtins.__dict__)
         self._sys_path = list(sys.path)
         self._meta_path = list(sys.meta_path)
         self._recursion = sys.getrecursionlimit()
         self._stdio = (sys.stdin, sys.stdout, sys.stderr)
         self._critical = {k: sys.modules[k] for k in ("json", "os", "sys", "signal", "socket", "builtins")}
-        import _thread
         self._thread_count = _thread._count
+        self._handler = self._on_signal
+        self._ignored = [s for s in (signal.SIGVTALRM, signal.SIGPROF, signal.SIGXFSZ, signal.SIGPIPE,
+                                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP) if s]
+        for sig in self._ignored:  # a tool's timers or stray signals must not kill a later call
+            _signal.signal(sig, _signal.SIG_IGN)
 
     # signals -------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):
@@ -504,12 +536,15 @@ class Worker:
             raise _Interrupt(signum)
 
     def _arm(self, timeout: float, cpu_limit: float) -> None:
-        signal.signal(signal.SIGALRM, self._on_signal)  # the tool may have replaced them
-        signal.signal(signal.SIGXCPU, self._on_signal)
-        res = self._resource
+        sg = self._signal
+        if sg.getsignal(signal.SIGALRM) is not self._handler:  # the tool may have replaced them
+            sg.signal(signal.SIGALRM, self._handler)
+        if sg.getsignal(signal.SIGXCPU) is not self._handler:
+            sg.signal(signal.SIGXCPU, self._handler)
         used = time.process_time()
-        want = int(used + cpu_limit) + 1
-        if self.cpu_soft == res.RLIM_INFINITY or not (used + cpu_limit <= self.cpu_soft <= want + 1):
+        if not used + cpu_limit <= self.cpu_soft <= used + cpu_limit + 2:
+            res = self._resource
+            want = int(used + cpu_limit) + 1
             self.allow[0] = True
             try:
                 res.setrlimit(res.RLIMIT_CPU, (want, res.RLIM_INFINITY))
@@ -520,11 +555,11 @@ class Worker:
                 self.allow[0] = False
         self.fired = 0
         self.in_tool = True
-        signal.setitimer(signal.ITIMER_REAL, timeout, 0.05)  # re-fires until disarmed
+        sg.setitimer(signal.ITIMER_REAL, timeout, 0.05)  # re-fires until disarmed
 
     def _disarm(self) -> None:
         self.in_tool = False
-        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        self._signal.setitimer(signal.ITIMER_REAL, 0, 0)
 
     # one call ------------------------------------------------------------------------------
     def _code(self, key: str):
@@ -592,9 +627,12 @@ class Worker:
             error = text
         text = "".join((text,))  # an exact str, whatever subclass the tool returned
         content = text if ok else f"an error occured when call {name}: {text}"
-        content, truncated = truncate(content, opts["max_output"])
-        if error is not None:
-            error = truncate(error, opts["max_output"])[0]
+        limit = opts["max_output"]
+        truncated = False
+        if len(content) > limit:
+            content, truncated = truncate(content, limit)
+        if error is not None and len(error) > limit:
+            error = truncate(error, limit)[0]
         taint = self._restore()
         out = {"c": content, "ok": ok, "e": error, "o": cap.text(), "s": seconds, "t": truncated}
         if taint:
@@ -617,6 +655,9 @@ class Worker:
         if sys.gettrace() is not None or sys.getprofile() is not None:
             sys.settrace(None)
             sys.setprofile(None)
+        for sig in self._ignored:
+            if self._signal.getsignal(sig) != self._signal.SIG_IGN:
+                self._signal.signal(sig, self._signal.SIG_IGN)
         for k, m in self._critical.items():
             if sys.modules.get(k) is not m:
                 sys.modules[k] = m
@@ -635,13 +676,19 @@ class Worker:
 
     # the loop ------------------------------------------------------------------------------
     def serve(self) -> None:
+        clock = time.perf_counter
         while True:
             msg = _recv_frame(self.sock, MAX_REQUEST_BYTES)
             if msg is None or msg.get("op") == "exit":
                 return
             self.sources.update(msg.get("sources") or {})
             opts = msg["opts"]
-            for i, name, key, args_text in msg["calls"]:
+            calls = msg["calls"]
+            pending: list = []
+            since = clock()
+            for n, (i, name, key, args_text) in enumerate(calls):
+                if self.progress is not None:
+                    self.progress[0] = i
                 try:
                     out = self.run_call(name, key, args_text, opts)
                 except _Interrupt:  # a late timer signal between calls: report, carry on
@@ -651,7 +698,13 @@ class Worker:
                                 f" after {opts['timeout']:f} seconds.", "ok": False,
                            "e": "timed out", "o": "", "s": opts["timeout"], "t": False}
                 out["i"] = i
-                self.sock.sendall(encode_frame(out))
+                pending.append(out)
+                now = clock()
+                if (n == len(calls) - 1 or len(pending) >= FLUSH_COUNT or now - since >= FLUSH_SECONDS
+                        or "r" in out):
+                    self.sock.sendall(encode_frame(pending))
+                    pending = []
+                    since = now
 
 
 def main(argv: list) -> None:
@@ -682,8 +735,14 @@ def main(argv: list) -> None:
     for name in [m for m in sys.modules if m == "ctypes" or m.startswith("ctypes.")]:
         del sys.modules[name]  # a re-import needs dlopen, which the hook refuses
     allow = [False]
-    worker = Worker(sock, workdir, allow)
-    sys.addaudithook(make_audit_hook(workdir, prefixes, files, fd, allow))
+    progress = None
+    if cfg.get("progress_fd") is not None:
+        import mmap
+
+        progress = memoryview(mmap.mmap(int(cfg["progress_fd"]), 8)).cast("q")
+    worker = Worker(sock, workdir, allow, progress)
+    protected = {fd} | ({int(cfg["progress_fd"])} if cfg.get("progress_fd") is not None else set())
+    sys.addaudithook(make_audit_hook(workdir, prefixes, files, frozenset(protected), allow))
     prot["audit_hook"] = True
     sock.sendall(encode_frame({"op": "hello", "pid": os.getpid(), "uid": os.getuid(),
                                "workdir": workdir, "protections": prot, "notes": notes}))

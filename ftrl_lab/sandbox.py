@@ -23,6 +23,7 @@ import collections
 import hashlib
 import json
 import logging
+import mmap
 import os
 import selectors
 import shutil
@@ -37,7 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from ftrl_lab._sandbox_worker import FrameError, FrameReader, encode_frame
+from ftrl_lab._sandbox_worker import FLUSH_SECONDS, FrameError, FrameReader, encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +81,19 @@ def _error(name, arguments: str, message: str, seconds: float = 0.0) -> CallResu
 class _Worker:
     """Parent-side handle of one worker process."""
 
-    def __init__(self, proc: subprocess.Popen, sock: socket.socket, workdir: str, max_frame: int):
+    def __init__(self, proc: subprocess.Popen, sock: socket.socket, workdir: str, max_frame: int,
+                 progress_map: mmap.mmap):
         self.proc, self.sock, self.workdir = proc, sock, workdir
         self.reader = FrameReader(max_frame)
+        self._map = progress_map
+        self.progress = memoryview(progress_map).cast("q")  # index of the call the worker runs
         self.known: set[str] = set()  # source keys this worker has received
         self.calls = 0
         self.hello: dict | None = None
         self.chunk: list | None = None  # calls in flight: [(index, name, key, args_text, start)]
         self.pos = 0
         self.deadline = 0.0
+        self.started = 0.0  # when the worker last made progress
         self.recycle = False
 
     def kill(self) -> None:
@@ -116,6 +121,8 @@ class _Worker:
         except subprocess.TimeoutExpired:
             log.warning("sandbox worker %d did not exit after SIGKILL", self.proc.pid)
         self.sock.close()
+        self.progress.release()
+        self._map.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def death_reason(self) -> str:
@@ -221,7 +228,10 @@ class Sandbox:
     def _launch(self) -> _Worker:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         workdir = tempfile.mkdtemp(prefix="ftrl-sandbox-")
-        cfg = dict(self._cfg, workdir=workdir, parent_pid=os.getpid())
+        progress_fd = os.memfd_create("ftrl-sandbox-progress", 0)
+        os.ftruncate(progress_fd, 8)
+        progress_map = mmap.mmap(progress_fd, 8)
+        cfg = dict(self._cfg, workdir=workdir, parent_pid=os.getpid(), progress_fd=progress_fd)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
                "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONPATH": os.pathsep.join([PROJECT_ROOT] + [p for p in os.environ.get(
@@ -233,15 +243,18 @@ class Sandbox:
                 proc = subprocess.Popen(
                     [sys.executable, "-s", "-m", "ftrl_lab._sandbox_worker", str(child.fileno()),
                      json.dumps(cfg)],
-                    pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=err, cwd=workdir, env=env, start_new_session=True, close_fds=True)
+                    pass_fds=(child.fileno(), progress_fd), stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=err, cwd=workdir, env=env,
+                    start_new_session=True, close_fds=True)
         except OSError as e:
             parent.close()
+            progress_map.close()
             shutil.rmtree(workdir, ignore_errors=True)
             raise SandboxError(f"cannot start a sandbox worker: {e}") from e
         finally:
             child.close()
-        return _Worker(proc, parent, workdir, self._max_frame)
+            os.close(progress_fd)
+        return _Worker(proc, parent, workdir, self._max_frame, progress_map)
 
     def _start_all(self) -> None:
         t0 = time.perf_counter()
@@ -375,86 +388,103 @@ class Sandbox:
         return name, key, raw
 
     def _execute(self, jobs: list[tuple], sources: dict, flat: list, timeout: float) -> None:
+        """Spread ``jobs`` [(index, name, key, args_text)] over the workers in chunks; fill
+        ``flat[index]`` with each CallResult. Handles dead, silent and misbehaving workers."""
         n = len(jobs)
         size = max(1, min(64, -(-n // (4 * len(self._workers)))))
         queue = collections.deque(jobs[i:i + size] for i in range(0, n, size))
-        opts = {"timeout": timeout, "cpu_limit": max(self.cpu_limit, 1.0) if timeout == self.timeout
-                else max(timeout, 1.0), "max_output": self.max_output, "max_stdout": self.max_stdout}
-        limit = timeout + self.grace
+        cpu = self.cpu_limit if timeout == self.timeout else timeout
+        opts = {"timeout": timeout, "cpu_limit": max(cpu, 1.0), "max_output": self.max_output,
+                "max_stdout": self.max_stdout}
+        # A worker sends results at least every FLUSH_SECONDS and each call ends within
+        # `timeout` (its own timer): silence beyond `limit` means it is stuck.
+        limit = timeout + self.grace + FLUSH_SECONDS
         sel = selectors.DefaultSelector()
         busy: dict[socket.socket, _Worker] = {}
+        buf = bytearray(1 << 18)
+        view = memoryview(buf)
 
-        def dispatch(w: _Worker) -> _Worker:
+        def send(w: _Worker, chunk: list) -> None:
+            new = {j[2]: sources[j[2]] for j in chunk if j[2] not in w.known}
+            w.sock.settimeout(limit)
+            w.progress[0] = -1
+            w.sock.sendall(encode_frame({"op": "run", "sources": new, "opts": opts,
+                                         "calls": [list(j) for j in chunk]}))
+            w.known.update(new)
+
+        def dispatch(w: _Worker) -> None:
             chunk = queue.popleft()
             if w.recycle or w.calls >= self.recycle_after or len(w.known) > 50_000:
                 w = self._replace(w, graceful=True)
-            new = {j[2]: sources[j[2]] for j in chunk if j[2] not in w.known}
-            frame = encode_frame({"op": "run", "sources": new, "opts": opts,
-                                  "calls": [list(j) for j in chunk]})
             try:
-                w.sock.settimeout(limit)
-                w.sock.sendall(frame)
+                send(w, chunk)
             except OSError:  # the worker is gone; start another and send it there
                 w = self._replace(w, graceful=False)
-                new = {j[2]: sources[j[2]] for j in chunk}
-                w.sock.settimeout(limit)
-                w.sock.sendall(encode_frame({"op": "run", "sources": new, "opts": opts,
-                                             "calls": [list(j) for j in chunk]}))
-            w.known.update(new)
-            w.chunk, w.pos, w.deadline = chunk, 0, time.monotonic() + limit
+                send(w, chunk)
+            w.chunk, w.pos, w.started = chunk, 0, time.monotonic()
+            w.deadline = w.started + limit
             busy[w.sock] = w
             sel.register(w.sock, selectors.EVENT_READ, w)
-            return w
 
-        def fail(w: _Worker, reason: str, seconds: float) -> None:
-            """The worker broke during its current call: report it, replace it, requeue the rest."""
+        def fail(w: _Worker, reason: str) -> None:
+            """The worker broke: the call it was running (per its progress counter) gets the
+            error; results it had not sent yet are run again; the rest goes back in the queue."""
+            w.kill()
             sel.unregister(w.sock)
             del busy[w.sock]
-            j = w.chunk[w.pos]
-            flat[j[0]] = _error(j[1], j[3], reason, seconds)
-            rest = w.chunk[w.pos + 1:]
-            if rest:
-                queue.appendleft(rest)
+            rest = w.chunk[w.pos:]
+            at = w.progress[0]
+            k = next((x for x, j in enumerate(rest) if j[0] == at), 0)
+            j = rest[k]
+            flat[j[0]] = _error(j[1], j[3], reason, time.monotonic() - w.started)
+            if rest[k + 1:]:
+                queue.appendleft(rest[k + 1:])
+            if rest[:k]:
+                queue.appendleft(rest[:k])
             w.chunk = None
-            w.kill()
             self.restarts += 1
+            log.info("sandbox worker %d replaced after call %s: %s", w.proc.pid, j[1], reason)
             self._replace(w, graceful=False)
 
         def drain(w: _Worker) -> None:
             try:
-                data = w.sock.recv(1 << 20)
+                k = w.sock.recv_into(buf)
             except (BlockingIOError, InterruptedError, socket.timeout):
                 return
             except OSError:
-                data = b""
-            if not data:
-                fail(w, w.death_reason(), time.monotonic() - (w.deadline - limit))
+                k = 0
+            if not k:
+                fail(w, w.death_reason())
                 return
             try:
-                frames = w.reader.feed(data)
+                frames = w.reader.feed(view[:k])
             except FrameError as e:
-                w.kill()
-                fail(w, f"the sandbox process sent a bad reply ({e})", 0.0)
+                fail(w, f"the sandbox process sent a bad reply ({e})")
                 return
-            for fr in frames:
-                if not isinstance(fr, dict) or fr.get("i") != w.chunk[w.pos][0]:
-                    w.kill()
-                    fail(w, "the sandbox process sent an unexpected reply", 0.0)
-                    return
-                j = w.chunk[w.pos]
-                flat[j[0]] = CallResult(j[1], j[3], fr["c"], fr["ok"], fr["e"], fr.get("o", ""),
-                                        fr.get("s", 0.0), fr.get("t", False))
-                if fr.get("r"):
-                    w.recycle = True
-                    log.info("sandbox worker %d will be replaced: %s", w.proc.pid, fr["r"])
-                w.calls += 1
-                w.pos += 1
-                w.deadline = time.monotonic() + limit
-                if w.pos == len(w.chunk):
-                    sel.unregister(w.sock)
-                    del busy[w.sock]
-                    w.chunk = None
-                    return
+            now = time.monotonic()
+            for frame in frames:
+                for fr in frame if isinstance(frame, list) else [None]:
+                    if not isinstance(fr, dict) or w.pos >= len(w.chunk) or fr.get("i") != w.chunk[w.pos][0]:
+                        fail(w, "the sandbox process sent an unexpected reply")
+                        return
+                    j = w.chunk[w.pos]
+                    try:
+                        flat[j[0]] = CallResult(j[1], j[3], str(fr["c"]), bool(fr["ok"]), fr.get("e"),
+                                                str(fr.get("o", "")), float(fr.get("s", 0.0)),
+                                                bool(fr.get("t", False)))
+                    except (KeyError, TypeError, ValueError):
+                        fail(w, "the sandbox process sent an unexpected reply")
+                        return
+                    if fr.get("r"):
+                        w.recycle = True
+                        log.info("sandbox worker %d will be replaced: %s", w.proc.pid, fr["r"])
+                    w.calls += 1
+                    w.pos += 1
+                    w.started, w.deadline = now, now + limit
+            if w.pos == len(w.chunk):
+                sel.unregister(w.sock)
+                del busy[w.sock]
+                w.chunk = None
 
         try:
             idle = list(self._workers)
@@ -462,6 +492,7 @@ class Sandbox:
                 while queue and idle:
                     dispatch(idle.pop())
                 if not busy:
+                    idle = [w for w in self._workers if w.chunk is None]
                     continue
                 wait = max(0.0, min(w.deadline for w in busy.values()) - time.monotonic())
                 for key, _ in sel.select(wait):
@@ -473,11 +504,11 @@ class Sandbox:
                     w.sock.setblocking(False)
                     drain(w)  # results may have arrived while we were busy elsewhere
                     if w.sock in busy and w.deadline <= time.monotonic():
-                        w.kill()
-                        name = w.chunk[w.pos][1]
+                        at = w.progress[0]
+                        name = next((j[1] for j in w.chunk[w.pos:] if j[0] == at), w.chunk[w.pos][1])
                         fail(w, f"Function {name} timed out after {timeout:f} seconds. The tool did"
-                                " not stop, so its sandbox process was killed.", limit)
-                idle = [w for w in self._workers if w.chunk is None and w.sock not in busy]
+                                " not stop, so its sandbox process was killed.")
+                idle = [w for w in self._workers if w.chunk is None]
         finally:
             sel.close()
             for w in list(busy.values()):  # interrupted (KeyboardInterrupt): leave no half-run worker
