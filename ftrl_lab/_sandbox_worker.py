@@ -30,6 +30,9 @@ import sys
 import time
 
 HEADER = struct.Struct("!I")
+# The worker's own references to builtins a tool might overwrite during its call.
+_str, _type, _dict, _list = str, type, dict, list
+_dumps, _loads = json.dumps, json.loads
 MAX_REQUEST_BYTES = 256 << 20  # frames from the parent (batches with sources)
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -39,7 +42,7 @@ NOBODY = 65534
 # --- framing (also used by the parent) ------------------------------------------------------
 def encode_frame(obj) -> bytes:
     """One frame: length prefix + JSON (ASCII, so lone surrogates survive the round trip)."""
-    data = json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    data = _dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
     return HEADER.pack(len(data)) + data
 
 
@@ -83,7 +86,7 @@ def _recv_frame(sock: socket.socket, max_bytes: int):
     body = _recv_exact(sock, n)
     if body is None:
         return None
-    return json.loads(body)
+    return _loads(body)
 
 
 def _recv_exact(sock: socket.socket, n: int):
@@ -486,7 +489,7 @@ def truncate(content: str, limit: int) -> tuple[str, bool]:
 def describe(e: BaseException) -> str:
     """``str(e)`` as FTRL reports it; non-Exception exits (SystemExit, ...) are named."""
     try:
-        msg = str(e)
+        msg = _str(e)
     except _Interrupt:
         raise
     except BaseException:
@@ -521,7 +524,12 @@ class Worker:
         self._meta_path = list(sys.meta_path)
         self._recursion = sys.getrecursionlimit()
         self._stdio = (sys.stdin, sys.stdout, sys.stderr)
-        self._critical = {k: sys.modules[k] for k in ("json", "os", "sys", "signal", "socket", "builtins")}
+        self._critical = {k: sys.modules[k] for k in ("json", "json.encoder", "json.decoder",
+                                                       "json.scanner", "os", "sys", "signal", "socket",
+                                                       "builtins", "time")}
+        # the module namespaces the worker itself relies on, restored when a tool changes them
+        self._namespaces = [(m.__dict__, dict(m.__dict__)) for k, m in self._critical.items()
+                            if k.startswith("json") or k in ("os", "signal", "socket", "time")]
         self._thread_count = _thread._count
         self._handler = self._on_signal
         self._ignored = [s for s in (signal.SIGVTALRM, signal.SIGPROF, signal.SIGXFSZ, signal.SIGPIPE,
@@ -579,7 +587,7 @@ class Worker:
         return code
 
     def _call(self, name: str, key: str, args_text: str) -> str:
-        arguments = json.loads(args_text)
+        arguments = _loads(args_text)
         code = self._code(key)
         namespace = {}
         exec(code, namespace, namespace)
@@ -587,10 +595,10 @@ class Worker:
             predict = namespace[name](**arguments)
         else:
             raise NameError(f"name {name} is not defined")
-        if type(predict) == dict or type(predict) == list:  # noqa: E721 (exact types, as FTRL)
-            predict = json.dumps(predict, ensure_ascii=False)
-        elif type(predict) != str:  # noqa: E721
-            predict = str(predict)
+        if _type(predict) == _dict or _type(predict) == _list:  # exact types, as FTRL
+            predict = _dumps(predict, ensure_ascii=False)
+        elif _type(predict) != _str:
+            predict = _str(predict)
         return predict
 
     def _guarded(self, name, key, args_text):
@@ -601,7 +609,8 @@ class Worker:
             raise
         except BaseException as e:
             msg = describe(e)
-            return False, msg, msg if msg.startswith(type(e).__name__) else f"{type(e).__name__}: {msg}"
+            kind = _type(e).__name__
+            return False, msg, msg if msg.startswith(kind) else (f"{kind}: {msg}" if msg else kind)
 
     def run_call(self, name: str, key: str, args_text: str, opts: dict) -> dict:
         timeout, cpu_limit = opts["timeout"], opts["cpu_limit"]
@@ -661,6 +670,10 @@ class Worker:
         for k, m in self._critical.items():
             if sys.modules.get(k) is not m:
                 sys.modules[k] = m
+        for d, snap in self._namespaces:
+            if len(d) != len(snap) or d != snap:
+                d.clear()
+                d.update(snap)
         try:
             if os.getcwd() != self.workdir:
                 os.chdir(self.workdir)
@@ -748,8 +761,14 @@ def main(argv: list) -> None:
                                "workdir": workdir, "protections": prot, "notes": notes}))
     try:
         worker.serve()
-    finally:
-        os._exit(0)  # never run atexit handlers a tool may have registered
+    except BaseException:  # the worker's own machinery broke (a tool wrecked it): say why, exit
+        import traceback
+
+        try:
+            os.write(2, traceback.format_exc().encode("utf-8", "replace")[-4000:])
+        finally:
+            os._exit(70)
+    os._exit(0)  # never run atexit handlers a tool may have registered
 
 
 if __name__ == "__main__":
