@@ -6,7 +6,8 @@ of generated environments. Deterministic: the same schema always gives the same 
 Variants (``VARIANTS``):
 
 * ``required``: only the required parameters, with valid values (enum first, else the default,
-  else a typed placeholder that respects ``format``, ``minimum``/``maximum``, ``minLength``),
+  else a typed placeholder that respects ``format``, ``pattern`` (common candidates tried),
+  ``minimum``/``maximum``, ``minLength``, ``minItems``),
 * ``all``: every declared parameter, valid values,
 * ``alternative``: every parameter with a second valid value (enum last, a different placeholder),
 * ``missing_required``: ``all`` without the first required parameter (needs one),
@@ -16,7 +17,9 @@ Variants (``VARIANTS``):
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from typing import Any
 
 VARIANTS = ("required", "all", "alternative", "missing_required", "wrong_types", "extra")
@@ -29,6 +32,11 @@ _FORMATS = {  # format -> (first, alternative)
     "uri": ("https://example.com", "https://example.org/page"),
     "url": ("https://example.com", "https://example.org/page"),
 }
+# Tried in order when a string property has a `pattern`; the first that matches is used.
+_PATTERN_CANDIDATES = ("2024-01-15", "2024-01", "2024", "10:30", "10:30:00", "2024-01-15T10:30:00Z",
+                       "1", "42", "12345", "1.5", "1 day", "2 years", "A", "AB", "ABC", "abc", "US", "en",
+                       "en-US", "A1", "AB123", "ABC-123", "user@example.com", "https://example.com",
+                       "+1-555-0100", "example", "test")
 _WRONG = {"string": 12345, "integer": "not a number", "number": "not a number", "boolean": "yes",
           "array": "not a list", "object": "not an object", "null": "not null"}
 
@@ -38,6 +46,15 @@ def _type_of(p: dict) -> str | None:
     if isinstance(t, list):
         t = next((x for x in t if x != "null"), t[0] if t else None)
     return t if isinstance(t, str) else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _pattern_matches(pattern: str) -> tuple[str, ...]:
+    try:
+        rx = re.compile(pattern)
+    except re.error:
+        return ()
+    return tuple(c for c in _PATTERN_CANDIDATES if rx.search(c))
 
 
 def _clip(x: float, p: dict) -> float:
@@ -68,6 +85,10 @@ def example_value(p: Any, alt: bool = False, depth: int = 0) -> Any:
         fmt = p.get("format")
         if fmt in _FORMATS:
             return _FORMATS[fmt][int(alt)]
+        if isinstance(p.get("pattern"), str):
+            hits = _pattern_matches(p["pattern"])
+            if hits:
+                return hits[-1] if alt else hits[0]
         s = "test" if alt else "example"
         n = p.get("minLength")
         return s * (int(n) // len(s) + 1) if isinstance(n, int) and n > len(s) else s
