@@ -11,6 +11,7 @@ the run with its name; the ones before it keep their outputs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,10 @@ def run_notebook(path: Path, profile: str, out_dir: Path, figures_dir: Path, ext
     """Execute one notebook with papermill; returns seconds taken."""
     import papermill as pm
 
+    # The kernel must import this checkout of ftrl_lab even when it is not pip-installed.
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(ROOT) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in paths if p])
     params = {"QUICK": profile == "QUICK", "FIGURES_DIR": str(figures_dir)}
     params.update(extra or {})
     start = time.time()

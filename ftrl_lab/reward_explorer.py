@@ -59,7 +59,8 @@ def plot_reward_surfaces(variants: Sequence[str] = VARIANTS, p_max: int = 8, t: 
             p, q = mark
             if 1 <= p <= p_max and 0 <= q < len(df.index):
                 ax.add_patch(plt.Rectangle((p - 1, q), 1, 1, fill=False, edgecolor="red", lw=2.5))
-    fig.suptitle(f"Reward of a response with p tool calls, q of which solved a gold answer (t={t})")
+    limit = "q unbounded by t" if t is None else f"t = {t} unsolved answers"
+    fig.suptitle(f"Reward of a response with p tool calls, q of which solved a gold answer ({limit})")
     fig.tight_layout()
     return fig
 
