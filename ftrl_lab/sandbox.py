@@ -188,6 +188,9 @@ class Sandbox:
         self._keys: dict[str, str] = {}
         self._pid = os.getpid()
         self._closed = False
+        self._selector = selectors.DefaultSelector()  # reused by every run (under the lock)
+        self._buf = bytearray(1 << 18)
+        self._view = memoryview(self._buf)
         self.started_in = 0.0  # seconds the last start of all workers took
         self.restarts = 0      # workers killed and replaced so far
         self._start_all()
@@ -281,6 +284,7 @@ class Sandbox:
                 for w in self._workers:
                     w.close()
             self._workers = []
+            self._selector.close()
 
     def __enter__(self) -> "Sandbox":
         return self
@@ -314,6 +318,7 @@ class Sandbox:
         if os.getpid() != self._pid:  # we are a fork: the workers belong to the parent process
             for w in self._workers:
                 w.sock.close()
+            self._selector = selectors.DefaultSelector()
             self._pid = os.getpid()
             self._start_all()
 
@@ -391,7 +396,9 @@ class Sandbox:
         """Spread ``jobs`` [(index, name, key, args_text)] over the workers in chunks; fill
         ``flat[index]`` with each CallResult. Handles dead, silent and misbehaving workers."""
         n = len(jobs)
-        size = max(1, min(64, -(-n // (4 * len(self._workers)))))
+        # Chunks: enough to keep every worker busy, big enough that small runs stay on one
+        # worker (a round trip costs more than a typical FTRL tool call).
+        size = max(8, min(64, -(-n // (4 * len(self._workers)))))
         queue = collections.deque(jobs[i:i + size] for i in range(0, n, size))
         cpu = self.cpu_limit if timeout == self.timeout else timeout
         opts = {"timeout": timeout, "cpu_limit": max(cpu, 1.0), "max_output": self.max_output,
@@ -399,10 +406,9 @@ class Sandbox:
         # A worker sends results at least every FLUSH_SECONDS and each call ends within
         # `timeout` (its own timer): silence beyond `limit` means it is stuck.
         limit = timeout + self.grace + FLUSH_SECONDS
-        sel = selectors.DefaultSelector()
+        sel = self._selector
         busy: dict[socket.socket, _Worker] = {}
-        buf = bytearray(1 << 18)
-        view = memoryview(buf)
+        buf, view = self._buf, self._view
 
         def send(w: _Worker, chunk: list) -> None:
             new = {j[2]: sources[j[2]] for j in chunk if j[2] not in w.known}
@@ -510,8 +516,8 @@ class Sandbox:
                                 " not stop, so its sandbox process was killed.")
                 idle = [w for w in self._workers if w.chunk is None]
         finally:
-            sel.close()
             for w in list(busy.values()):  # interrupted (KeyboardInterrupt): leave no half-run worker
+                sel.unregister(w.sock)
                 w.chunk = None
                 w.kill()
                 self._replace(w, graceful=False)
