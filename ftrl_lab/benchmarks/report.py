@@ -1,0 +1,134 @@
+"""The paper's Table 2 next to our measured rows: a styled table and a grouped-bar figure.
+
+Table 2 columns: Solve-P, Solve-R, Solve-F1 (FTRL's own test set), ToolHop AC, tau-bench
+Pass^1, RoTBench TS, PI, CF, and Avg, the mean of those eight. The paper's numbers come from
+``data/paper_table2.csv`` (see ``data/paper_table2.md`` for their sources and status).
+
+Measured rows are built by :func:`measured_row` from the tables the benchmark modules make
+(``toolhop.table``, ``taubench.table``, ``rotbench.table``) and FTRL test-set metrics; a
+benchmark not run leaves its cells empty, and Avg is given only when all eight are there.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+METRICS = ("Solve-P", "Solve-R", "Solve-F1", "ToolHop AC", "tau Pass^1", "TS", "PI", "CF")
+COLUMNS = METRICS + ("Avg",)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def paper_table2_path() -> Path:
+    """``data/paper_table2.csv`` in the project (``FTRL_PAPER_TABLE2`` overrides it)."""
+    return Path(os.environ.get("FTRL_PAPER_TABLE2", PROJECT_ROOT / "data" / "paper_table2.csv"))
+
+
+def paper_table2(path: str | os.PathLike | None = None):
+    """The stored Table 2 rows, indexed by "model / method" (empty cells are NaN)."""
+    import pandas as pd
+
+    df = pd.read_csv(path or paper_table2_path())
+    missing = [c for c in ("model", "method", *COLUMNS) if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path or paper_table2_path()}: missing column(s) {missing}")
+    df.index = df["model"] + " / " + df["method"]
+    df.index.name = "row"
+    df["origin"] = "paper"
+    return df
+
+
+def _overall(table: Any, column: str) -> float:
+    """The ``overall`` row of a benchmark table (a DataFrame or a mapping), or NaN."""
+    if table is None:
+        return math.nan
+    if isinstance(table, Mapping):
+        return float(table.get(column, math.nan))
+    if "overall" in table.index and column in table.columns:
+        return float(table.loc["overall", column])
+    return math.nan
+
+
+def measured_row(label: str, ftrl: Mapping[str, float] | None = None, toolhop: Any = None,
+                 taubench: Any = None, rotbench: Any = None) -> dict:
+    """One Table 2 row from measurements. ``ftrl``: mean episode metrics as fractions
+    (``solve_precision``, ``solve_rate``, ``solve_f1``) or percents under the column names;
+    the others: the benchmark modules' ``table(...)`` DataFrames (their ``overall`` rows)."""
+    row: dict[str, Any] = {"row": label, "model": label, "method": "measured", "origin": "measured"}
+    ftrl = dict(ftrl or {})
+    for col, key in (("Solve-P", "solve_precision"), ("Solve-R", "solve_rate"), ("Solve-F1", "solve_f1")):
+        if col in ftrl:
+            row[col] = float(ftrl[col])  # already in percent
+        elif key in ftrl:
+            row[col] = 100.0 * float(ftrl[key])  # a fraction, as reward.episode_metrics gives it
+        else:
+            row[col] = math.nan
+    row["ToolHop AC"] = _overall(toolhop, "AC")
+    row["tau Pass^1"] = _overall(taubench, "pass^1")
+    for col in ("TS", "PI", "CF"):
+        row[col] = _overall(rotbench, col)
+    values = [row[c] for c in METRICS]
+    row["Avg"] = sum(values) / len(values) if all(v == v for v in values) else math.nan
+    return row
+
+
+def table2(measured: Sequence[dict] = (), path: str | os.PathLike | None = None):
+    """Paper rows then measured rows, columns :data:`COLUMNS` plus ``origin``."""
+    import pandas as pd
+
+    paper = paper_table2(path)
+    rows = pd.DataFrame(list(measured)).set_index("row") if measured else None
+    df = pd.concat([paper, rows]) if rows is not None else paper
+    return df[[*COLUMNS, "origin"]]
+
+
+def style_table2(df):
+    """A styled Table 2: two decimals, empty cells as "–", measured rows shaded, the best
+    value of each column in bold."""
+    def shade(row):
+        colour = "background-color: #eef6ee" if row.get("origin") == "measured" else ""
+        return [colour] * len(row)
+
+    numeric = [c for c in COLUMNS if c in df.columns]
+    return (df.style.format("{:.2f}", subset=numeric, na_rep="–")
+            .apply(shade, axis=1)
+            .highlight_max(subset=numeric, props="font-weight: bold")
+            .set_caption("FTRL Table 2 (paper rows: see data/paper_table2.md) and measured rows"))
+
+
+def plot_table2(df, out: str | os.PathLike = "figures/table2.png", title: str | None = None) -> Path:
+    """Grouped bars: per metric, one bar per row that has it (left); Avg of every row (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with_metrics = df[df[list(METRICS)].notna().any(axis=1)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5), gridspec_kw={"width_ratios": [2.2, 1]})
+    n = max(1, len(with_metrics))
+    width = 0.8 / n
+    for k, (label, row) in enumerate(with_metrics.iterrows()):
+        xs = [i + (k - (n - 1) / 2) * width for i in range(len(METRICS))]
+        left.bar(xs, [row[c] if row[c] == row[c] else 0 for c in METRICS], width, label=label,
+                 hatch="//" if row.get("origin") == "measured" else None)
+    left.set_xticks(range(len(METRICS)), METRICS, rotation=20)
+    left.set_ylabel("percent")
+    left.set_title("Per metric (rows with values)")
+    if len(with_metrics):
+        left.legend(fontsize=7)
+    avg = df["Avg"].dropna()
+    colours = ["#4c72b0" if df.loc[i, "origin"] == "paper" else "#55a868" for i in avg.index]
+    right.barh(range(len(avg)), avg.values, color=colours)
+    right.set_yticks(range(len(avg)), avg.index, fontsize=7)
+    right.invert_yaxis()
+    right.set_xlabel("Avg (percent)")
+    right.set_title("Avg (blue: paper, green: measured)")
+    fig.suptitle(title or "FTRL Table 2: paper (unverified secondary numbers) vs. measured")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

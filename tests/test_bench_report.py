@@ -1,0 +1,44 @@
+"""Table 2: the stored paper rows, measured rows from benchmark tables, the styled table and figure."""
+
+import math
+
+from ftrl_lab.benchmarks import report, rotbench, taubench, toolhop
+
+
+def test_paper_table2_file():
+    df = report.paper_table2()
+    assert list(report.COLUMNS) == ["Solve-P", "Solve-R", "Solve-F1", "ToolHop AC", "tau Pass^1", "TS", "PI", "CF", "Avg"]
+    assert len(df) == 14 and df.index.is_unique
+    assert set(df["verified"]) == {"no"} and df["source"].notna().all()
+    values = df[list(report.COLUMNS)].stack().dropna()
+    assert len(values) == 16  # 14 Avg cells and 2 Solve-F1 cells were found
+    assert ((values > 0) & (values < 100)).all()
+    assert df.loc["Qwen3-8B / FTRL-GRPO", "Avg"] == 45.43
+
+
+def _tables():
+    th = toolhop.table([{"id": i, "category": m, "AC": float(i % 2)} for m in ("direct", "free") for i in range(4)])
+    tau = taubench.table([{"id": "a", "category": "airline", "pass": 1.0, "db_match": 1.0},
+                          {"id": "b", "category": "retail", "pass": 0.0, "db_match": 1.0}])
+    rot = rotbench.table([{"id": "x", "category": "clean", "scenario": "TG", "TS": 1.0, "PI": 1.0, "CF": 0.0}])
+    return th, tau, rot
+
+
+def test_measured_row_and_avg():
+    th, tau, rot = _tables()
+    row = report.measured_row("tiny", {"solve_precision": 0.5, "solve_rate": 0.25, "solve_f1": 0.2}, th, tau, rot)
+    assert (row["Solve-P"], row["Solve-R"], row["Solve-F1"]) == (50.0, 25.0, 20.0)
+    assert (row["ToolHop AC"], row["tau Pass^1"], row["TS"], row["CF"]) == (50.0, 50.0, 100.0, 0.0)
+    assert math.isclose(row["Avg"], (50 + 25 + 20 + 50 + 50 + 100 + 100 + 0) / 8)
+    partial = report.measured_row("no tau", {"Solve-F1": 30.0}, th, None, rot)
+    assert partial["Solve-F1"] == 30.0 and math.isnan(partial["tau Pass^1"]) and math.isnan(partial["Avg"])
+
+
+def test_table_style_and_figure(tmp_path):
+    th, tau, rot = _tables()
+    df = report.table2([report.measured_row("tiny", {"solve_f1": 0.2}, th, tau, rot)])
+    assert df.index[-1] == "tiny" and df.loc["tiny", "origin"] == "measured"
+    html = report.style_table2(df).to_html()
+    assert "tiny" in html and "–" in html and "45.43" in html
+    out = report.plot_table2(df, tmp_path / "t2.png")
+    assert out.exists() and out.stat().st_size > 10_000
