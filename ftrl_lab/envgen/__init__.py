@@ -1,0 +1,1 @@
+"""Automated environment construction (the paper's five-stage pipeline)."""
