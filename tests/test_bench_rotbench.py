@@ -133,3 +133,14 @@ def test_bad_file_names_file_and_field(tmp_path):
         rb.load(tmp_path, levels=["clean"])
     with pytest.raises(ValueError, match="unknown RoTBench level"):
         rb.load(tmp_path, levels=["loud"])
+
+
+def test_rollout_policies_are_accepted(items):
+    from ftrl_lab.rollout import ScriptedPolicy
+
+    subset = items[:3]
+    answers = {it["messages"][1]["content"]: it["answers"][0] for it in subset}
+    policy = ScriptedPolicy(lambda ep: answers[ep.messages[1]["content"]])
+    rows = rb.run(policy, subset, None, show_progress=False)
+    assert [r["CF"] for r in rb.score(subset, rows)] == [1.0, 1.0, 1.0]
+    assert policy.released == 3  # one-off questions are released at once

@@ -172,3 +172,19 @@ def test_outputs_said_rules():
             {"role": "assistant", "content": "You saved 23,553 dollars."}]
     assert tb.outputs_said(msgs, ["23553"])
     assert not tb.outputs_said(msgs[:1] + [{"role": "tool", "content": "23553"}], ["23553"])
+
+
+def test_rollout_policy_keeps_one_episode_per_task(items, sandbox):
+    from ftrl_lab.rollout import ScriptedPolicy
+
+    plan = agent(GOOD)
+    seen = set()
+
+    def script(ep):
+        seen.add(ep.index)
+        return plan([ep.messages], [ep.record.tools])[0]
+
+    policy = ScriptedPolicy(script)
+    rows = tb.run(policy, items, None, user=scripted_user, sandbox=sandbox, show_progress=False)
+    assert [r["pass"] for r in tb.score(items, rows)] == [1.0, 1.0]
+    assert len(seen) == 2 and policy.released == 2  # same id on every turn of a task, released at its end

@@ -132,3 +132,14 @@ def test_bad_record_is_located(tmp_path):
                                 "functions": ["def g():\n    return 1\n"]}) + "\n")
     with pytest.raises(RecordError, match=r"bad\.jsonl:1: field 'functions'.*no function source defines"):
         th.load(path)
+
+
+def test_scripted_rollout_policy(items, gold):
+    from ftrl_lab.rollout import ScriptedPolicy
+
+    it = items[1]
+    calls = gold[it["id"]]
+    script = {it["question"]: [render_qwen_calls([c]) for c in calls] + [f"<answer>{it['answer']}</answer>"]}
+    rows = th.run(ScriptedPolicy(script), [it], None, modes=["mandatory"], show_progress=False)
+    assert th.score([it], rows)[0]["AC"] == 1.0
+    assert rows[0]["calls"] == len(calls) and rows[0]["solved"] == rows[0]["total"] == len(it["steps"])

@@ -10,17 +10,18 @@ functions:
 * ``score(items, outputs) -> list[dict]``: per-item results, pure Python (no model, no tools);
 * ``table(results) -> pandas.DataFrame``: the per-category numbers, as the benchmark reports them.
 
-A *policy* answers a batch of conversations: ``policy(conversations, tools)`` with one tool
-list (or ``None``) per conversation returns one response per conversation, raw text (parsed
-here) or an OpenAI-style assistant message dict. :func:`respond` accepts such a callable, an
-object with a ``generate`` / ``respond`` method of that shape, or a list of strings per call
-(for scripted tests).
+A *policy* is either a :mod:`ftrl_lab.rollout` policy (``act(episodes)``: the local engine,
+the API backend, the scripted policy) or a plain callable ``policy(conversations, tools)`` that
+returns one response per conversation, raw text (parsed here) or an OpenAI-style assistant
+message dict. :func:`respond` asks either kind; :func:`as_rollout_policy` makes a callable
+usable by :func:`ftrl_lab.rollout.rollout`.
 
 No torch or transformers here: a benchmark is scored without a model.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -131,25 +132,83 @@ def batches(seq: Sequence, size: int) -> Iterator[Sequence]:
 
 
 # --- policies ------------------------------------------------------------------------------------
-def respond(policy: Any, conversations: Sequence[Conversation],
-            tools: Sequence[list[dict] | None]) -> list[Response]:
-    """One response per conversation from any supported policy shape (see the module docstring)."""
+def respond(policy: Any, conversations: Sequence[Conversation], tools: Sequence[list[dict] | None],
+            keys: Sequence[int] | None = None) -> list[Response]:
+    """One response per conversation from either kind of policy (see the module docstring).
+
+    ``keys`` (rollout policies only) are stable episode ids, so that a local engine keeps each
+    conversation's KV cache from one call to the next; call :func:`release` with them when the
+    conversations end. Without keys every call is a fresh episode, released at once.
+    """
     if len(conversations) != len(tools):
         raise ValueError(f"{len(conversations)} conversations but {len(tools)} tool lists")
     if not conversations:
         return []
-    for method in ("generate", "respond"):
-        fn = getattr(policy, method, None)
-        if callable(fn):
-            break
+    if callable(getattr(policy, "act", None)):
+        episodes = _episodes(conversations, tools, keys)
+        outs = policy.act(episodes)
+        if keys is None:
+            for ep in episodes:
+                policy.release(ep)
+        out = [o.response for o in outs]
+    elif callable(policy):
+        out = list(policy(list(conversations), list(tools)))
     else:
-        if not callable(policy):
-            raise TypeError(f"not a policy: {type(policy).__name__} (need a callable or .generate())")
-        fn = policy
-    out = list(fn(list(conversations), list(tools)))
+        raise TypeError(f"not a policy: {type(policy).__name__} (need .act(episodes) or a callable)")
     if len(out) != len(conversations):
         raise ValueError(f"the policy gave {len(out)} responses for {len(conversations)} conversations")
     return out
+
+
+_fresh_ids = itertools.count(1 << 40)
+
+
+def _episodes(conversations, tools, keys):
+    from ftrl_lab.environment import EnvRecord
+    from ftrl_lab.rollout import new_episode
+
+    keys = list(keys) if keys is not None else new_keys(len(conversations))
+    return [new_episode(k, EnvRecord(messages=list(conv), tools=list(t or []), codes={}, unsolved_set={}))
+            for k, conv, t in zip(keys, conversations, tools)]
+
+
+def new_keys(n: int) -> list[int]:
+    """Fresh episode ids for :func:`respond`'s ``keys``."""
+    return [next(_fresh_ids) for _ in range(n)]
+
+
+def release(policy: Any, keys: Sequence[int]) -> None:
+    """Tell a rollout policy that the conversations with these ``keys`` are over."""
+    if callable(getattr(policy, "release", None)) and callable(getattr(policy, "act", None)):
+        for ep in _episodes([[]] * len(keys), [None] * len(keys), keys):
+            policy.release(ep)
+
+
+class CallablePolicy:
+    """A plain ``policy(conversations, tools)`` callable as a :mod:`ftrl_lab.rollout` policy."""
+
+    def __init__(self, fn: Callable, fmt: str = "qwen"):
+        self.fn, self.fmt = fn, fmt
+
+    def act(self, episodes):
+        from ftrl_lab.rollout import PolicyOutput
+
+        responses = list(self.fn([ep.messages for ep in episodes], [ep.record.tools or None for ep in episodes]))
+        if len(responses) != len(episodes):
+            raise ValueError(f"the policy gave {len(responses)} responses for {len(episodes)} conversations")
+        return [PolicyOutput(r, finish_reason="stop") for r in responses]
+
+    def release(self, episode) -> None:
+        pass
+
+
+def as_rollout_policy(policy: Any, fmt: str = "qwen") -> Any:
+    """A rollout policy as is; a plain callable wrapped in :class:`CallablePolicy`."""
+    if callable(getattr(policy, "act", None)):
+        return policy
+    if callable(policy):
+        return CallablePolicy(policy, fmt)
+    raise TypeError(f"not a policy: {type(policy).__name__} (need .act(episodes) or a callable)")
 
 
 def response_text(response: Response) -> str:

@@ -40,8 +40,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ftrl_lab.benchmarks.common import (category_table, in_item_order, pending, progress, read_records,
-                                        require, respond, write_output)
+from ftrl_lab.benchmarks.common import (category_table, in_item_order, new_keys, pending, progress, read_records,
+                                        release, require, respond, write_output)
 from ftrl_lab.environment import RecordError
 from ftrl_lab.parsing import make_tool_call, parse_openai_message, parse_response
 
@@ -276,26 +276,33 @@ def episode(policy: Any, item: dict, user: Callable[[str, Transcript], str], san
     first = user(item["instruction"], transcript)
     transcript.append(("user", first))
     messages = ([{"role": "system", "content": domain.wiki}] if domain.wiki else []) + [{"role": "user", "content": first}]
-    ended = "max_turns"
+    key = new_keys(1)  # one episode id for the whole conversation: a local engine reuses its cache
+    try:
+        ended = _turns(policy, item, user, env, domain, messages, transcript, key, max_turns, fmt)
+    finally:
+        release(policy, key)
+    return {"id": item["id"], "messages": messages, "ended": ended, "db_hash": env.hash(),
+            "gold_db_hash": gold_hash(item, sandbox)}
+
+
+def _turns(policy, item, user, env, domain, messages, transcript, key, max_turns, fmt) -> str:
+    """The agent/user/tool turns of an episode (appending to ``messages``); how it ended."""
     for _ in range(max_turns):
-        parsed = _first_call(respond(policy, [messages], [domain.tools])[0], fmt)
+        parsed = _first_call(respond(policy, [messages], [domain.tools], keys=key)[0], fmt)
         messages.append(parsed.to_message())
         if parsed.tool_calls:
             call = parsed.tool_calls[0]
             messages.append({"role": "tool", "content": env.call(call), "tool_call_id": call["id"]})
             if call["function"]["name"] in TERMINATE_TOOLS:
-                ended = "transfer"
-                break
+                return "transfer"
             continue
         transcript.append(("agent", parsed.content))
         reply = user(item["instruction"], transcript)
         transcript.append(("user", reply))
         messages.append({"role": "user", "content": reply})
         if STOP in reply:
-            ended = "stop"
-            break
-    return {"id": item["id"], "messages": messages, "ended": ended, "db_hash": env.hash(),
-            "gold_db_hash": gold_hash(item, sandbox)}
+            return "stop"
+    return "max_turns"
 
 
 def run(policy: Any, items: Sequence[dict], out_path: str | os.PathLike | None = None,

@@ -31,10 +31,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from ftrl_lab.benchmarks.common import (Executor, category_table, progress, read_records, require, respond,
-                                        write_output)
+from ftrl_lab.benchmarks.common import Executor, as_rollout_policy, category_table, read_records, require, write_output
 from ftrl_lab.environment import EnvRecord, RecordError, function_names_defined, shared_dir
-from ftrl_lab.parsing import make_tool_call, parse_openai_message, parse_response, render_qwen_calls
+from ftrl_lab.parsing import make_tool_call, render_qwen_calls
 from ftrl_lab.reward import answer_verify, normalise
 
 MODES = ("direct", "mandatory", "free")
@@ -206,51 +205,32 @@ def table(results: Sequence[dict]):
 
 
 # --- running -------------------------------------------------------------------------------------
-def _parse(response: Any, fmt: str):
-    return parse_openai_message(response) if isinstance(response, dict) else parse_response(response, fmt)
-
-
-def rollout(policy: Any, items: Sequence[dict], mode: str, executor: Executor | None = None,
-            max_turns: int = MAX_TURNS, fmt: str = "qwen") -> list[list[dict]]:
-    """Batched multi-turn episodes: each turn every unfinished conversation gets one response;
-    its tool calls run and their outputs are appended; an answer without calls ends it."""
-    if executor is None:
-        from ftrl_lab.reward import default_executor as executor
-    convs = [prompt(it, mode) for it in items]
-    tools = [None if mode == "direct" else it["tools"] for it in items]
-    active = list(range(len(items)))
-    for _ in range(1 if mode == "direct" else max_turns):
-        if not active:
-            break
-        responses = respond(policy, [convs[i] for i in active], [tools[i] for i in active])
-        still = []
-        for i, resp in zip(active, responses):
-            parsed = _parse(resp, fmt)
-            convs[i].append(parsed.to_message())
-            if parsed.tool_calls and mode != "direct":
-                contents = executor(items[i]["codes"], parsed.tool_calls)
-                convs[i].extend({"role": "tool", "content": c, "tool_call_id": call["id"]}
-                                for c, call in zip(contents, parsed.tool_calls))
-                still.append(i)
-        active = still
-    return convs
-
-
 def run(policy: Any, items: Sequence[dict], out_path: str | os.PathLike | None = None,
-        modes: Sequence[str] = MODES, executor: Executor | None = None, max_turns: int = MAX_TURNS,
+        modes: Sequence[str] = MODES, executor: Any = None, max_turns: int = MAX_TURNS,
         fmt: str = "qwen", batch_size: int = 8, show_progress: bool = True) -> list[dict]:
-    """Run the modes; rows ``{id, mode, messages}`` are appended to ``out_path`` per batch, and
-    (item, mode) pairs already there are skipped."""
+    """Play the items in each mode with :func:`ftrl_lab.rollout.rollout` (tools in the sandbox
+    by default; ``executor`` is a rollout tool executor). Rows ``{id, mode, messages, calls,
+    solved, total}`` are appended to ``out_path`` as episodes finish; (item, mode) pairs already
+    there are skipped."""
+    from ftrl_lab.rollout import rollout
+
     rows = _read_mode_rows(out_path)
+    policy = as_rollout_policy(policy, fmt)
     for mode in modes:
         todo = [it for it in items if (str(it["id"]), mode) not in rows]
-        steps = range(0, len(todo), max(1, batch_size))
-        for start in progress(steps, total=len(steps), desc=f"ToolHop {mode}", enabled=show_progress):
-            batch = todo[start:start + batch_size]
-            for it, messages in zip(batch, rollout(policy, batch, mode, executor, max_turns, fmt)):
-                row = {"id": it["id"], "mode": mode, "messages": messages}
-                rows[(str(it["id"]), mode)] = row
-                write_output(out_path, row)
+        if not todo:
+            continue
+
+        def save(ep, mode=mode, todo=todo):
+            it = todo[ep.index]
+            row = {"id": it["id"], "mode": mode, "messages": ep.messages, "calls": ep.calls,
+                   "solved": ep.solved, "total": ep.total}
+            rows[(str(it["id"]), mode)] = row
+            write_output(out_path, row)
+
+        rollout([to_env_record(it, mode) for it in todo], policy, max_turns=1 if mode == "direct" else max_turns,
+                max_active=batch_size, executor=executor, on_episode=save, progress=show_progress,
+                desc=f"ToolHop {mode}")
     return [rows[(str(it["id"]), m)] for m in modes for it in items if (str(it["id"]), m) in rows]
 
 
