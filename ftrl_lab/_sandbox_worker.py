@@ -119,7 +119,8 @@ def _libc():
 def _setup_namespaces(cfg: dict, workdir: str, prot: dict, notes: dict) -> str:
     """Network (+ mount) namespace and private tmpfs; returns the working directory to use."""
     CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWUSER = 0x00020000, 0x40000000, 0x10000000
-    MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 16384, 1 << 18
+    MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
+    tmpfs_flags = MS_NOSUID | MS_NODEV | MS_NOEXEC  # nothing written there can be run or dlopen'ed
     prot["network_namespace"] = prot["private_tmpfs"] = False
     if not cfg.get("namespaces", True):
         notes["network_namespace"] = notes["private_tmpfs"] = "disabled by configuration"
@@ -145,13 +146,12 @@ def _setup_namespaces(cfg: dict, workdir: str, prot: dict, notes: dict) -> str:
             err = call(libc.mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
         if err is None:
             size = int(cfg.get("tmpfs_bytes", 64 << 20))
-            err = call(libc.mount, b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV,
+            err = call(libc.mount, b"tmpfs", b"/tmp", b"tmpfs", tmpfs_flags,
                        f"size={size},mode=1777".encode())
         if err is None:
             for small in ("/var/tmp", "/dev/shm", "/run/lock"):
                 if os.path.isdir(small):
-                    call(libc.mount, b"tmpfs", small.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
-                         b"size=1m,mode=1777")
+                    call(libc.mount, b"tmpfs", small.encode(), b"tmpfs", tmpfs_flags, b"size=1m,mode=1777")
             # Same path as the parent's directory, but on the private tmpfs.
             os.makedirs(workdir, mode=0o700, exist_ok=True)
             prot["private_tmpfs"] = True
@@ -355,6 +355,24 @@ _WRITE_EVENTS = {  # event -> (index of the path argument, index of its dir_fd o
 }
 
 
+# Modules patched at set-up (their process-spawning entry points replaced by refusals); a fresh
+# import would bring the originals back, so the hook refuses it.
+_NO_REIMPORT = frozenset({"_posixsubprocess"})
+
+
+def _disable_spawning() -> None:
+    """``_posixsubprocess.fork_exec`` raises no audit event: replace it with a refusal."""
+    try:
+        import _posixsubprocess
+    except ImportError:
+        return
+
+    def fork_exec(*args, **kwargs):
+        raise SandboxViolation("sandbox: starting processes is not allowed")
+
+    _posixsubprocess.fork_exec = fork_exec
+
+
 def make_audit_hook(workdir: str, read_prefixes: tuple, read_files: frozenset,
                     protected_fds: frozenset, allow_flags: list):
     """The audit hook installed after set-up. The worker sets ``allow_flags[0]`` while it moves
@@ -362,6 +380,7 @@ def make_audit_hook(workdir: str, read_prefixes: tuple, read_files: frozenset,
     my_pid = os.getpid()
     write_prefix = workdir.rstrip("/") + "/"
     write_files = frozenset({"/dev/null"})
+    code_prefixes = tuple(p for p in read_prefixes if p != write_prefix)  # where modules may come from
     deny, write_events = dict(_DENY), dict(_WRITE_EVENTS)
     abspath, fspath, readlink = os.path.abspath, os.fspath, os.readlink
 
@@ -413,6 +432,13 @@ def make_audit_hook(workdir: str, read_prefixes: tuple, read_files: frozenset,
         elif event in ("resource.setrlimit", "resource.prlimit"):
             if not allow_flags[0]:
                 refuse("changing resource limits")
+        elif event == "import":
+            if args[0] in _NO_REIMPORT:
+                refuse(f"importing {args[0]} again")
+            if len(args) > 1 and args[1] is not None:  # a native extension module, loaded from a file
+                p = resolve(args[1])
+                if p is not None and (p.startswith(write_prefix) or not p.startswith(code_prefixes)):
+                    refuse(f"loading native code from '{p}'")
         elif event in ("mmap.__new__", "os.scandir", "os.listdir"):
             if args and isinstance(args[0], int) and args[0] in protected_fds:
                 refuse("using the sandbox's own channel")
@@ -747,6 +773,7 @@ def main(argv: list) -> None:
         sys.path.remove(project)
     for name in [m for m in sys.modules if m == "ctypes" or m.startswith("ctypes.")]:
         del sys.modules[name]  # a re-import needs dlopen, which the hook refuses
+    _disable_spawning()
     allow = [False]
     progress = None
     if cfg.get("progress_fd") is not None:

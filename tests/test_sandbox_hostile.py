@@ -40,6 +40,16 @@ CASES = {
                         "        [b'/bin/true'], [b'/bin/true'], True, (), None, None, -1, -1, -1, -1, -1, -1,\n"
                         "        *os.pipe(), False, False, -1, None, None, None, -1, None, False)\n",
                         ["an error occured when call t"]),
+    "posixsubprocess_reimport": ("import sys\ndef t():\n    sys.modules.pop('_posixsubprocess', None)\n"
+                                 "    import _posixsubprocess\n    return str(_posixsubprocess.fork_exec)\n",
+                                 ["is not allowed"]),
+    "native_code_from_workdir": ("import glob, shutil, sys, os, importlib.util\ndef t():\n"
+                                 "    src = glob.glob(sys.base_prefix + '/lib/python3*/lib-dynload/_bisect*.so')[0]\n"
+                                 "    dst = os.path.join(os.getcwd(), os.path.basename(src))\n"
+                                 "    shutil.copyfile(src, dst)\n"
+                                 "    spec = importlib.util.spec_from_file_location('_bisect', dst)\n"
+                                 "    return str(importlib.util.module_from_spec(spec))\n",
+                                 ["loading native code from"]),
     "subprocess": ("import subprocess\ndef t():\n    return subprocess.run(['id'], capture_output=True).stdout\n",
                    ["starting processes is not allowed"]),
     "os_system": (f"import os\ndef t():\n    return os.system('touch {PWNED}')\n",
