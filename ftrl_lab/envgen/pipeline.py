@@ -1,0 +1,331 @@
+"""Generate a split of validated environments into JSONL, resumably and deterministically.
+
+Slot ``k`` of a split gets scenario ``scenarios[k % len(scenarios)]``; its attempt ``j``
+draws everything (complexity levels, question, tools, tables) from ``Random(f"{seed}:{k}:{j}")``.
+A slot keeps its first attempt that passes the validation gate and whose question is new
+(not earlier in the file, not in the ``exclude`` files). Slots are resolved in order, so
+the output depends only on (seed, settings): a rerun skips the slots already written and
+appends byte-identical records. Chunks of slots are written as they finish; the sandbox
+run of one chunk overlaps the generation of the next. A sidecar ``<out>.report.json``
+holds counts, rejections with reasons, integration n -> m statistics and timing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from tqdm.auto import tqdm
+
+from ftrl_lab.environment import EnvRecord, RecordError, append_jsonl, iter_rows, load_records
+from ftrl_lab.envgen.backend import EnvGenerator, GenerationError, ProceduralBackend, draw_levels, parse_complexity
+from ftrl_lab.envgen.decompose import SCENARIOS
+from ftrl_lab.envgen.validate import (PROBES, BatchExecutor, GateReport, GateResult, env_meta, judge,
+                                      normalise_question, prepare, sandbox_executor)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineConfig:
+    """What to generate; recorded in every record's env_meta and in the report."""
+
+    n: int = 2000
+    split: str = "train"
+    seed: int = 0
+    world_seed: int | None = None  # default: the seed (train and test worlds differ)
+    scenarios: tuple[str, ...] = SCENARIOS
+    complexity: str = "3"
+    chunk_size: int = 100
+    max_attempts: int = 20
+    probes: tuple[str, ...] = PROBES
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.scenarios = tuple(self.scenarios)
+        bad = [s for s in self.scenarios if s not in SCENARIOS]
+        if bad or not self.scenarios:
+            raise ValueError(f"unknown scenario(s) {bad} (choose from {SCENARIOS})")
+        parse_complexity(self.complexity)  # raises on a bad spec
+        if self.n < 0 or self.chunk_size < 1 or self.max_attempts < 1:
+            raise ValueError("n must be >= 0, chunk_size and max_attempts >= 1")
+        self.probes, self.exclude = tuple(self.probes), tuple(str(p) for p in self.exclude)
+
+    @property
+    def effective_world_seed(self) -> int:
+        return self.seed if self.world_seed is None else self.world_seed
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed file must share."""
+        return {"seed": self.seed, "split": self.split, "world_seed": self.effective_world_seed,
+                "scenarios": list(self.scenarios), "complexity": self.complexity}
+
+
+def report_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".report.json")
+
+
+def question_set(paths: Iterable[str | Path]) -> set[str]:
+    """Normalised questions of record files (for --exclude)."""
+    seen: set[str] = set()
+    for p in paths:
+        for rec in load_records(p, validate=False):
+            seen.add(normalise_question(rec.question))
+    return seen
+
+
+def _read_existing(out: Path, config: PipelineConfig) -> list[dict]:
+    """Rows already written (checked to share this run's settings); a torn last line is cut off."""
+    if not out.exists():
+        return []
+    data = out.read_bytes()
+    lines = data.split(b"\n")
+    rows: list[dict] = []
+    offset = 0
+    for i, line in enumerate(lines):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i != len(lines) - 1:  # only an unterminated last line can be an interrupted write
+                    raise RecordError("malformed JSON line in the file being resumed", source=str(out),
+                                      line=i + 1) from None
+                log.warning("%s: dropping a torn last line (interrupted write)", out)
+                with open(out, "r+b") as f:
+                    f.truncate(offset)
+                break
+        offset += len(line) + 1
+    want = config.identity()
+    for i, row in enumerate(rows):
+        meta = json.loads(row.get("env_meta") or "{}")
+        got = {k: meta.get(k) for k in want}
+        if got != want:
+            raise RecordError(f"written with other settings {got} than now {want}; use another --out "
+                              f"or delete the file", source=str(out), line=i + 1, field="env_meta")
+    return rows
+
+
+def integration_stats(metas: list[dict]) -> dict[str, Any]:
+    """n -> m of function integration, overall and per scenario."""
+    out: dict[str, Any] = {}
+    for name, group in [("all", metas)] + [(s, [m for m in metas if m.get("scenario") == s]) for s in SCENARIOS]:
+        pairs = [(m["integration"]["n"], m["integration"]["m"]) for m in group if m.get("integration")]
+        if not pairs:
+            continue
+        out[name] = {"envs": len(pairs), "mean_n": round(sum(a for a, _ in pairs) / len(pairs), 3),
+                     "mean_m": round(sum(b for _, b in pairs) / len(pairs), 3),
+                     "merged_envs": sum(a > b for a, b in pairs),
+                     "n_to_m": dict(Counter(f"{a}->{b}" for a, b in pairs).most_common())}
+    return out
+
+
+@dataclass
+class _Candidate:
+    record: EnvRecord | None
+    result: GateResult | None = None
+
+
+@dataclass
+class _Timing:
+    generate: float = 0.0
+    prepare: float = 0.0
+    sandbox: float = 0.0
+    judge: float = 0.0
+    extra_rounds: int = 0
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+class Pipeline:
+    """One generation run (see the module docstring)."""
+
+    def __init__(self, config: PipelineConfig, out: str | Path, backend: EnvGenerator | None = None,
+                 executor: BatchExecutor | None = None, progress: bool = True):
+        self.config, self.out = config, Path(out)
+        self.backend = backend or ProceduralBackend(config.effective_world_seed)
+        self.executor = executor or sandbox_executor()
+        self.progress = progress
+        self.spec = parse_complexity(config.complexity)
+        self.gate = GateReport()
+        self.timing = _Timing()
+        self.exhausted: list[int] = []
+
+    # --- candidates ----------------------------------------------------------------------------
+    def candidate(self, slot: int, attempt: int) -> _Candidate:
+        """Generate (not yet validate) attempt `attempt` of slot `slot`."""
+        c = self.config
+        rng = random.Random(f"{c.seed}:{slot}:{attempt}")
+        levels = draw_levels(self.spec, rng)
+        scenario = c.scenarios[slot % len(c.scenarios)]
+        meta = {**c.identity(), "slot": slot, "attempt": attempt}
+        try:
+            rec = self.backend.generate(scenario, levels, rng, c.split, meta)
+        except GenerationError as e:
+            return _Candidate(None, GateResult(False, [(e.reason, e.detail)]))
+        return _Candidate(rec)
+
+    def _generate(self, keys: list[tuple[int, int]]) -> tuple[dict, Any]:
+        t = time.perf_counter()
+        cands = {key: self.candidate(*key) for key in keys}
+        self.timing.generate += time.perf_counter() - t
+        t = time.perf_counter()
+        live = [key for key in keys if cands[key].record is not None]
+        prepared = prepare([cands[k].record for k in live], self.config.probes)
+        self.timing.prepare += time.perf_counter() - t
+        return cands, (live, prepared)
+
+    def _judge(self, cands: dict, live: list, prepared, outputs) -> None:
+        t = time.perf_counter()
+        results = judge([cands[k].record for k in live], prepared, outputs)
+        for key, res in zip(live, results):
+            cands[key].result = res
+        self.timing.judge += time.perf_counter() - t
+
+    def _run_items(self, items: list) -> list:
+        t = time.perf_counter()
+        out = self.executor(items) if items else []
+        self.timing.sandbox += time.perf_counter() - t
+        return out
+
+    # --- resolution ----------------------------------------------------------------------------
+    def _resolve(self, slots: list[int], cands: dict, seen: set[str]) -> list[EnvRecord]:
+        """Pick each slot's first passing, new attempt, in slot order (extra rounds as needed)."""
+        attempt = {s: 0 for s in slots}
+        done: dict[int, EnvRecord | None] = {}
+        while len(done) < len(slots):
+            for s in slots:  # gate failures do not depend on order: skip them at once
+                while s not in done and (s, attempt[s]) in cands and not cands[(s, attempt[s])].result.ok:
+                    self.gate.add(cands[(s, attempt[s])].result)
+                    attempt[s] += 1
+                    if attempt[s] >= self.config.max_attempts:
+                        done[s] = None
+                        self.exhausted.append(s)
+            missing = [(s, attempt[s]) for s in slots if s not in done and (s, attempt[s]) not in cands]
+            if missing:
+                self.timing.extra_rounds += 1
+                new, (live, prepared) = self._generate(missing)
+                self._judge(new, live, prepared, self._run_items(prepared.items))
+                cands.update(new)
+                continue
+            for s in slots:  # duplicates depend on order: resolve in slot order
+                if s in done:
+                    continue
+                cand = cands[(s, attempt[s])]
+                q = normalise_question(cand.record.question)
+                if q in seen:
+                    reason = "excluded_question" if q in self._excluded else "duplicate_question"
+                    self.gate.add(GateResult(False, [(reason, cand.record.question[:200])]))
+                    attempt[s] += 1
+                    if attempt[s] >= self.config.max_attempts:
+                        done[s] = None
+                        self.exhausted.append(s)
+                    break
+                self.gate.add(cand.result)
+                seen.add(q)
+                done[s] = cand.record
+        return [done[s] for s in slots if done[s] is not None]
+
+    # --- the run -------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        c = self.config
+        start = time.perf_counter()
+        rows = _read_existing(self.out, c)
+        previous = self._previous_report() if rows else None
+        self._excluded = question_set(c.exclude)
+        seen = set(self._excluded)
+        for row in rows:
+            seen.add(normalise_question(EnvRecord.from_row(row, validate=False).question))
+        first = (max(json.loads(r["env_meta"])["slot"] for r in rows) + 1) if rows else 0
+        chunks = [list(range(a, min(c.n, a + c.chunk_size))) for a in range(first, c.n, c.chunk_size)]
+        written = 0
+        bar = tqdm(total=c.n, initial=first, desc=f"envgen {c.split}", unit="env", disable=not self.progress)
+        with ThreadPoolExecutor(1, thread_name_prefix="envgen-sandbox") as pool:
+            pending = None
+            for slots in chunks + [None]:
+                nxt = None
+                if slots is not None:
+                    cands, (live, prepared) = self._generate([(s, 0) for s in slots])
+                    nxt = (slots, cands, live, prepared, pool.submit(self._run_items, prepared.items))
+                if pending is not None:
+                    p_slots, p_cands, p_live, p_prep, fut = pending
+                    self._judge(p_cands, p_live, p_prep, fut.result())
+                    records = self._resolve(p_slots, p_cands, seen)
+                    append_jsonl(self.out, [r.to_row() for r in records])
+                    written += len(records)
+                    bar.update(len(p_slots))
+                pending = nxt
+        bar.close()
+        elapsed = time.perf_counter() - start
+        return self._write_report(previous, written, elapsed)
+
+    def _previous_report(self) -> dict | None:
+        path = report_path(self.out)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            log.warning("%s: unreadable report, counts restart from this run", path)
+            return None
+
+    def _write_report(self, previous: dict | None, written: int, elapsed: float) -> dict[str, Any]:
+        metas = [json.loads(row.get("env_meta") or "{}") for row, _ in iter_rows(self.out)] if self.out.exists() else []
+        gate = GateReport.from_dict(previous["gate"]) if previous else GateReport()
+        gate.merge(self.gate)
+        runs = (previous or {}).get("runs", []) + [{
+            "written": written, "seconds": round(elapsed, 3),
+            "envs_per_s": round(written / elapsed, 2) if elapsed > 0 else None,
+            "phases": self.timing.to_dict(), "exhausted_slots": self.exhausted}]
+        report = {
+            "out": str(self.out), "config": asdict(self.config), "backend": self.backend.describe(),
+            "records": len(metas),
+            "per_scenario": dict(Counter(m.get("scenario") for m in metas)),
+            "levels": dict(Counter(json.dumps(m.get("levels"), sort_keys=True) for m in metas)),
+            "gate": gate.to_dict(),
+            "integration": integration_stats(metas),
+            "runs": runs,
+        }
+        path = report_path(self.out)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        tmp.replace(path)
+        return report
+
+
+def generate_split(config: PipelineConfig, out: str | Path, backend: EnvGenerator | None = None,
+                   executor: BatchExecutor | None = None, progress: bool = True) -> dict[str, Any]:
+    """Generate (or resume) a split into `out` (JSONL); returns the report (also written beside it)."""
+    if Path(out).suffix.lower() != ".jsonl":
+        raise ValueError(f"{out}: the pipeline writes JSONL (append, resume); convert with environment.save_records")
+    return Pipeline(config, out, backend, executor, progress).run()
+
+
+def generate_records(n: int, seed: int = 0, scenarios: Iterable[str] = SCENARIOS, complexity: str = "3",
+                     split: str = "train", backend: EnvGenerator | None = None,
+                     executor: BatchExecutor | None = None, probes: Iterable[str] = PROBES) -> tuple[list[EnvRecord], GateReport]:
+    """In-memory generation of n validated records (for notebooks and tests)."""
+    config = PipelineConfig(n=n, split=split, seed=seed, scenarios=tuple(scenarios), complexity=complexity,
+                            probes=tuple(probes))
+    pipe = Pipeline(config, Path("/nonexistent/in-memory.jsonl"), backend, executor, progress=False)
+    pipe._excluded = set()
+    seen: set[str] = set()
+    records: list[EnvRecord] = []
+    for a in range(0, n, config.chunk_size):
+        slots = list(range(a, min(n, a + config.chunk_size)))
+        cands, (live, prepared) = pipe._generate([(s, 0) for s in slots])
+        pipe._judge(cands, live, prepared, pipe._run_items(prepared.items))
+        records.extend(pipe._resolve(slots, cands, seen))
+    return records, pipe.gate
+
+
+__all__ = ["PipelineConfig", "Pipeline", "generate_split", "generate_records", "question_set", "report_path",
+           "integration_stats"]
