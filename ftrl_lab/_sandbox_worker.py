@@ -298,9 +298,11 @@ def _read_allowlist(workdir: str, extra: list) -> tuple[tuple, frozenset]:
             dirs.add(p)
     tz = sysconfig.get_config_var("TZPATH") or ""
     dirs.update(p for p in tz.split(os.pathsep) if p)
-    dirs.update(["/usr/share/zoneinfo", "/proc/self"])
+    dirs.add("/usr/share/zoneinfo")
+    # Exact /proc/self files only: /proc/self/root and /proc/self/cwd lead anywhere.
     files = {"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/etc/localtime",
-             "/etc/timezone", "/etc/mime.types"}
+             "/etc/timezone", "/etc/mime.types", "/proc/self/status", "/proc/self/stat",
+             "/proc/self/statm", "/proc/self/limits", "/proc/self/mounts", "/proc/self/cgroup"}
     for p in extra:
         (dirs if os.path.isdir(p) else files).add(os.path.abspath(p))
     prefixes = tuple(sorted({os.path.abspath(d).rstrip("/") + "/" for d in dirs}))
@@ -344,6 +346,7 @@ _DENY = {
     "os.setxattr": "changing file attributes",
     "os.removexattr": "changing file attributes",
     "os.killpg": "signalling other processes",
+    "code.__new__": "building code objects from raw bytecode",
 }
 _WRITE_EVENTS = {  # event -> (index of the path argument, index of its dir_fd or None)
     "os.remove": (0, 1), "os.rmdir": (0, 1), "os.mkdir": (0, 2), "os.chmod": (0, 2),
@@ -358,6 +361,9 @@ _WRITE_EVENTS = {  # event -> (index of the path argument, index of its dir_fd o
 # Modules patched at set-up (their process-spawning entry points replaced by refusals); a fresh
 # import would bring the originals back, so the hook refuses it.
 _NO_REIMPORT = frozenset({"_posixsubprocess"})
+# CPython's internal test modules can corrupt memory on purpose.
+_NO_IMPORT = frozenset({"_testcapi", "_testinternalcapi", "_testbuffer", "_testmultiphase",
+                        "_testimportmultiple", "_testclinic", "_ctypes_test", "_xxtestfuzz"})
 
 
 def _disable_spawning() -> None:
@@ -435,11 +441,16 @@ def make_audit_hook(workdir: str, read_prefixes: tuple, read_files: frozenset,
         elif event == "import":
             if args[0] in _NO_REIMPORT:
                 refuse(f"importing {args[0]} again")
+            if args[0] in _NO_IMPORT:
+                refuse(f"importing {args[0]}")
             if len(args) > 1 and args[1] is not None:  # a native extension module, loaded from a file
                 p = resolve(args[1])
                 if p is not None and (p.startswith(write_prefix) or not p.startswith(code_prefixes)):
                     refuse(f"loading native code from '{p}'")
-        elif event in ("mmap.__new__", "os.scandir", "os.listdir"):
+        elif event in ("os.listdir", "os.scandir"):
+            if args and args[0] is not None:
+                check_read(args[0])
+        elif event == "mmap.__new__":
             if args and isinstance(args[0], int) and args[0] in protected_fds:
                 refuse("using the sandbox's own channel")
 
