@@ -18,7 +18,6 @@ Core module: no torch or transformers imports.
 
 from __future__ import annotations
 
-import atexit
 import collections
 import hashlib
 import json
@@ -34,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -90,7 +90,7 @@ class _Worker:
         self.known: set[str] = set()  # source keys this worker has received
         self.calls = 0
         self.hello: dict | None = None
-        self.chunk: list | None = None  # calls in flight: [(index, name, key, args_text, start)]
+        self.chunk: list | None = None  # calls in flight: [(index, name, key, args_text)]
         self.pos = 0
         self.deadline = 0.0
         self.started = 0.0  # when the worker last made progress
@@ -184,7 +184,7 @@ class Sandbox:
         # JSON with ensure_ascii may spend 12 bytes on one character (a surrogate pair).
         self._max_frame = 12 * (2 * self.max_output + self.max_stdout) + (1 << 20)
         self._lock = threading.RLock()
-        self._workers: list[_Worker] = []
+        self._workers: list[_Worker] = []  # changed in place: the finalizer holds this list
         self._keys: dict[str, str] = {}
         self._pid = os.getpid()
         self._closed = False
@@ -193,6 +193,8 @@ class Sandbox:
         self._view = memoryview(self._buf)
         self.started_in = 0.0  # seconds the last start of all workers took
         self.restarts = 0      # workers killed and replaced so far
+        self._owner = [self._pid]  # the process whose workers these are (not a fork of it)
+        self._finalizer = weakref.finalize(self, _close_workers, self._workers, self._owner)
         self._start_all()
 
     # --- life cycle ------------------------------------------------------------------------
@@ -261,7 +263,7 @@ class Sandbox:
 
     def _start_all(self) -> None:
         t0 = time.perf_counter()
-        self._workers = self._spawn_many(self.n_workers)
+        self._workers[:] = self._spawn_many(self.n_workers)
         self.started_in = time.perf_counter() - t0
         missing = [k for k, v in self.protections().items() if not v]
         if missing:
@@ -280,10 +282,7 @@ class Sandbox:
             if self._closed:
                 return
             self._closed = True
-            if os.getpid() == self._pid:
-                for w in self._workers:
-                    w.close()
-            self._workers = []
+            self._finalizer()
             self._selector.close()
 
     def __enter__(self) -> "Sandbox":
@@ -319,7 +318,7 @@ class Sandbox:
             for w in self._workers:
                 w.sock.close()
             self._selector = selectors.DefaultSelector()
-            self._pid = os.getpid()
+            self._pid = self._owner[0] = os.getpid()
             self._start_all()
 
     # --- running calls ---------------------------------------------------------------------
@@ -362,7 +361,7 @@ class Sandbox:
     def _key(self, source: str) -> str:
         key = self._keys.get(source)
         if key is None:
-            if len(self._keys) > 100_000:
+            if len(self._keys) > 10_000:
                 self._keys.clear()
             key = hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
             self._keys[source] = key
@@ -523,6 +522,14 @@ class Sandbox:
                 self._replace(w, graceful=False)
 
 
+def _close_workers(workers: list[_Worker], owner: list[int]) -> None:
+    """Stop the workers (at close, garbage collection or exit) in the process that owns them."""
+    if os.getpid() == owner[0]:
+        for w in workers:
+            w.close()
+    workers.clear()
+
+
 def _tail(path: Path, n: int = 2000) -> str:
     try:
         data = path.read_bytes()[-n:].decode("utf-8", "replace").strip()
@@ -537,10 +544,10 @@ _shared_lock = threading.Lock()
 
 
 def get_sandbox(**kwargs) -> Sandbox:
-    """A process-wide shared ``Sandbox`` (created on first use with ``kwargs``, closed at exit)."""
+    """A process-wide shared ``Sandbox``, created on first use with ``kwargs`` (later calls
+    return the same instance and ignore ``kwargs``) and closed at exit."""
     global _shared
     with _shared_lock:
         if _shared is None or _shared._closed:
-            _shared = Sandbox(**kwargs)
-            atexit.register(_shared.close)
+            _shared = Sandbox(**kwargs)  # closed at exit by its finalizer
         return _shared

@@ -298,3 +298,28 @@ class _quiet:
         sys.stdout = self.stdout
         os.dup2(self.saved, 1)
         os.close(self.saved)
+
+
+def test_forgotten_sandbox_is_cleaned_up():
+    import gc
+
+    s = Sandbox(n_workers=1)
+    proc, workdir = s._workers[0].proc, s._workers[0].workdir
+    del s
+    gc.collect()
+    assert proc.poll() is not None and not os.path.exists(workdir)
+
+
+def test_forked_child_does_not_touch_the_parents_workers(sb):
+    pids = sb.worker_pids()
+    child = os.fork()
+    if child == 0:  # the child uses the sandbox: it must start its own workers
+        try:
+            ok = sb.run(CODES, [call("as_int", {"a": 3})])[0].content == "6" and not set(sb.worker_pids()) & set(pids)
+            sb.close()
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sb.worker_pids() == pids
+    assert sb.run(CODES, [call("as_int", {"a": 4})])[0].content == "8"
