@@ -80,11 +80,16 @@ def test_toolset_extension_hits_ftrl_tool_counts(scenario):
     for seed in range(15):
         d = _draft(scenario, seed)
         gold = {t.name for t in d.tools}
+        d = functional_generalization(d, 3, random.Random(seed))
+        d.levels["functional"] = 3
+        gold = {t.name for t in d.tools}
         out = toolset_extension(d, 3, random.Random(seed))
         assert lo <= len(out.tools) <= hi or len(out.tools) == len(d.tools) + 1
         assert gold <= {t.name for t in out.tools}
         origins = {t.origin for t in out.tools if t.name not in gold}
         assert origins <= {"distractor", "near_duplicate"}
+        served = {(t.entity_type, f) for t in out.tools if t.name in gold for f in t.fields}
+        assert not any((t.entity_type, f) in served for t in out.tools if t.name not in gold for f in t.fields)
         assert len({t.name for t in out.tools}) == len(out.tools)
         one = toolset_extension(d, 1, random.Random(seed))
         assert 1 <= len(one.tools) - len(d.tools) <= 2

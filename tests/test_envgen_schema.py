@@ -59,3 +59,10 @@ def test_option_catalog_levels_types_and_small_constants():
             assert abs(o.schema.get(bound, 0)) <= 60
     assert {o.name for o in options.options_for("calculator")} >= {"precision", "rounding"}
     assert "precision" not in {o.name for o in options.options_for("lookup")}
+
+
+def test_labels_nest_as_noun_phrases():
+    """"the <label> of {x}" must read well for any {x}: no pronoun pointing back at the subject."""
+    for t in schema.TYPES:
+        for f in t.fields:
+            assert not re.search(r"\b(it|its)\b", f.label), (t.name, f.name, f.label)

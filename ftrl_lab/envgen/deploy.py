@@ -59,8 +59,55 @@ def _type_test(var: str, typ: str) -> str:
     }[typ]
 
 
+def _expectation(p: Param) -> tuple[list[str], str]:
+    """(conditions that make the value invalid, in short-circuit order; what a valid value is)."""
+    v = p.name
+    conds = [_type_test(v, p.type)]
+    want = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
+            "array": "a list", "object": "an object"}[p.type]
+    if p.type == "string" and p.required:
+        conds.append(f"not {v}.strip()")
+        want = "a non-empty string"
+    if "maxLength" in p.extra:
+        conds.append(f"len({v}) > {p.extra['maxLength']}")
+        want += f" of at most {p.extra['maxLength']} characters"
+    if p.minimum is not None and p.maximum is not None:
+        conds.append(f"not {p.minimum!r} <= {v} <= {p.maximum!r}")
+        want += f" between {p.minimum} and {p.maximum}"
+    elif p.minimum is not None:
+        conds.append(f"{v} < {p.minimum!r}")
+        want += f" of at least {p.minimum}"
+    elif p.maximum is not None:
+        conds.append(f"{v} > {p.maximum!r}")
+        want += f" of at most {p.maximum}"
+    if p.type == "array":
+        lo = p.extra.get("minItems", 2 if p.role == "operands" else None)
+        hi = p.extra.get("maxItems")
+        if lo is not None:
+            conds.append(f"len({v}) < {lo}")
+        if hi is not None:
+            conds.append(f"len({v}) > {hi}")
+        if lo is not None or hi is not None:
+            want += (f" of {lo} to {hi} items" if lo is not None and hi is not None
+                     else f" of at least {lo} items" if lo is not None else f" of at most {hi} items")
+        item = p.items or {}
+        if "enum" in item:
+            conds.append(f"any(x not in {item['enum']!r} for x in {v})")
+            want += f" with items among {', '.join(item['enum'])}"
+        elif "type" in item:
+            conds.append(f"any({_type_test('x', item['type'])} for x in {v})")
+            want += f" of {item['type']}s"
+    if p.type == "object" and p.properties:
+        keys = list(p.properties)
+        conds.append(f"any(k not in {keys!r} for k in {v})")
+        for k, sub in p.properties.items():
+            conds.append(f"({v}.get({k!r}) is not None and {_type_test(f'{v}[{k!r}]', sub['type'])})")
+        want += " with keys " + ", ".join(f"{k} ({sub['type']})" for k, sub in p.properties.items())
+    return conds, want
+
+
 def _check_param(code: _Code, p: Param, tool: Tool) -> None:
-    """Validation lines for one parameter (after the missing-required checks)."""
+    """One validation test per parameter (after the missing-required checks)."""
     v = p.name
     allowed = list(tool.fields) if p.role in ("selector", "operation") else p.enum
     guard = "" if p.required else f"{v} is not None and "
@@ -68,60 +115,10 @@ def _check_param(code: _Code, p: Param, tool: Tool) -> None:
         code.add(f"if {guard}{v} not in {list(allowed)!r}:")
         code.err(f"Invalid '{v}'. Must be one of: {', '.join(map(str, allowed))}.")
         return
-    article = "an" if p.type[0] in "aeio" else "a"
-    simple = p.type in ("string", "boolean") and not p.extra
-    if simple:
-        if p.type == "string" and p.required:
-            code.add(f"if not isinstance({v}, str) or not {v}.strip():")
-            code.err(f"Invalid '{v}': expected a non-empty string.")
-        else:
-            code.add(f"if {guard}{_type_test(v, p.type)}:")
-            code.err(f"Invalid '{v}': expected {article} {p.type}.")
-        return
-    depth = 1
-    if not p.required:
-        code.add(f"if {v} is not None:")
-        depth = 2
-    code.add(f"if {_type_test(v, p.type)}:", depth)
-    code.err(f"Invalid '{v}': expected {article} {p.type}.", depth + 1)
-    if p.type == "string" and p.required:
-        code.add(f"if not {v}.strip():", depth)
-        code.err(f"Invalid '{v}': it must not be empty.", depth + 1)
-    if p.minimum is not None and p.maximum is not None:
-        code.add(f"if {v} < {p.minimum!r} or {v} > {p.maximum!r}:", depth)
-        code.err(f"Invalid '{v}': must be between {p.minimum} and {p.maximum}.", depth + 1)
-    elif p.minimum is not None or p.maximum is not None:
-        op, bound, word = ("<", p.minimum, "at least") if p.minimum is not None else (">", p.maximum, "at most")
-        code.add(f"if {v} {op} {bound!r}:", depth)
-        code.err(f"Invalid '{v}': must be {word} {bound}.", depth + 1)
-    if "maxLength" in p.extra:
-        code.add(f"if len({v}) > {p.extra['maxLength']}:", depth)
-        code.err(f"Invalid '{v}': longer than {p.extra['maxLength']} characters.", depth + 1)
-    if p.type == "array":
-        lo = p.extra.get("minItems", 2 if p.role == "operands" else None)
-        hi = p.extra.get("maxItems")
-        if lo is not None or hi is not None:
-            cond = " or ".join(x for x in (f"len({v}) < {lo}" if lo is not None else "",
-                                           f"len({v}) > {hi}" if hi is not None else "") if x)
-            span = (f"between {lo} and {hi}" if lo is not None and hi is not None
-                    else f"at least {lo}" if lo is not None else f"at most {hi}")
-            code.add(f"if {cond}:", depth)
-            code.err(f"Invalid '{v}': needs {span} items.", depth + 1)
-        item = p.items or {}
-        if "enum" in item:
-            code.add(f"if any(x not in {item['enum']!r} for x in {v}):", depth)
-            code.err(f"Invalid '{v}': items must be among {', '.join(item['enum'])}.", depth + 1)
-        elif "type" in item:
-            code.add(f"if any({_type_test('x', item['type'])} for x in {v}):", depth)
-            code.err(f"Invalid '{v}': every item must be {'a number' if item['type'] == 'number' else 'a ' + item['type']}.",
-                     depth + 1)
-    if p.type == "object" and p.properties:
-        keys = list(p.properties)
-        code.add(f"if any(k not in {keys!r} for k in {v}):", depth)
-        code.err(f"Invalid '{v}': allowed keys are {', '.join(keys)}.", depth + 1)
-        for k, sub in p.properties.items():
-            code.add(f"if {v}.get({k!r}) is not None and ({_type_test(f'{v}[{k!r}]', sub['type'])}):", depth)
-            code.err(f"Invalid '{v}.{k}': expected a {sub['type']}.", depth + 1)
+    conds, want = _expectation(p)
+    test = " or ".join(conds)
+    code.add(f"if {guard}({test}):" if guard and len(conds) > 1 else f"if {guard}{test}:")
+    code.err(f"Invalid '{v}': expected {want}.")
 
 
 def _flag(p: Param) -> str:

@@ -66,8 +66,13 @@ def _ops(tool: Tool) -> list[str]:
     return list(p.enum) if p.enum else list(tool.fields)
 
 
-def functional_generalization(draft: EnvDraft, level: int, rng: random.Random) -> EnvDraft:
-    """Broaden what each tool does and says it does."""
+def functional_generalization(draft: EnvDraft, level: int, rng: random.Random,
+                              reserved: set[tuple[str, str]] = frozenset()) -> EnvDraft:
+    """Broaden what each tool does and says it does.
+
+    `reserved` (entity type, field) pairs are never added to a tool: distractors must not
+    answer what the gold tools answer, or a correct call to them would go unrewarded.
+    """
     _check_level(level, "functional generalization")
     draft = draft.copy()
     draft.levels["functional"] = level
@@ -84,7 +89,7 @@ def functional_generalization(draft: EnvDraft, level: int, rng: random.Random) -
             op.description = f"The operation to perform: {', '.join(tool.fields)}."
         if tool.kind == "lookup" and level >= 2:
             t = entity_type(tool.entity_type)
-            spare = [f.name for f in t.fields if f.name not in tool.fields]
+            spare = [f.name for f in t.fields if f.name not in tool.fields and (t.name, f.name) not in reserved]
             rng.shuffle(spare)
             k = rng.randint(1, 2) if level == 2 else rng.randint(2, 4)
             tool.fields = tool.fields + spare[:k]
@@ -204,7 +209,7 @@ def toolset_extension(draft: EnvDraft, level: int, rng: random.Random) -> EnvDra
     if target <= len(gold):
         return draft
     taken = {t.name for t in draft.tools}
-    used = {(t.entity_type, f) for t in gold for f in t.fields}
+    used = {(t.entity_type, f) for t in gold for f in t.fields}  # grows with each new tool
     gold_types = [t for t in gold if t.kind == "lookup"]
     gold_domains = {entity_type(t.entity_type).domain for t in gold_types}
     extra: list[Tool] = []
@@ -231,7 +236,8 @@ def toolset_extension(draft: EnvDraft, level: int, rng: random.Random) -> EnvDra
         taken.add(tool.name)
         extra.append(tool)
     side = EnvDraft(draft.decomposition, extra, [], dict(draft.levels))
-    side = functional_generalization(side, draft.levels.get("functional", 0), rng)
+    gold_fields = {(t.entity_type, f) for t in gold for f in t.fields}
+    side = functional_generalization(side, draft.levels.get("functional", 0), rng, reserved=gold_fields)
     side = parameter_expansion(side, draft.levels.get("parameters", 0), rng)
     side = type_generalization(side, draft.levels.get("types", 0), rng)
     for t in side.tools:

@@ -25,7 +25,7 @@ _ONSETS = ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v",
 _VOWELS = ("a", "e", "i", "o", "u", "a", "e", "o", "ai", "ei", "ou", "y")
 _CODAS = ("n", "r", "l", "s", "th", "k", "m", "x", "nd", "rn", "v", "sk")
 
-ENTITIES_PER_TYPE = 40
+ENTITIES_PER_TYPE = 60
 
 
 def invent_word(rng: random.Random, syllables: tuple[int, int] = (2, 3)) -> str:
