@@ -159,6 +159,8 @@ class Sandbox:
         drop_privileges: when root, run tool code as uid/gid nobody.
         read_paths: extra files or directories tool code may read.
         preimport: modules imported in each worker before tool code runs (start-up cost, speed).
+        hash_seed: PYTHONHASHSEED of every worker, so that e.g. ``str(set(...))`` gives the same
+            text whichever worker runs the call (None: random per worker).
     """
 
     def __init__(self, n_workers: int | None = None, timeout: float = 10.0, *,
@@ -167,7 +169,7 @@ class Sandbox:
                  tmpfs_bytes: int = 64 << 20, recycle_after: int = 20_000, grace: float = 2.0,
                  namespaces: bool = True, drop_privileges: bool = True,
                  read_paths: Iterable[str] = (), preimport: Iterable[str] = DEFAULT_PREIMPORT,
-                 startup_timeout: float = 30.0):
+                 hash_seed: int | None = 0, startup_timeout: float = 30.0):
         if timeout <= 0:
             raise SandboxError(f"timeout must be positive, got {timeout}")
         self.n_workers = max(1, int(n_workers or os.cpu_count() or 1))
@@ -176,6 +178,7 @@ class Sandbox:
         self.max_output, self.max_stdout = int(max_output), int(max_stdout)
         self.recycle_after, self.grace = int(recycle_after), float(grace)
         self.startup_timeout = float(startup_timeout)
+        self.hash_seed = hash_seed
         self._cfg = {"memory_bytes": int(memory_bytes), "file_bytes": int(file_bytes),
                      "tmpfs_bytes": int(tmpfs_bytes), "namespaces": bool(namespaces),
                      "drop_privileges": bool(drop_privileges), "read_paths": [str(p) for p in read_paths],
@@ -237,12 +240,16 @@ class Sandbox:
         os.ftruncate(progress_fd, 8)
         progress_map = mmap.mmap(progress_fd, 8)
         cfg = dict(self._cfg, workdir=workdir, parent_pid=os.getpid(), progress_fd=progress_fd)
+        # A scrubbed environment: no secrets of ours reach tool code.
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir,
-               "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+               "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONPATH": os.pathsep.join([PROJECT_ROOT] + [p for p in os.environ.get(
                    "PYTHONPATH", "").split(os.pathsep) if p])}
-        if os.environ.get("TZ"):
-            env["TZ"] = os.environ["TZ"]
+        for var in ("TZ", "LANG", "LC_ALL", "LC_CTYPE", "LC_TIME", "LC_NUMERIC"):
+            if os.environ.get(var):
+                env[var] = os.environ[var]
+        if self.hash_seed is not None:
+            env["PYTHONHASHSEED"] = str(int(self.hash_seed))
         try:
             with open(os.path.join(workdir, "worker.stderr"), "wb") as err:
                 proc = subprocess.Popen(

@@ -140,6 +140,12 @@ def test_order_is_kept_across_workers(sb):
     assert contents(sb, calls) == [json.dumps({"i": i}) for i in range(500)]
 
 
+def test_workers_share_one_hash_seed(sb):
+    codes = {"s": "def s():\n    return str({'alpha', 'beta', 'gamma', 'delta', 'epsilon', 'zeta'})\n"}
+    got = contents(sb, [call("s", {}, i) for i in range(64)], codes)  # spread over both workers
+    assert len(set(got)) == 1
+
+
 def test_run_batch_keeps_items_apart(sb):
     other = {"echo": "def echo(i):\n    return -i\n"}
     a, b = sb.run_batch([(CODES, [call("echo", {"i": 1})]), (other, [call("echo", {"i": 1}), call("echo", {"i": 2})])])
