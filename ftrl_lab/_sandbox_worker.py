@@ -587,7 +587,7 @@ class Worker:
         if sg.getsignal(signal.SIGXCPU) is not self._handler:
             sg.signal(signal.SIGXCPU, self._handler)
         used = time.process_time()
-        if not used + cpu_limit <= self.cpu_soft <= used + cpu_limit + 2:
+        if not used + cpu_limit <= self.cpu_soft < used + cpu_limit + 1:  # whole seconds only
             res = self._resource
             want = int(used + cpu_limit) + 1
             self.allow[0] = True

@@ -135,6 +135,16 @@ def test_timeout_is_reported_and_next_call_works(sb):
     assert got[1].content == "woke"
 
 
+def test_cpu_time_limit_stops_a_tool_that_ignores_the_timer():
+    code = {"spin": "import signal\ndef spin():\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                    "    while True:\n        pass\n"}
+    with Sandbox(n_workers=1, timeout=60.0, cpu_limit=1.0) as s:  # 1-2 s of CPU, however busy we are
+        r = s.run(code, [call("spin", {})])[0]
+        assert s.restarts == 0  # the worker stopped it itself
+        assert r.content == "an error occured when call spin: Function spin exceeded its CPU-time limit of 1 seconds."
+        assert s.run(CODES, [call("as_int", {"a": 2})])[0].content == "4"
+
+
 def test_order_is_kept_across_workers(sb):
     calls = [call("echo", {"i": i}, i) for i in range(500)]
     assert contents(sb, calls) == [json.dumps({"i": i}) for i in range(500)]
