@@ -107,8 +107,8 @@ CASES = {
                       ["an error occured when call t"]),
     "interpreter_introspection": ("import gc\ndef t():\n    return len(gc.get_objects())\n", ["is not allowed"]),
     "environment_secrets": ("import os\ndef t():\n    return sorted(os.environ)\n", ["HOME"]),
-    "fill_disk": ("def t():\n    with open('big', 'wb') as f:\n        while True:\n            f.write(b'0' * (1 << 20))\n",
-                  ["an error occured when call t"]),
+    "fill_disk": ("def t():\n    with open('big', 'wb') as f:\n        while True:\n"
+                  "            f.write(b'0' * (1 << 20))\n", ["an error occured when call t"]),
     "raise_rlimit": ("import resource\ndef t():\n    resource.setrlimit(resource.RLIMIT_AS, (-1, -1))\n",
                      ["is not allowed"]),
 }
@@ -116,11 +116,15 @@ CASES = {
 # Calls that poison the interpreter; the call after each must still behave normally.
 POISON = {
     "chdir": "import os\ndef t():\n    os.chdir('/')\n    return os.getcwd()\n",
-    "builtins": "import builtins\ndef t():\n    builtins.len = lambda x: 42\n    __builtins__['str'] = None\n    return 'poisoned'\n",
+    "builtins": ("import builtins\ndef t():\n    builtins.len = lambda x: 42\n"
+                 "    __builtins__['str'] = None\n    return 'poisoned'\n"),
     "stdout": "import sys\ndef t():\n    sys.stdout = None\n    sys.stderr = None\n    return 'poisoned'\n",
-    "json_module": "import json, sys\ndef t():\n    json.dumps = None\n    sys.modules['json'] = None\n    return 'poisoned'\n",
-    "sys_path": "import sys\ndef t():\n    sys.path.insert(0, '/tmp')\n    sys.setrecursionlimit(50)\n    return 'poisoned'\n",
-    "signals": "import signal\ndef t():\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n    signal.setitimer(signal.ITIMER_VIRTUAL, 0.01)\n    return 'poisoned'\n",
+    "json_module": ("import json, sys\ndef t():\n    json.dumps = None\n    sys.modules['json'] = None\n"
+                    "    return 'poisoned'\n"),
+    "sys_path": ("import sys\ndef t():\n    sys.path.insert(0, '/tmp')\n    sys.setrecursionlimit(50)\n"
+                 "    return 'poisoned'\n"),
+    "signals": ("import signal\ndef t():\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                "    signal.setitimer(signal.ITIMER_VIRTUAL, 0.01)\n    return 'poisoned'\n"),
 }
 
 NORMAL = ("import json\nprint('normal')\ndef normal(x):\n    return {'len': len(x), 'str': str(x), "
