@@ -111,3 +111,12 @@ def test_same_rng_same_decomposition():
         a = decompose(WORLD, s, random.Random(7))
         b = decompose(WORLD, s, random.Random(7))
         assert a.to_dict() == b.to_dict()
+
+
+def test_differences_are_never_tiny():
+    from ftrl_lab.envgen.world import parse_number
+
+    for scenario in ("parallel_single_hop", "parallel_multi_hop"):
+        for d in _many(scenario, 300):
+            if d.composition in ("difference", "year_gap"):
+                assert parse_number(d.answer) >= 100, d.answer

@@ -160,6 +160,7 @@ COMBINE_TEMPLATES = {
     "earliest": ("Which date is earlier, {either}?", "What is the earliest date among {items}?"),
     "list": ("What are {items}?", "Find {items}.", "I need two facts: {items}."),
 }
+MIN_GAP = 100  # smallest difference used as a gold answer (FTRL's substring rule needs >= 3 digits)
 OPERATION = {"sum": "add", "difference": "subtract", "year_gap": "subtract", "max": "max", "min": "min"}
 
 
@@ -286,6 +287,10 @@ def _parallel(world: World, rng: random.Random, config: DecomposeConfig, lengths
     ends = [ch[-1] for ch in chains]
     composition = choose_composition(ends, rng)
     answer = combine(composition, ends)
+    if composition in ("difference", "year_gap") and parse_number(answer) < MIN_GAP:
+        # a tiny difference ("0", "7") would be "found" in almost any output: combine otherwise
+        composition = "min" if composition == "year_gap" else "sum"
+        answer = combine(composition, ends)
     question = compose_question(composition, phrases, rng)
     if scenario == "parallel_multi_hop" and composition in OPERATION:
         subs.append(_aggregate_sub(composition, ends, answer, f"q{len(subs) + 1}"))

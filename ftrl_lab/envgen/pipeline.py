@@ -12,6 +12,7 @@ holds counts, rejections with reasons, integration n -> m statistics and timing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -19,6 +20,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -63,9 +65,19 @@ class PipelineConfig:
         return self.seed if self.world_seed is None else self.world_seed
 
     def identity(self) -> dict[str, Any]:
-        """The settings a resumed file must share."""
+        """The settings (and generator code) a resumed file must share."""
         return {"seed": self.seed, "split": self.split, "world_seed": self.effective_world_seed,
-                "scenarios": list(self.scenarios), "complexity": self.complexity}
+                "scenarios": list(self.scenarios), "complexity": self.complexity,
+                "probes": list(self.probes), "code": generator_fingerprint()}
+
+
+@lru_cache(maxsize=1)
+def generator_fingerprint() -> str:
+    """A hash of the envgen sources: a resumed file must come from the same generator code."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def report_path(out: str | Path) -> Path:

@@ -255,8 +255,21 @@ def scale(draft: EnvDraft, levels: dict[str, int], rng: random.Random) -> EnvDra
     if unknown:
         raise ValueError(f"unknown strategy name(s) {sorted(unknown)} (use {STRATEGIES})")
     draft.notes.setdefault("before_scaling", draft.documents())
-    draft = functional_generalization(draft, levels.get("functional", 0), rng)
-    draft = parameter_expansion(draft, levels.get("parameters", 0), rng)
-    draft = type_generalization(draft, levels.get("types", 0), rng)
-    draft = toolset_extension(draft, levels.get("toolset", 0), rng)
+    trace = [("integrated", 0, summarize(draft))]
+    for strategy, step in (("functional", functional_generalization), ("parameters", parameter_expansion),
+                           ("types", type_generalization), ("toolset", toolset_extension)):
+        draft = step(draft, levels.get(strategy, 0), rng)
+        trace.append((strategy, levels.get(strategy, 0), summarize(draft)))
+    draft.notes["scaling_trace"] = trace
     return draft
+
+
+def summarize(draft: EnvDraft) -> dict:
+    """Tools, parameters per tool and parameter types of a draft (for the scaling trace)."""
+    params = [p for t in draft.tools for p in t.params]
+    types: dict[str, int] = {}
+    for p in params:
+        types[p.type] = types.get(p.type, 0) + 1
+    return {"tools": len(draft.tools), "params_per_tool": round(len(params) / max(len(draft.tools), 1), 2),
+            "enums": sum(p.enum is not None for p in params), "with_default": sum(p.has_default for p in params),
+            "types": types}
