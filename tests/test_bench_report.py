@@ -42,3 +42,25 @@ def test_table_style_and_figure(tmp_path):
     assert "tiny" in html and "–" in html and "45.43" in html
     out = report.plot_table2(df, tmp_path / "t2.png")
     assert out.exists() and out.stat().st_size > 10_000
+
+
+def test_measured_from_run_folders(tmp_path):
+    th, tau, rot = _tables()
+    for name, df in (("toolhop", th), ("tau", tau), ("rot", rot)):
+        (tmp_path / name).mkdir()
+        df.to_csv(tmp_path / name / "table.csv")
+    (tmp_path / "ftrl").mkdir()
+    (tmp_path / "ftrl" / "results.csv").write_text(
+        "scenario,n,solve_precision,solve_rate,solve_f1\nsingle_hop,2,0.5,0.5,0.4\nmulti_hop,2,0.7,0.1,0.2\n"
+        "overall,4,0.6,0.3,0.3\n")
+    row = report.measured_from_runs("m", tmp_path / "ftrl", tmp_path / "toolhop", tmp_path / "tau", tmp_path / "rot")
+    assert math.isclose(row["Solve-P"], 60.0) and math.isclose(row["Solve-F1"], 30.0)
+    assert row["ToolHop AC"] == 50.0 and row["tau Pass^1"] == 50.0 and row["TS"] == 100.0
+    assert not math.isnan(row["Avg"])
+
+
+def test_oracle_tables():
+    tables = report.oracle_tables(bfcl_limit=5)
+    assert (tables["toolhop"]["AC"] == 100).all()
+    assert (tables["rotbench"][["TS", "PI", "CF"]] == 100).all().all()
+    assert tables["bfcl"].loc["non_live_ast", "accuracy"] == 100

@@ -5,8 +5,10 @@ Pass^1, RoTBench TS, PI, CF, and Avg, the mean of those eight. The paper's numbe
 ``data/paper_table2.csv`` (see ``data/paper_table2.md`` for their sources and status).
 
 Measured rows are built by :func:`measured_row` from the tables the benchmark modules make
-(``toolhop.table``, ``taubench.table``, ``rotbench.table``) and FTRL test-set metrics; a
-benchmark not run leaves its cells empty, and Avg is given only when all eight are there.
+(``toolhop.table``, ``taubench.table``, ``rotbench.table``) and FTRL test-set metrics, or by
+:func:`measured_from_runs` from run folders of ``python -m ftrl_lab.benchmarks`` and
+``python -m ftrl_lab.evaluate``; a benchmark not run leaves its cells empty, and Avg is given
+only when all eight are there. :func:`oracle_tables` shows the checkers on known-good outputs.
 """
 
 from __future__ import annotations
@@ -72,6 +74,58 @@ def measured_row(label: str, ftrl: Mapping[str, float] | None = None, toolhop: A
     values = [row[c] for c in METRICS]
     row["Avg"] = sum(values) / len(values) if all(v == v for v in values) else math.nan
     return row
+
+
+def read_run(out_dir: str | os.PathLike):
+    """The table of a ``python -m ftrl_lab.benchmarks`` run folder (``table.csv``)."""
+    import pandas as pd
+
+    path = Path(out_dir) / "table.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no table (run `python -m ftrl_lab.benchmarks ... --out {out_dir}` first)")
+    return pd.read_csv(path, index_col=0)
+
+
+def ftrl_metrics(out_dir: str | os.PathLike) -> dict[str, float]:
+    """Solve-P/R/F1 (fractions) of a ``python -m ftrl_lab.evaluate ftrl`` run folder, averaged
+    over its scenarios as the paper averages (its ``overall`` row when it has no scenarios)."""
+    import pandas as pd
+
+    path = Path(out_dir) / "results.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no results (run `python -m ftrl_lab.evaluate ftrl ... --out {out_dir}`)")
+    df = pd.read_csv(path).set_index("scenario")
+    keys = ("solve_precision", "solve_rate", "solve_f1")
+    scenarios = df.drop(index="overall", errors="ignore")
+    part = scenarios if len(scenarios) else df
+    return {k: float(part[k].mean()) for k in keys}
+
+
+def measured_from_runs(label: str, ftrl: str | os.PathLike | None = None, toolhop: str | os.PathLike | None = None,
+                       taubench: str | os.PathLike | None = None, rotbench: str | os.PathLike | None = None) -> dict:
+    """:func:`measured_row` from run folders (any may be None: its cells stay empty)."""
+    return measured_row(label, ftrl_metrics(ftrl) if ftrl else None,
+                        read_run(toolhop) if toolhop else None, read_run(taubench) if taubench else None,
+                        read_run(rotbench) if rotbench else None)
+
+
+def oracle_tables(toolhop_items: Sequence[dict] | None = None, bfcl_limit: int | None = 20) -> dict:
+    """The checkers on known-good outputs, no model needed: ToolHop's oracle policy (gold calls
+    derived and run in the sandbox), RoTBench's first acceptable answers, BFCL's first
+    possible answers (Python call syntax). Each value is the benchmark's table."""
+    from ftrl_lab.benchmarks import bfcl, rotbench, toolhop
+
+    items = list(toolhop_items) if toolhop_items is not None else toolhop.load()
+    gold = {it["id"]: toolhop.derive_gold_calls(it, strict=False) for it in items}
+    rows = toolhop.run(toolhop.OraclePolicy(items, gold), items, None, modes=["mandatory", "free"],
+                       show_progress=False)
+    rot = rotbench.load()
+    bf = bfcl.load(bfcl.NON_LIVE_AST + bfcl.LIVE_AST, limit=bfcl_limit)
+    return {
+        "toolhop": toolhop.table(toolhop.score(items, rows)),
+        "rotbench": rotbench.table(rotbench.score(rot, [{"id": it["id"], "output": it["answers"][0]} for it in rot])),
+        "bfcl": bfcl.table(bfcl.score(bf, [{"id": it["id"], "output": bfcl.gold_output(it)} for it in bf])),
+    }
 
 
 def table2(measured: Sequence[dict] = (), path: str | os.PathLike | None = None):
