@@ -120,12 +120,12 @@ class Episode:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready transcript: summary, question, answer, messages and every turn."""
+        """JSON-ready transcript: summary, question, answer, messages and every turn (``steps``)."""
         return {
             **self.summary(), "data_source": self.record.data_source, "question": self.record.question,
             "answer": self.record.answer, "unsolved_set": self.record.unsolved_set,
             "remaining": self.unsolved, "messages": self.messages,
-            "turns": [asdict(t) for t in self.turns],
+            "steps": [asdict(t) for t in self.turns],
         }
 
 

@@ -87,7 +87,7 @@ def test_turn_details(toy):
     assert ep.calls == 2 and ep.solved == 1 and ep.total == 2
     assert ep.metrics == {"solve_precision": 0.5, "solve_rate": 0.5, "solve_f1": 0.5}
     d = ep.to_dict()
-    assert d["key"] == episode_key(toy[1]) and d["scenario"] == "multi_hop" and len(d["turns"]) == 2
+    assert d["key"] == episode_key(toy[1]) and d["scenario"] == "multi_hop" and d["turns"] == len(d["steps"]) == 2
     json.dumps(d)  # JSON-ready
     # a response without a call ends the episode with no calls: Solve-P = 1, Solve-R = 0
     assert episodes[2].metrics == {"solve_precision": 1.0, "solve_rate": 0.0, "solve_f1": 0.0}
