@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--chunk-size", type=int, default=100)
     p.add_argument("--probes", default=",".join(PROBES))
+    p.add_argument("--probe-tools", choices=["all", "gold"], default="all")
     p.add_argument("--json", help="also write the result here")
     args = p.parse_args(argv)
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         config = PipelineConfig(n=args.n, seed=args.seed, complexity=args.complexity, chunk_size=args.chunk_size,
-                                probes=tuple(x for x in args.probes.split(",") if x))
+                                probes=tuple(x for x in args.probes.split(",") if x), probe_tools=args.probe_tools)
         pids = sandbox.worker_pids()
         cpu0, t = cpu_seconds(pids), time.perf_counter()
         report = generate_split(config, Path(tmp) / "bench.jsonl", progress=False)
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         "cpu_seconds_per_env": round(cpu / max(report["records"], 1), 4),
         "cpu_bound_envs_per_s": round((os.cpu_count() or 1) * report["records"] / cpu, 1) if cpu else None,
         "phases_s": run["phases"], "sandbox_workers": sandbox.n_workers, "sandbox_startup_s": round(startup, 2),
-        "complexity": args.complexity, "probes": args.probes,
+        "complexity": args.complexity, "probes": args.probes, "probe_tools": args.probe_tools,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_before": [round(x, 2) for x in load_before],
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},

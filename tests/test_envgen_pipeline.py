@@ -94,3 +94,10 @@ def test_bad_config():
         PipelineConfig(scenarios=("sideways_hop",))
     with pytest.raises(ValueError, match="complexity"):
         PipelineConfig(complexity="7")
+
+
+def test_a_generator_process_gives_the_same_file(tmp_path):
+    a, b = tmp_path / "thread.jsonl", tmp_path / "process.jsonl"
+    generate_split(PipelineConfig(n=10, seed=4, chunk_size=4), a, progress=False, processes=0)
+    generate_split(PipelineConfig(n=10, seed=4, chunk_size=4), b, progress=False, processes=1)
+    assert a.read_bytes() == b.read_bytes()

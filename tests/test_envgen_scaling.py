@@ -99,7 +99,7 @@ def test_scale_applies_all_four_and_rejects_bad_levels():
     d = scale(_draft("parallel_multi_hop", 2), {"functional": 3, "parameters": 3, "types": 3, "toolset": 3},
               random.Random(2))
     assert d.levels == {"functional": 3, "parameters": 3, "types": 3, "toolset": 3}
-    assert "before_scaling" in d.notes
+    assert [name for name, _, _ in d.notes["scaling_trace"]] == ["integrated", "functional", "parameters", "types", "toolset"]
     with pytest.raises(ValueError, match="level"):
         parameter_expansion(d, 4, random.Random(0))
     with pytest.raises(ValueError, match="unknown strategy"):

@@ -132,3 +132,15 @@ def test_executor_mismatch_and_bad_probe_are_errors(records):
         judge(records[:2], prepared, [[]])
     with pytest.raises(ValueError, match="unknown probe"):
         prepare(records[:1], probes=("teleport",))
+
+
+def test_probe_scope_gold_skips_distractors(records):
+    few = records[:8]
+    all_calls = prepare(few).items
+    gold_calls = prepare(few, probe_tools="gold").items
+    assert sum(len(c) for _, c in gold_calls) < sum(len(c) for _, c in all_calls)
+    for rec, (_, calls) in zip(few, gold_calls):
+        assert {c["function"]["name"] for c in calls} <= set(rec.unsolved_set)
+    assert all(r.ok for r in validate_batch(few, probe_tools="gold"))
+    with pytest.raises(ValueError, match="probe_tools"):
+        prepare(few, probe_tools="some")

@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-size", type=int, default=100, help="slots per validation batch / write")
     p.add_argument("--max-attempts", type=int, default=20, help="attempts per slot before giving it up")
     p.add_argument("--probes", default=",".join(PROBES), help=f"invalid-argument probes (of {','.join(PROBES)})")
+    p.add_argument("--probe-tools", choices=["all", "gold"], default="all",
+                   help="probe every tool (default) or only the gold tools (faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--check", metavar="FILE", help="only run the validation gate on FILE and print the report")
     p.add_argument("--stats", metavar="FILE", help="only print per-scenario statistics of FILE vs FTRL's test set")
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         from ftrl_lab.environment import load_records
         from ftrl_lab.envgen.validate import validate_records
 
-        report = validate_records(load_records(args.check), probes=_probes(args.probes))
+        report = validate_records(load_records(args.check), probes=_probes(args.probes), probe_tools=args.probe_tools)
         print(json.dumps(report.to_dict(), indent=2))
         return 0 if report.pass_rate == 1.0 else 1
     from ftrl_lab.envgen.pipeline import PipelineConfig, generate_split
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     config = PipelineConfig(n=args.n, split=args.split, seed=args.seed, world_seed=args.world_seed,
                             scenarios=tuple(s.strip() for s in args.scenarios.split(",") if s.strip()),
                             complexity=args.complexity, chunk_size=args.chunk_size,
-                            max_attempts=args.max_attempts, probes=_probes(args.probes), exclude=tuple(args.exclude))
+                            max_attempts=args.max_attempts, probes=_probes(args.probes), probe_tools=args.probe_tools,
+                            exclude=tuple(args.exclude))
     backend = None
     if args.backend == "llm":
         from ftrl_lab.envgen.llm import LLMBackend, OpenAIChat

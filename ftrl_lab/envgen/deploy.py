@@ -23,7 +23,7 @@ from ftrl_lab.envgen.options import OPTIONS_BY_NAME
 from ftrl_lab.envgen.schema import entity_type
 from ftrl_lab.envgen.spec import EnvDraft, Param, Tool
 from ftrl_lab.envgen.world import World
-from ftrl_lab.reward import answer_verify
+from ftrl_lab.reward import normalise
 
 GENERATOR_VERSION = 1
 _TYPE_WORDS = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "array": "list", "object": "dict"}
@@ -248,14 +248,15 @@ def build_rows(tool: Tool, world: World, rng: random.Random, golds: list[str],
     pool = [e for e in world.by_type[tool.entity_type] if e.name not in names]
     rng.shuffle(pool)
     want = rng.randint(*n_decoys) + (0 if names else 2)
+    gold_parts = [[normalise(part) for part in g.split(", ")] for g in golds]
     decoys: list[str] = []
     for e in pool:
         if len(decoys) >= want:
             break
-        values = [e.values[f] for f in tool.fields] + [e.name]
-        if any(answer_verify(json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v, g)
-               for v in values for g in golds):
-            continue
+        if gold_parts:  # FTRL's rule: every part of a gold answer occurs in the value
+            values = [normalise(e.values[f]) for f in tool.fields] + [normalise(e.name)]
+            if any(all(part in v for part in parts) for v in values for parts in gold_parts):
+                continue
         decoys.append(e.name)
     order = names + decoys
     rng.shuffle(order)

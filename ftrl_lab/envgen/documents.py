@@ -87,6 +87,4 @@ def generate_documents(decomposition: Decomposition, rng: random.Random) -> EnvD
         taken.add(tool.name)
         tools.append(tool)
         calls.append(gold_call(sub, tool, decomposition))
-    draft = EnvDraft(decomposition, tools, calls)
-    draft.notes["documents"] = [t.to_openai() for t in tools]
-    return draft
+    return EnvDraft(decomposition, tools, calls)

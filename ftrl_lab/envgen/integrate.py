@@ -72,5 +72,4 @@ def integrate(draft: EnvDraft, rng: random.Random) -> EnvDraft:
             call.arguments[sel.name] = draft.decomposition.sub(call.sub_id).field
     draft.tools = new_tools
     draft.notes["integration"] = {"n": n, "m": len(new_tools), "merged": merged_log}
-    draft.notes["integrated"] = [t.to_openai() for t in new_tools]
     return draft

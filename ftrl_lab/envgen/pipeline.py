@@ -15,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import random
 import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -29,7 +31,7 @@ from tqdm.auto import tqdm
 from ftrl_lab.environment import EnvRecord, RecordError, append_jsonl, iter_rows, load_records
 from ftrl_lab.envgen.backend import EnvGenerator, GenerationError, ProceduralBackend, draw_levels, parse_complexity
 from ftrl_lab.envgen.decompose import SCENARIOS
-from ftrl_lab.envgen.validate import (PROBES, BatchExecutor, GateReport, GateResult, env_meta, judge,
+from ftrl_lab.envgen.validate import (PROBE_TOOLS, PROBES, BatchExecutor, GateReport, GateResult, env_meta, judge,
                                       normalise_question, prepare, sandbox_executor)
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class PipelineConfig:
     chunk_size: int = 100
     max_attempts: int = 20
     probes: tuple[str, ...] = PROBES
+    probe_tools: str = "all"  # "gold": probe only the tools in unsolved_set (faster)
     exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -56,6 +59,8 @@ class PipelineConfig:
         if bad or not self.scenarios:
             raise ValueError(f"unknown scenario(s) {bad} (choose from {SCENARIOS})")
         parse_complexity(self.complexity)  # raises on a bad spec
+        if self.probe_tools not in PROBE_TOOLS:
+            raise ValueError(f"probe_tools must be one of {PROBE_TOOLS}, got {self.probe_tools!r}")
         if self.n < 0 or self.chunk_size < 1 or self.max_attempts < 1:
             raise ValueError("n must be >= 0, chunk_size and max_attempts >= 1")
         self.probes, self.exclude = tuple(self.probes), tuple(str(p) for p in self.exclude)
@@ -68,7 +73,7 @@ class PipelineConfig:
         """The settings (and generator code) a resumed file must share."""
         return {"seed": self.seed, "split": self.split, "world_seed": self.effective_world_seed,
                 "scenarios": list(self.scenarios), "complexity": self.complexity,
-                "probes": list(self.probes), "code": generator_fingerprint()}
+                "probes": list(self.probes), "probe_tools": self.probe_tools, "code": generator_fingerprint()}
 
 
 @lru_cache(maxsize=1)
@@ -161,9 +166,12 @@ class Pipeline:
     """One generation run (see the module docstring)."""
 
     def __init__(self, config: PipelineConfig, out: str | Path, backend: EnvGenerator | None = None,
-                 executor: BatchExecutor | None = None, progress: bool = True):
+                 executor: BatchExecutor | None = None, progress: bool = True, processes: int | None = None):
         self.config, self.out = config, Path(out)
         self.backend = backend or ProceduralBackend(config.effective_world_seed)
+        if processes is None:  # a thread: on 2 cores a generator process only adds contention and pickling
+            processes = 0
+        self.processes = processes
         self.executor = executor or sandbox_executor()
         self.progress = progress
         self.spec = parse_complexity(config.complexity)
@@ -191,7 +199,7 @@ class Pipeline:
         self.timing.generate += time.perf_counter() - t
         t = time.perf_counter()
         live = [key for key in keys if cands[key].record is not None]
-        prepared = prepare([cands[k].record for k in live], self.config.probes)
+        prepared = prepare([cands[k].record for k in live], self.config.probes, self.config.probe_tools)
         self.timing.prepare += time.perf_counter() - t
         return cands, (live, prepared)
 
@@ -260,24 +268,49 @@ class Pipeline:
         chunks = [list(range(a, min(c.n, a + c.chunk_size))) for a in range(first, c.n, c.chunk_size)]
         written = 0
         bar = tqdm(total=c.n, initial=first, desc=f"envgen {c.split}", unit="env", disable=not self.progress)
-        with ThreadPoolExecutor(1, thread_name_prefix="envgen-sandbox") as pool:
-            pending = None
-            for slots in chunks + [None]:
-                nxt = None
-                if slots is not None:
-                    cands, (live, prepared) = self._generate([(s, 0) for s in slots])
-                    nxt = (slots, cands, live, prepared, pool.submit(self._run_items, prepared.items))
-                if pending is not None:
-                    p_slots, p_cands, p_live, p_prep, fut = pending
-                    self._judge(p_cands, p_live, p_prep, fut.result())
-                    records = self._resolve(p_slots, p_cands, seen)
-                    append_jsonl(self.out, [r.to_row() for r in records])
-                    written += len(records)
-                    bar.update(len(p_slots))
-                pending = nxt
+        with self._generator_pool() as pool:
+            ahead: deque = deque()
+            todo = iter(chunks)
+            for _ in range(max(self.processes, 1) + 1):  # generate ahead while the sandbox runs
+                self._submit(pool, ahead, next(todo, None))
+            while ahead:
+                slots, fut = ahead.popleft()
+                cands, (live, prepared), seconds = fut.result()
+                self.timing.generate += seconds[0]
+                self.timing.prepare += seconds[1]
+                self._submit(pool, ahead, next(todo, None))
+                self._judge(cands, live, prepared, self._run_items(prepared.items))
+                records = self._resolve(slots, cands, seen)
+                append_jsonl(self.out, [r.to_row() for r in records])
+                written += len(records)
+                bar.update(len(slots))
         bar.close()
         elapsed = time.perf_counter() - start
         return self._write_report(previous, written, elapsed)
+
+    def _generator_pool(self):
+        """Processes (procedural backend: own interpreter, no GIL shared with the sandbox
+        dispatcher) or one thread (e.g. an LLM backend, which waits on the network)."""
+        if self.processes > 0:
+            ctx = multiprocessing.get_context("spawn")  # never fork a process that holds sandbox sockets
+            return ProcessPoolExecutor(self.processes, mp_context=ctx, initializer=_worker_init,
+                                       initargs=(self.config, self.backend))
+        return ThreadPoolExecutor(1, thread_name_prefix="envgen-generate")
+
+    def _submit(self, pool, ahead: deque, slots: list[int] | None) -> None:
+        if slots is None:
+            return
+        keys = [(s, 0) for s in slots]
+        fut = pool.submit(_worker_generate, keys) if self.processes > 0 else pool.submit(self._timed_generate, keys)
+        ahead.append((slots, fut))
+
+    def _timed_generate(self, keys: list[tuple[int, int]]) -> tuple:
+        """`_generate` plus the seconds it spent (generate, prepare), not added to this run's timing."""
+        g, p = self.timing.generate, self.timing.prepare
+        out = self._generate(keys)
+        spent = (self.timing.generate - g, self.timing.prepare - p)
+        self.timing.generate, self.timing.prepare = g, p
+        return out + (spent,)
 
     def _previous_report(self) -> dict | None:
         path = report_path(self.out)
@@ -313,12 +346,34 @@ class Pipeline:
         return report
 
 
+_WORKER: "Pipeline | None" = None
+
+
+def _worker_init(config: PipelineConfig, backend: EnvGenerator) -> None:
+    """Generator-process start: its own Pipeline (generation + static checks, no sandbox)."""
+    global _WORKER
+    _WORKER = Pipeline(config, os.devnull, backend, executor=_no_executor, progress=False, processes=0)
+
+
+def _no_executor(items: list) -> list:
+    raise RuntimeError("a generator process does not run tool calls")
+
+
+def _worker_generate(keys: list[tuple[int, int]]) -> tuple:
+    return _WORKER._timed_generate(keys)
+
+
 def generate_split(config: PipelineConfig, out: str | Path, backend: EnvGenerator | None = None,
-                   executor: BatchExecutor | None = None, progress: bool = True) -> dict[str, Any]:
-    """Generate (or resume) a split into `out` (JSONL); returns the report (also written beside it)."""
+                   executor: BatchExecutor | None = None, progress: bool = True,
+                   processes: int | None = None) -> dict[str, Any]:
+    """Generate (or resume) a split into `out` (JSONL); returns the report (also written beside it).
+
+    `processes`: generator processes working ahead of the sandbox (default 1 for the procedural
+    backend, 0 = a thread of this process, as for an LLM backend). The output does not depend on it.
+    """
     if Path(out).suffix.lower() != ".jsonl":
         raise ValueError(f"{out}: the pipeline writes JSONL (append, resume); convert with environment.save_records")
-    return Pipeline(config, out, backend, executor, progress).run()
+    return Pipeline(config, out, backend, executor, progress, processes).run()
 
 
 def generate_records(n: int, seed: int = 0, scenarios: Iterable[str] = SCENARIOS, complexity: str = "3",

@@ -254,7 +254,6 @@ def scale(draft: EnvDraft, levels: dict[str, int], rng: random.Random) -> EnvDra
     unknown = set(levels) - set(STRATEGIES)
     if unknown:
         raise ValueError(f"unknown strategy name(s) {sorted(unknown)} (use {STRATEGIES})")
-    draft.notes.setdefault("before_scaling", draft.documents())
     trace = [("integrated", 0, summarize(draft))]
     for strategy, step in (("functional", functional_generalization), ("parameters", parameter_expansion),
                            ("types", type_generalization), ("toolset", toolset_extension)):

@@ -8,7 +8,7 @@ draft into an FTRL `EnvRecord`. Everything here is plain data with `to_dict` for
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from dataclasses import field as dfield  # `field` is also a SubQuestion attribute
 from typing import Any
 
@@ -69,6 +69,11 @@ class Decomposition:
                 "edges": [list(e) for e in self.edges]}
 
 
+def _copy2(d: dict) -> dict:
+    """Copy a small JSON-Schema dict two levels deep (lists and dicts inside are copied)."""
+    return {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
+
+
 @dataclass
 class Param:
     """One parameter of a tool document (rendered as a JSON-Schema property)."""
@@ -89,7 +94,10 @@ class Param:
 
     def copy(self) -> "Param":
         """A copy whose lists / dicts can be changed (items and properties are replaced, never edited)."""
-        return replace(self, enum=None if self.enum is None else list(self.enum), extra=dict(self.extra))
+        new = copy.copy(self)
+        new.enum = None if self.enum is None else list(self.enum)
+        new.extra = dict(self.extra)
+        return new
 
     def schema(self) -> dict:
         """The JSON-Schema property of this parameter."""
@@ -101,10 +109,10 @@ class Param:
         if self.maximum is not None:
             s["maximum"] = self.maximum
         if self.items is not None:
-            s["items"] = copy.deepcopy(self.items)
+            s["items"] = _copy2(self.items)
         if self.properties is not None:
-            s["properties"] = copy.deepcopy(self.properties)
-        s.update(copy.deepcopy(self.extra))
+            s["properties"] = {k: _copy2(v) for k, v in self.properties.items()}
+        s.update(_copy2(self.extra))
         if self.has_default:
             s["default"] = self.default
         return s
@@ -126,8 +134,10 @@ class Tool:
     subjects: list[str] = dfield(default_factory=list)  # entities whose rows it must hold
 
     def copy(self) -> "Tool":
-        return replace(self, params=[p.copy() for p in self.params], fields=list(self.fields),
-                       subjects=list(self.subjects))
+        new = copy.copy(self)
+        new.params = [p.copy() for p in self.params]
+        new.fields, new.subjects = list(self.fields), list(self.subjects)
+        return new
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -161,7 +171,7 @@ class GoldCall:
         return asdict(self)
 
     def copy(self) -> "GoldCall":
-        return replace(self, arguments=dict(self.arguments), uses={k: list(v) for k, v in self.uses.items()})
+        return GoldCall(self.sub_id, self.tool, dict(self.arguments), {k: list(v) for k, v in self.uses.items()})
 
 
 @dataclass

@@ -31,6 +31,7 @@ BatchExecutor = Callable[[list], list]
 
 EXCEPTION_PREFIX = "an error occured when call"  # FTRL's spelling
 PROBES = ("missing", "enum", "type", "unknown")
+PROBE_TOOLS = ("all", "gold")
 BAD_ENUM = "__not_an_option__"
 UNKNOWN_ARG = "unexpected_argument_zz"
 
@@ -207,7 +208,7 @@ class _Check:
     tool: str = ""
 
 
-def _checks_for(k: int, record: EnvRecord, meta: dict, probes: Sequence[str]) -> list[_Check]:
+def _checks_for(k: int, record: EnvRecord, meta: dict, probes: Sequence[str], probe_tools: str = "all") -> list[_Check]:
     out: list[_Check] = []
     subs = {s["id"]: s for s in meta.get("sub_questions", [])}
     docs = {t["function"]["name"]: t["function"]["parameters"] for t in record.tools}
@@ -230,6 +231,8 @@ def _checks_for(k: int, record: EnvRecord, meta: dict, probes: Sequence[str]) ->
         args = dict(c["arguments"], **{key: f"{answer} Annex"})
         out.append(_Check(k, "echo", _call(c["tool"], args, len(out)), answer, c["tool"]))
     for name, schema in docs.items():
+        if probe_tools == "gold" and name not in record.unsolved_set:
+            continue
         props, required = schema.get("properties", {}), schema.get("required", [])
         base = dict(gold_args.get(name) or {r: example_value(props.get(r, {})) for r in required})
         if "missing" in probes and required:
@@ -295,11 +298,17 @@ class Prepared:
     pending: list[tuple[int, list[_Check]]]
 
 
-def prepare(records: Sequence[EnvRecord], probes: Sequence[str] = PROBES) -> Prepared:
-    """Static checks, and the calls (gold, decoy, echo, probes) to run for the rest."""
+def prepare(records: Sequence[EnvRecord], probes: Sequence[str] = PROBES, probe_tools: str = "all") -> Prepared:
+    """Static checks, and the calls (gold, decoy, echo, probes) to run for the rest.
+
+    `probe_tools`: "all" probes every tool; "gold" only the tools in ``unsolved_set`` (cheaper:
+    distractor codes are then only parsed, not run).
+    """
     unknown = set(probes) - set(PROBES)
     if unknown:
         raise ValueError(f"unknown probe(s) {sorted(unknown)} (choose from {PROBES})")
+    if probe_tools not in PROBE_TOOLS:
+        raise ValueError(f"probe_tools must be one of {PROBE_TOOLS}, got {probe_tools!r}")
     prepared = Prepared([None] * len(records), [], [])
     for k, rec in enumerate(records):
         meta = env_meta(rec)
@@ -307,7 +316,7 @@ def prepare(records: Sequence[EnvRecord], probes: Sequence[str] = PROBES) -> Pre
         if problems:
             prepared.results[k] = GateResult(False, problems)
             continue
-        checks = _checks_for(k, rec, meta, probes)
+        checks = _checks_for(k, rec, meta, probes, probe_tools)
         prepared.items.append((rec.codes, [c.call for c in checks]))
         prepared.pending.append((k, checks))
     return prepared
@@ -325,19 +334,20 @@ def judge(records: Sequence[EnvRecord], prepared: Prepared, outputs: list) -> li
 
 
 def validate_batch(records: Sequence[EnvRecord], executor: BatchExecutor | None = None,
-                   probes: Sequence[str] = PROBES) -> list[GateResult]:
+                   probes: Sequence[str] = PROBES, probe_tools: str = "all") -> list[GateResult]:
     """Gate many environments with ONE batched sandbox run."""
-    prepared = prepare(records, probes)
+    prepared = prepare(records, probes, probe_tools)
     outputs = (executor or sandbox_executor())(prepared.items) if prepared.items else []
     return judge(records, prepared, outputs)
 
 
 def validate_records(records: Sequence[EnvRecord], executor: BatchExecutor | None = None,
-                     probes: Sequence[str] = PROBES, report: GateReport | None = None) -> GateReport:
+                     probes: Sequence[str] = PROBES, report: GateReport | None = None,
+                     probe_tools: str = "all") -> GateReport:
     """Gate a record set (e.g. a generated file) and report pass rate and reasons."""
     report = report or GateReport()
     seen: set[str] = set()
-    for rec, res in zip(records, validate_batch(records, executor, probes)):
+    for rec, res in zip(records, validate_batch(records, executor, probes, probe_tools)):
         q = normalise_question(rec.question)
         if res.ok and q in seen:
             res = GateResult(False, [("duplicate_question", rec.question[:200])])
