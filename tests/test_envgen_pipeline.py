@@ -50,6 +50,7 @@ def test_resume_refuses_other_settings(tmp_path):
     _run(out, n=4, seed=0)
     with pytest.raises(RecordError, match="other settings"):
         _run(out, n=8, seed=1)
+    assert _run(out, n=4, seed=1)["records"] == 4  # complete: kept as is (with a warning), not mixed
     with pytest.raises(ValueError, match="JSONL"):
         generate_split(PipelineConfig(n=1), tmp_path / "x.parquet", progress=False)
 

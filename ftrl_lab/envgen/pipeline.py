@@ -125,8 +125,15 @@ def _read_existing(out: Path, config: PipelineConfig) -> list[dict]:
         meta = json.loads(row.get("env_meta") or "{}")
         got = {k: meta.get(k) for k in want}
         if got != want:
-            raise RecordError(f"written with other settings {got} than now {want}; use another --out "
-                              f"or delete the file", source=str(out), line=i + 1, field="env_meta")
+            complete = bool(rows) and max(json.loads(r["env_meta"])["slot"] for r in rows) + 1 >= config.n
+            differ = sorted(k for k in want if got[k] != want[k])
+            if not complete:
+                raise RecordError(f"written with other settings ({', '.join(differ)}: {[got[k] for k in differ]} "
+                                  f"vs now {[want[k] for k in differ]}); use another --out or delete the file",
+                                  source=str(out), line=i + 1, field="env_meta")
+            log.warning("%s is complete but was written with other settings (%s); not regenerated", out,
+                        ", ".join(differ))
+            break
     return rows
 
 
