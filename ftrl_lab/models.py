@@ -235,6 +235,7 @@ def ensure_default_model(cache_dir: str | os.PathLike | None = None) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
             _convert_gguf(source, source_sha, tmp)
+            tmp.chmod(0o755)  # mkdtemp makes it private; the cache is readable like any other
             if target.exists():
                 trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
                 os.rename(target, trash / "model")
