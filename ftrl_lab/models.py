@@ -78,7 +78,8 @@ def qwen25_tool_template(system_prompt: str = SMOLLM2_SYSTEM_PROMPT) -> str:
     if text.startswith("{#"):
         text = text[text.index("#}") + 2:].lstrip("\n")
     qwen_system = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
-    text = _patch(text, qwen_system, system_prompt.replace("'", "\\'"), 2, "default system prompt")
+    literal = system_prompt.replace("\\", "\\\\").replace("'", "\\'")  # inside '...' jinja strings
+    text = _patch(text, qwen_system, literal, 2, "default system prompt")
     text = _patch(
         text,
         "{{- tool_call.arguments | tojson }}",
@@ -162,11 +163,13 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def check_model_dir(folder: str | os.PathLike, source_sha256: str | None = None) -> list[str]:
+def check_model_dir(folder: str | os.PathLike, source_sha256: str | None = None,
+                    chat_template: str | None = None) -> list[str]:
     """Problems with a converted model folder (empty when it is complete and intact).
 
     Checks the manifest, the conversion version, every recorded file's size and sha256,
-    and (if given) that it was converted from the GGUF with ``source_sha256``.
+    and, if given, that it was converted from the GGUF with ``source_sha256`` and that its
+    saved ``chat_template.jinja`` is ``chat_template`` (so a changed template is rebuilt).
     """
     folder = Path(folder)
     manifest_path = folder / MANIFEST
@@ -183,6 +186,10 @@ def check_model_dir(folder: str | os.PathLike, source_sha256: str | None = None)
                         f"!= {CONVERSION_VERSION}")
     if source_sha256 is not None and manifest.get("source", {}).get("sha256") != source_sha256:
         problems.append(f"{manifest_path}: converted from a different GGUF than the installed one")
+    if chat_template is not None:
+        want = hashlib.sha256(chat_template.encode("utf-8")).hexdigest()
+        if files.get("chat_template.jinja", {}).get("sha256") != want:
+            problems.append(f"{manifest_path}: saved chat template differs from the current one")
     for name, meta in files.items():
         path = folder / name
         if not path.is_file():
@@ -217,15 +224,17 @@ def ensure_default_model(cache_dir: str | os.PathLike | None = None) -> Path:
     ``cache_dir`` is the cache root (default ``cache_root()``); the model lands in
     ``<cache_dir>/models/smollm2-135m-instruct``. Idempotent and offline: an intact folder
     (per its sha256 manifest) converted from the installed GGUF is returned untouched; a
-    missing, partial or corrupt one is rebuilt in a temporary folder and swapped in by rename.
+    missing, partial or corrupt one, or one whose chat template is outdated, is rebuilt in a
+    temporary folder and swapped in by rename.
     """
     source = default_gguf_path()
     target = default_model_dir(cache_dir)
     source_sha = sha256_file(source)
-    if not check_model_dir(target, source_sha):
+    template = qwen25_tool_template()
+    if not check_model_dir(target, source_sha, template):
         return target
     with _file_lock(target.parent / f".{target.name}.lock"):
-        problems = check_model_dir(target, source_sha)  # another process may have built it
+        problems = check_model_dir(target, source_sha, template)  # another process may have built it
         if not problems:
             return target
         log.info("converting %s -> %s (%s)", source.name, target, problems[0])

@@ -86,12 +86,15 @@ def test_matches_trls_original_qwen25_template(tiny):
         assert ours == theirs
 
 
-def test_custom_system_prompt_and_quotes():
-    template = M.qwen25_tool_template(system_prompt="It's a test.")
-    _, tok = M.tiny_model()
-    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                   chat_template=template)
-    assert text.startswith("<|im_start|>system\nIt's a test.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n")
+def test_custom_system_prompt_with_quotes_and_backslashes(tiny):
+    _, tok = tiny
+    prompt = "It's a test \\n of C:\\dir."
+    template = M.qwen25_tool_template(system_prompt=prompt)
+    for tools in (None, TOOLS):
+        text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tools=tools, tokenize=False,
+                                       chat_template=template)
+        assert text.startswith(f"<|im_start|>system\n{prompt}")
+        assert text.endswith("<|im_start|>user\nhi<|im_end|>\n")
 
 
 def test_assistant_mask_covers_only_assistant_turns(tiny):
@@ -245,6 +248,7 @@ def test_ensure_default_model_converts_once_and_rebuilds_damage(tmp_path, monkey
     def fake_convert(source, source_sha, out):
         calls.append(out)
         (out / "model.safetensors").write_bytes(b"weights" * 100)
+        (out / "chat_template.jinja").write_text(M.qwen25_tool_template(), encoding="utf-8")
         M.write_manifest(out, source, source_sha)
 
     monkeypatch.setattr(M, "_convert_gguf", fake_convert)
@@ -254,6 +258,11 @@ def test_ensure_default_model_converts_once_and_rebuilds_damage(tmp_path, monkey
     (path / "model.safetensors").write_bytes(b"Weights" * 100)  # corrupt
     M.ensure_default_model(tmp_path)
     assert len(calls) == 2 and M.check_model_dir(path) == []
+    template = M.qwen25_tool_template()
+    monkeypatch.setattr(M, "qwen25_tool_template", lambda: template + "{# changed #}")
+    assert "chat template differs" in M.check_model_dir(path, chat_template=M.qwen25_tool_template())[0]
+    M.ensure_default_model(tmp_path)  # an outdated template is rebuilt too
+    assert len(calls) == 3 and M.ensure_default_model(tmp_path) == path and len(calls) == 3
     leftovers = [p.name for p in path.parent.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
     assert leftovers == []
 
