@@ -214,24 +214,22 @@ class Engine:
             raise ValueError(f"got {len(states)} states for {len(prompts)} prompts")
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        results: list[list[Generation]] = [[] for _ in prompts]
-        # Prefill every prompt alone (exact, no padding), then decode similar lengths together.
-        prefilled = []
-        for i, (ids, state) in enumerate(zip(prompts, states)):
-            ids = list(ids)
+        prompts = [list(p) for p in prompts]
+        for i, ids in enumerate(prompts):
             if not ids:
                 raise ValueError(f"prompt {i} is empty")
-            state = state if state is not None else KVState()
-            t0 = time.perf_counter()
-            logits, fresh = self._prefill(ids, state)
-            prefilled.append((i, state, logits, fresh, time.perf_counter() - t0))
-        prefilled.sort(key=lambda p: len(p[1]))
-        rows_per_prompt = n
-        per_batch = max(1, self.batch_size // rows_per_prompt) if rows_per_prompt <= self.batch_size else 1
-        for start in range(0, len(prefilled), per_batch):
-            group = prefilled[start:start + per_batch]
-            rows, first_logits = [], []
-            for i, state, logits, _, _ in group:
+        results: list[list[Generation]] = [[] for _ in prompts]
+        # Similar lengths decode together; a batch's prompts are prefilled one by one (exact, no
+        # padding) just before it, so only one batch of caches is alive when states are not kept.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        per_batch = max(1, self.batch_size // n)
+        for start in range(0, len(order), per_batch):
+            rows, first_logits, prefilled = [], [], {}
+            for i in order[start:start + per_batch]:
+                state = states[i] if states[i] is not None else KVState()
+                t0 = time.perf_counter()
+                logits, fresh = self._prefill(prompts[i], state)
+                prefilled[i] = (fresh, time.perf_counter() - t0)
                 for _ in range(n):
                     rows.append(_Row(owner=i, state=state, length=len(state), write_back=n == 1))
                     first_logits.append(logits)
@@ -241,11 +239,10 @@ class Engine:
                 self._decode(chunk, torch.stack(first_logits[lo:lo + self.batch_size]), params)
                 dt = time.perf_counter() - t0
                 for row in chunk:
-                    results[row.owner].append(self._result(row, prefilled, dt))
+                    results[row.owner].append(self._result(row, *prefilled[row.owner], dt))
         return results
 
-    def _result(self, row: _Row, prefilled, decode_seconds: float) -> Generation:
-        _, state, _, fresh, prefill_seconds = next(p for p in prefilled if p[0] == row.owner)
+    def _result(self, row: _Row, fresh: int, prefill_seconds: float, decode_seconds: float) -> Generation:
         return Generation(
             text=self.tokenizer.decode(row.tokens, skip_special_tokens=True),
             token_ids=list(row.tokens), finish_reason=row.finish_reason,

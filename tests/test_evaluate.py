@@ -7,7 +7,7 @@ import pytest
 
 from ftrl_lab.environment import load_records
 from ftrl_lab.evaluate import (RESULTS_CSV, RESULTS_JSON, TRANSCRIPTS, evaluate, load_transcripts, main,
-                               summarize)
+                               per_scenario, summarize)
 from ftrl_lab.rollout import ScriptedPolicy, episode_key, inprocess_executor
 
 TOY = "tests/fixtures/rollout/toy_envs.jsonl"
@@ -41,6 +41,12 @@ def test_summarize_means_per_scenario_and_overall():
     assert table.loc["overall", "solve_precision"] == pytest.approx(0.5)
     assert table.loc["overall", "turns"] == pytest.approx(7 / 3)
     assert summarize([]).empty
+
+
+def test_per_scenario_keeps_file_order(toy):
+    recs = list(toy) + [toy[0]]
+    assert per_scenario(recs, 1) == list(toy)
+    assert per_scenario(recs, None) == recs and per_scenario(recs, 0) == []
 
 
 def test_evaluate_writes_table_transcripts_and_results(toy, tmp_path):
