@@ -1,0 +1,50 @@
+"""Bootstrap CIs, paired comparison tables, curves and ablation figures."""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from ftrl_lab.train_report import ablation_table, bootstrap_ci, compare, plot_ablation, plot_curves, table_markdown
+
+
+def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(1, 1, 20), rng.normal(1, 1, 2000)
+    lo, hi = bootstrap_ci(small)
+    assert lo < small.mean() < hi
+    lo2, hi2 = bootstrap_ci(large)
+    assert hi2 - lo2 < hi - lo
+    assert bootstrap_ci(np.array([0.5] * 10)) == (0.5, 0.5)
+
+
+def test_compare_pairs_by_key_and_reports_points():
+    start = pd.DataFrame({"key": ["a", "b", "c"], "solve_precision": [1, 0.5, 0], "solve_rate": [0, 0, 0],
+                          "solve_f1": [0, 0.2, 0]})
+    final = pd.DataFrame({"key": ["c", "b", "a", "z"], "solve_precision": [1, 1, 1, 1], "solve_rate": [1, 0.5, 0, 1],
+                          "solve_f1": [0.5, 0.4, 0.3, 1]})
+    table = compare(start, final, n_boot=200)
+    f1 = table.set_index("metric").loc["Solve-F1"]
+    assert f1["n"] == 3 and np.isclose(f1["start"], 20 / 3) and np.isclose(f1["final"], 40)
+    assert f1["delta_ci_low"] <= f1["delta"] <= f1["delta_ci_high"]
+    assert "| Solve-F1 |" in table_markdown(table, "t")
+
+
+def test_curves_and_ablation_figures(tmp_path):
+    metrics = pd.DataFrame({"global_step": [1, 2, 3], "reward": [0.1, 0.2, 0.4], "frac_reward_zero_std": [1, 0.5, 0.5]})
+    iters = pd.DataFrame({"iteration": [1, 2], "solve_f1": [0.2, 0.3]})
+    plot_curves(metrics, iters, tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    runs = []
+    for reward, delta in (("solve_f1", 5.0), ("solve_rate", -1.0)):
+        d = tmp_path / reward
+        d.mkdir()
+        rows = [{"metric": m, "start": 10.0, "final": 10 + delta, "delta": delta, "delta_ci_low": delta - 1,
+                 "delta_ci_high": delta + 1} for m in ("Solve-P", "Solve-R", "Solve-F1")]
+        (d / "results.json").write_text(json.dumps({"config": {"rl": {"reward": reward, "algorithm": "grpo"}},
+                                                    "comparisons": {"test": rows}}))
+        runs.append(d)
+    table = ablation_table(runs)
+    assert list(table["reward"]) == ["solve_f1", "solve_rate"] and table["Solve-F1 delta"].tolist() == [5.0, -1.0]
+    plot_ablation(table, tmp_path / "a.png")
+    assert (tmp_path / "a.png").stat().st_size > 1000
