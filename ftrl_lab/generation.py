@@ -163,6 +163,11 @@ class Engine:
                  prefill_chunk: int | None = None, seed: int | None = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        layer_types = getattr(model.config.get_text_config(decoder=True), "layer_types", None) or []
+        odd = sorted({t for t in layer_types if t != "full_attention"})
+        if odd:
+            raise ValueError(f"{type(model).__name__}: the engine supports full-attention layers only, "
+                             f"this model also has {odd}; use HFGeneratePolicy")
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = batch_size
         self.prefill_chunk = prefill_chunk

@@ -176,6 +176,13 @@ def test_errors_and_stop_ids(tiny):
     with pytest.raises(ValueError, match="states"):
         engine.generate([[1, 2]], states=[])
     assert tok.convert_tokens_to_ids("<|im_end|>") in stop_token_ids(model, tok)
+    original = getattr(model.config, "layer_types", None)
+    model.config.layer_types = ["full_attention", "sliding_attention"]
+    try:
+        with pytest.raises(ValueError, match="sliding_attention"):
+            Engine(model, tok)
+    finally:
+        model.config.layer_types = original
 
 
 @pytest.mark.slow
