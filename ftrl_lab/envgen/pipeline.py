@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from ftrl_lab.environment import EnvRecord, RecordError, append_jsonl, iter_rows, load_records
 from ftrl_lab.envgen.backend import EnvGenerator, GenerationError, ProceduralBackend, draw_levels, parse_complexity
 from ftrl_lab.envgen.decompose import SCENARIOS
-from ftrl_lab.envgen.validate import (PROBE_TOOLS, PROBES, BatchExecutor, GateReport, GateResult, env_meta, judge,
+from ftrl_lab.envgen.validate import (PROBE_TOOLS, PROBES, BatchExecutor, GateReport, GateResult, judge,
                                       normalise_question, prepare, sandbox_executor)
 
 log = logging.getLogger(__name__)
