@@ -11,3 +11,11 @@ def ftrl_test_records():
     if not path.exists():
         pytest.skip(f"{path} not found (../shared/benchmarks is absent)")
     return load_records(path)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """Three toy environments (capital / population lookups) for rollout-level tests."""
+    from helpers import TOY
+
+    return load_records(TOY)

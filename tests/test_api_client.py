@@ -11,7 +11,7 @@ from ftrl_lab.api_client import APIError, APIPolicy, ChatClient
 from ftrl_lab.environment import load_records
 from ftrl_lab.rollout import inprocess_executor, rollout
 
-TOY = "tests/fixtures/rollout/toy_envs.jsonl"
+from helpers import TOY
 
 
 def completion(message, finish="stop"):

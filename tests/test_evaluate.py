@@ -5,21 +5,11 @@ import json
 import pandas as pd
 import pytest
 
-from ftrl_lab.environment import load_records
 from ftrl_lab.evaluate import (RESULTS_CSV, RESULTS_JSON, TRANSCRIPTS, evaluate, load_transcripts, main,
                                per_scenario, summarize)
 from ftrl_lab.rollout import ScriptedPolicy, episode_key, inprocess_executor
 
-TOY = "tests/fixtures/rollout/toy_envs.jsonl"
-
-
-def call(name, **args):
-    return "<tool_call>\n" + json.dumps({"name": name, "arguments": args}) + "\n</tool_call>"
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return load_records(TOY)
+from helpers import TOY, call
 
 
 def script(toy):
@@ -101,7 +91,7 @@ def test_cli_with_the_default_model(tmp_path, capsys):
 
     threads = torch.get_num_threads()
     try:
-        rc = main(["ftrl", "--model", "default", "--data", TOY, "--out", str(tmp_path), "--limit", "2",
+        rc = main(["ftrl", "--model", "default", "--data", str(TOY), "--out", str(tmp_path), "--limit", "2",
                    "--max-turns", "1", "--max-new-tokens", "8", "--executor", "inprocess", "--threads", "1",
                    "--no-progress"])
     finally:

@@ -10,7 +10,7 @@ from ftrl_lab.generation import Engine, KVState, SamplingParams, common_prefix, 
 from ftrl_lab.models import tiny_model
 from ftrl_lab.parsing import parse_qwen
 
-TOY = "tests/fixtures/rollout/toy_envs.jsonl"
+from helpers import TOY
 
 
 @pytest.fixture(autouse=True, scope="module")

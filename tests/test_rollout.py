@@ -11,16 +11,7 @@ from ftrl_lab.reward import episode_metrics, update_unsolved
 from ftrl_lab.rollout import (Episode, ForcedTurnsPolicy, PolicyOutput, ScriptedPolicy, episode_key,
                               inprocess_executor, parse_output, rollout, sandbox_executor)
 
-TOY = "tests/fixtures/rollout/toy_envs.jsonl"
-
-
-def call(name, **args):
-    return "<tool_call>\n" + json.dumps({"name": name, "arguments": args}) + "\n</tool_call>"
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return load_records(TOY)
+from helpers import TOY, call
 
 
 def scripts(toy):

@@ -8,16 +8,7 @@ from ftrl_lab.environment import FIELDS, EnvRecord, load_records, validate_recor
 from ftrl_lab.rollout import ScriptedPolicy, episode_key, inprocess_executor, rollout
 from ftrl_lab.trajectories import collect, finished_keys, prefix_records, sidecar_path
 
-TOY = "tests/fixtures/rollout/toy_envs.jsonl"
-
-
-def call(name, **args):
-    return "<tool_call>\n" + json.dumps({"name": name, "arguments": args}) + "\n</tool_call>"
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return load_records(TOY)
+from helpers import call
 
 
 def script(toy):

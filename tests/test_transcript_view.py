@@ -8,7 +8,7 @@ from ftrl_lab.environment import load_records
 from ftrl_lab.rollout import ScriptedPolicy, inprocess_executor, rollout
 from ftrl_lab.transcript_view import TranscriptBrowser, render_turn, turn_table
 
-TOY = "tests/fixtures/rollout/toy_envs.jsonl"
+from helpers import TOY
 
 
 def call(name, **args):
