@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import random
+import sys
 import time
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -35,6 +36,7 @@ from ftrl_lab.envgen.validate import (PROBE_TOOLS, PROBES, BatchExecutor, GateRe
                                       normalise_question, prepare, sandbox_executor)
 
 log = logging.getLogger(__name__)
+SWITCH_INTERVAL = 0.0005  # seconds; see Pipeline.run
 
 
 @dataclass
@@ -273,8 +275,23 @@ class Pipeline:
             seen.add(normalise_question(EnvRecord.from_row(row, validate=False).question))
         first = (max(json.loads(r["env_meta"])["slot"] for r in rows) + 1) if rows else 0
         chunks = [list(range(a, min(c.n, a + c.chunk_size))) for a in range(first, c.n, c.chunk_size)]
-        written = 0
+        self._written = 0
         bar = tqdm(total=c.n, initial=first, desc=f"envgen {c.split}", unit="env", disable=not self.progress)
+        # The sandbox dispatcher (this thread) mostly waits on worker sockets; with the default
+        # 5 ms GIL switch interval the generator thread would keep it (and so the workers)
+        # waiting after each reply. A short interval keeps the workers busy.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
+        try:
+            self._run_chunks(chunks, seen, bar)
+        finally:
+            sys.setswitchinterval(switch)
+        bar.close()
+        elapsed = time.perf_counter() - start
+        return self._write_report(previous, self._written, elapsed)
+
+    def _run_chunks(self, chunks: list[list[int]], seen: set[str], bar) -> None:
+        """Generate chunks ahead (a thread or processes) while this thread runs the sandbox."""
         with self._generator_pool() as pool:
             ahead: deque = deque()
             todo = iter(chunks)
@@ -289,11 +306,8 @@ class Pipeline:
                 self._judge(cands, live, prepared, self._run_items(prepared.items))
                 records = self._resolve(slots, cands, seen)
                 append_jsonl(self.out, [r.to_row() for r in records])
-                written += len(records)
+                self._written += len(records)
                 bar.update(len(slots))
-        bar.close()
-        elapsed = time.perf_counter() - start
-        return self._write_report(previous, written, elapsed)
 
     def _generator_pool(self):
         """Processes (procedural backend: own interpreter, no GIL shared with the sandbox

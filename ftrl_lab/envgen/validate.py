@@ -295,7 +295,7 @@ class Prepared:
 
     results: list[GateResult | None]
     items: list[tuple[dict, list]]
-    pending: list[tuple[int, list[_Check]]]
+    pending: list[tuple[int, list[_Check], list[int]]]  # (record index, checks, run order of the checks)
 
 
 def prepare(records: Sequence[EnvRecord], probes: Sequence[str] = PROBES, probe_tools: str = "all") -> Prepared:
@@ -317,8 +317,12 @@ def prepare(records: Sequence[EnvRecord], probes: Sequence[str] = PROBES, probe_
             prepared.results[k] = GateResult(False, problems)
             continue
         checks = _checks_for(k, rec, meta, probes, probe_tools)
-        prepared.items.append((rec.codes, [c.call for c in checks]))
-        prepared.pending.append((k, checks))
+        # Calls run grouped by tool (each call is independent: a fresh namespace per call), so
+        # that a sandbox chunk boundary splits few tools and each source is compiled by few workers.
+        rank = {name: i for i, name in enumerate(rec.codes)}
+        order = sorted(range(len(checks)), key=lambda i: rank.get(checks[i].tool, -1))
+        prepared.items.append((rec.codes, [checks[i].call for i in order]))
+        prepared.pending.append((k, checks, order))
     return prepared
 
 
@@ -327,8 +331,11 @@ def judge(records: Sequence[EnvRecord], prepared: Prepared, outputs: list) -> li
     if len(outputs) != len(prepared.items) or any(len(o) != len(i[1]) for o, i in zip(outputs, prepared.items)):
         raise RuntimeError("executor returned a different number of results than calls")
     results = list(prepared.results)
-    for (k, checks), outs in zip(prepared.pending, outputs):
-        problems = _judge(records[k], checks, [str(o) for o in outs])
+    for (k, checks, order), outs in zip(prepared.pending, outputs):
+        contents = [""] * len(checks)
+        for i, out in zip(order, outs):
+            contents[i] = str(out)
+        problems = _judge(records[k], checks, contents)
         results[k] = GateResult(not problems, problems)
     return results  # type: ignore[return-value]
 
