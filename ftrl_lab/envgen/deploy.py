@@ -101,7 +101,7 @@ def _expectation(p: Param) -> tuple[list[str], str]:
         keys = list(p.properties)
         conds.append(f"any(k not in {keys!r} for k in {v})")
         for k, sub in p.properties.items():
-            conds.append(f"({v}.get({k!r}) is not None and {_type_test(f'{v}[{k!r}]', sub['type'])})")
+            conds.append(f"({v}.get({k!r}) is not None and ({_type_test(f'{v}[{k!r}]', sub['type'])}))")
         want += " with keys " + ", ".join(f"{k} ({sub['type']})" for k, sub in p.properties.items())
     return conds, want
 
@@ -111,8 +111,8 @@ def _check_param(code: _Code, p: Param, tool: Tool) -> None:
     v = p.name
     allowed = list(tool.fields) if p.role in ("selector", "operation") else p.enum
     guard = "" if p.required else f"{v} is not None and "
-    if allowed is not None:  # membership also rejects every wrong type
-        code.add(f"if {guard}{v} not in {list(allowed)!r}:")
+    if allowed is not None:  # membership also rejects every wrong type; None: not given
+        code.add(f"if {v} not in {tuple(allowed) if p.required else (None, *allowed)!r}:")
         code.err(f"Invalid '{v}'. Must be one of: {', '.join(map(str, allowed))}.")
         return
     conds, want = _expectation(p)
@@ -163,15 +163,18 @@ def _lookup_body(code: _Code, tool: Tool, rows: dict[str, dict]) -> None:
     t = entity_type(tool.entity_type)
     key = tool.by_role("key").name
     sel = tool.by_role("selector")
+    # Rows as tuples of constants: compact source, cheap to compile (the sandbox compiles every
+    # generated source, the gate parses it too).
     code.add("# Simulated registry (fictional records)")
+    code.add(f"columns = {('name', *tool.fields)!r}")
     code.add("records = {")
     for name, values in rows.items():
-        row = {"name": name, **{f: values[f] for f in tool.fields}}
-        code.add(f"{name.lower()!r}: {row!r},", 2)
+        code.add(f"{name.lower()!r}: {(name, *(values[f] for f in tool.fields))!r},", 2)
     code.add("}")
-    code.add(f"row = records.get({key}.strip().lower())")
-    code.add("if row is None:")
+    code.add(f"found = records.get({key}.strip().lower())")
+    code.add("if found is None:")
     code.err(f"No {t.noun} matching that name was found.")
+    code.add("row = dict(zip(columns, found))")
     field_expr = sel.name if sel is not None else repr(tool.fields[0])
     code.add(f"value = row[{field_expr}]")
     labels = {f: t.get_field(f).label for f in tool.fields}
