@@ -28,6 +28,10 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     return found
 
 
+CELL_TIMEOUT_S = {"QUICK": 900, "FULL": 6 * 3600}
+"""A cell running longer than this fails the run instead of hanging it (seconds)."""
+
+
 def run_notebook(path: Path, profile: str, out_dir: Path, figures_dir: Path, extra: dict | None = None) -> float:
     """Execute one notebook with papermill; returns seconds taken."""
     import papermill as pm
@@ -40,7 +44,8 @@ def run_notebook(path: Path, profile: str, out_dir: Path, figures_dir: Path, ext
     params.update(extra or {})
     start = time.time()
     pm.execute_notebook(str(path), str(out_dir / path.name), parameters=params, cwd=str(path.parent),
-                        kernel_name="python3", progress_bar=False, log_output=False)
+                        kernel_name="python3", progress_bar=False, log_output=False,
+                        execution_timeout=CELL_TIMEOUT_S[profile])
     return time.time() - start
 
 
