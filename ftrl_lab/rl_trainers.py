@@ -155,6 +155,10 @@ class EngineRolloutMixin:
         self.ftrl_generation_stats = {"seconds": time.perf_counter() - t0, "groups": len(groups),
                                       "rows": len(prompt_ids), "prefilled_tokens": prefilled,
                                       "prompt_tokens_if_unshared": sum(len(p) for p in prompt_ids)}
+        metrics = getattr(self, "_metrics", None)
+        if metrics is not None:
+            metrics["train" if self.model.training else "eval"]["ftrl/generation_seconds"].append(
+                self.ftrl_generation_stats["seconds"])
         return completions
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
