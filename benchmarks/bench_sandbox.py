@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ftrl_lab.environment import default_test_set, load_records  # noqa: E402
-from ftrl_lab.inprocess import inprocess_feedback  # noqa: E402
+from ftrl_lab.inprocess import inprocess_feedback, quiet_stdout  # noqa: E402
 from ftrl_lab.sandbox import Sandbox  # noqa: E402
 from ftrl_lab.schema_args import example_tool_calls  # noqa: E402
 
@@ -49,22 +49,6 @@ def build_items(n_calls: int) -> list[tuple[dict, list[dict]]]:
             if total >= n_calls:
                 break
     return items
-
-
-class _Quiet:
-    """fd 1 to /dev/null: FTRL-style in-process tools print to our stdout."""
-
-    def __enter__(self):
-        sys.stdout.flush()
-        self.saved = os.dup(1)
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.close(null)
-
-    def __exit__(self, *exc):
-        sys.stdout.flush()
-        os.dup2(self.saved, 1)
-        os.close(self.saved)
 
 
 def timed(fn) -> tuple[float, object]:
@@ -90,7 +74,7 @@ def main() -> None:
     rows: list[tuple[str, float]] = []
     ftrl_times = []
     for _ in range(args.repeats):
-        with _Quiet():
+        with quiet_stdout():
             dt, reference = timed(lambda: [inprocess_feedback(codes, calls) for codes, calls in items])
         ftrl_times.append(dt)
     ftrl_rate = n / statistics.median(ftrl_times)

@@ -15,6 +15,8 @@ the compiler flags of the calling module, and FTRL's caller has none.
 """
 
 import json
+import os
+import sys
 
 from func_timeout import FunctionTimedOut, func_timeout
 
@@ -63,3 +65,23 @@ def inprocess_messages(codes: dict, tool_calls: list, timeout: float = 10.0) -> 
     contents = inprocess_feedback(codes, tool_calls, timeout)
     return [{"role": "tool", "content": c, "tool_call_id": call.get("id")}
             for c, call in zip(contents, tool_calls)]
+
+
+class quiet_stdout:
+    """Send fd 1 and ``sys.stdout`` to /dev/null: in-process tools print onto our stdout
+    (the sandbox captures prints instead)."""
+
+    def __enter__(self) -> "quiet_stdout":
+        sys.stdout.flush()
+        self.saved = os.dup(1)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+        self.stdout, sys.stdout = sys.stdout, open(os.devnull, "w")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.stdout.close()
+        sys.stdout = self.stdout
+        os.dup2(self.saved, 1)
+        os.close(self.saved)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ftrl_lab.environment import default_test_set, load_records
-from ftrl_lab.inprocess import inprocess_feedback
+from ftrl_lab.inprocess import inprocess_feedback, quiet_stdout
 from ftrl_lab.sandbox import CallResult, Sandbox, SandboxError, get_sandbox
 from ftrl_lab.schema_args import example_tool_calls
 
@@ -269,7 +269,7 @@ def synthesised_calls(rec) -> list[dict]:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::SyntaxWarning")
 def test_parity_with_ftrl_inprocess(ftrl_records):
     items = [(r.codes, synthesised_calls(r)) for r in ftrl_records]
-    with _quiet():
+    with quiet_stdout():
         reference = [inprocess_feedback(codes, calls) for codes, calls in items]
     with Sandbox(timeout=10.0) as s:
         got = s.run_batch(items)
@@ -296,24 +296,6 @@ def test_every_tool_code_runs_in_the_sandbox(ftrl_records):
         got = s.run_batch(probes)
     failed = [(name, rr[0].content) for name, rr in zip(expected, got) if rr[0].content != "True"]
     assert len(expected) > 1500 and failed == []
-
-
-class _quiet:
-    """Send fd 1 to /dev/null: FTRL's in-process executor lets tools print to our stdout."""
-
-    def __enter__(self):
-        sys.stdout.flush()
-        self.saved = os.dup(1)
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.close(null)
-        self.stdout, sys.stdout = sys.stdout, open(os.devnull, "w")
-
-    def __exit__(self, *exc):
-        sys.stdout.close()
-        sys.stdout = self.stdout
-        os.dup2(self.saved, 1)
-        os.close(self.saved)
 
 
 def test_forgotten_sandbox_is_cleaned_up():
