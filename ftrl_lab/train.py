@@ -435,6 +435,18 @@ def run(cfg: TrainConfig, run_dir: str | Path | None = None, *, reuse_start: str
         if cfg.sft.enabled:
             finish("sft", {**src_state.get("sft"), "reused_from": str(reuse_start)})
         finish("eval_start", {**src_state.get("eval_start"), "reused_from": str(reuse_start)})
+        src_cfg = json.loads((Path(reuse_start) / "config.json").read_text())
+        same_collection = all(src_cfg["rl"][k] == getattr(cfg.rl, k) for k in (
+            "envs_per_iteration", "collect_temperature", "collect_max_turns", "collect_max_new_tokens")) and \
+            src_cfg["seed"] == cfg.seed and src_cfg["eval"]["batch_size"] == cfg.eval.batch_size
+        if same_collection and src_state.done("iter_1") and not (run_dir / "iter_1").exists():
+            # Iteration 1 collects with the same starting policy, environments and seed: same prefixes.
+            from ftrl_lab.trajectories import sidecar_path
+
+            src_prefixes = Path(reuse_start) / "iter_1" / "prefixes.jsonl"
+            (run_dir / "iter_1").mkdir(parents=True)
+            for f in (src_prefixes, sidecar_path(src_prefixes)):
+                shutil.copy(f, run_dir / "iter_1" / f.name)
     elif cfg.sft.enabled and not state.done("sft") and main:
         finish("sft", warm_start(cfg, envs["train"], run_dir))
     state = sync()

@@ -103,6 +103,14 @@ def test_tiny_end_to_end_run_resumes_into_more_iterations(tmp_path):
     assert [r["metric"] for r in results["comparisons"]["test"]] == ["Solve-P", "Solve-R", "Solve-F1"]
     for name in ("results.md", "metrics.csv", "iterations.csv", "curves.png"):
         assert (tmp_path / "pub" / f"{cfg.run_name}_{name}").exists()
+    # an ablation run reuses the starting checkpoint, its evaluation and iteration 1's prefixes
+    other = _tiny_config(tmp_path, iterations=1)
+    other.rl.reward = "solve_rate"
+    third = run(other, tmp_path / "other", reuse_start=run_dir)
+    assert third["stages"]["sft"]["reused_from"] == str(run_dir)
+    assert (tmp_path / "other" / "iter_1" / "prefixes.jsonl").read_text() == \
+        (run_dir / "iter_1" / "prefixes.jsonl").read_text()
+    assert third["config"]["rl"]["reward"] == "solve_rate" and "test" in third["comparisons"]
 
 
 def test_cli_rejects_bad_overrides():
