@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from ftrl_lab.environment import code_errors, validate_record
 from ftrl_lab.envgen.backend import ProceduralBackend
 from ftrl_lab.envgen.decompose import SCENARIOS
 from ftrl_lab.envgen.validate import (GateReport, GateResult, env_meta, leaks, normalise_question, prepare,
@@ -144,3 +145,38 @@ def test_probe_scope_gold_skips_distractors(records):
     assert all(r.ok for r in validate_batch(few, probe_tools="gold"))
     with pytest.raises(ValueError, match="probe_tools"):
         prepare(few, probe_tools="some")
+
+
+def _broken(rec, name, how):
+    """The code of tool `name`, broken: a syntax error, or `name` never defined (also when a
+    ``def name(`` line hides in a string, so only running or parsing it tells)."""
+    if how == "syntax":
+        return rec.codes[name] + "\ndef oops(:\n    pass\n"
+    if how == "renamed":
+        return rec.codes[name].replace(f"def {name}(", f"def {name}_v2(", 1)
+    return f'NOTE = """\ndef {name}(**kwargs):\n"""\ndef other(**kwargs):\n    return "Error: none"\n'
+
+
+@pytest.mark.parametrize("how", ["syntax", "renamed", "hidden"])
+@pytest.mark.parametrize("role", ["gold", "distractor"])
+@pytest.mark.parametrize("probe_tools", ["all", "gold"])
+def test_broken_code_is_an_invalid_record_as_validate_record_says(how, role, probe_tools):
+    rec = _one("parallel_multi_hop", 10)
+    name = next(t["function"]["name"] for t in rec.tools
+                if (t["function"]["name"] in rec.unsolved_set) == (role == "gold"))
+    rec.codes[name] = _broken(rec, name, how)
+    expected = [("invalid_record", f"{f}: {m}") for f, m in validate_record(rec)]
+    assert expected and expected[0][1].startswith(f"codes[{name}]: ")
+    assert validate_batch([rec], probe_tools=probe_tools)[0].reasons == expected
+
+
+def test_codes_run_in_the_sandbox_are_not_parsed_again(records, monkeypatch):
+    import ftrl_lab.envgen.validate as gate
+
+    parsed = []
+    monkeypatch.setattr(gate, "code_errors", lambda name, src: parsed.append(name) or code_errors(name, src))
+    few = records[:8]
+    assert all(r.ok for r in validate_batch(few))
+    assert parsed == []  # every code is compiled and run by the sandbox
+    assert all(r.ok for r in validate_batch(few, probe_tools="gold"))
+    assert sorted(parsed) == sorted(n for r in few for n in r.codes if n not in r.unsolved_set)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from ftrl_lab.environment import (FTRL_INSTRUCTION, EnvRecord, RecordError, load_records,
+from ftrl_lab.environment import (FTRL_INSTRUCTION, EnvRecord, RecordError, code_errors, load_records,
                                   save_records, validate_record)
 
 CODE = "def lookup(city):\n    return {'mayor': 'Ana Brel'} if city == 'Qor' else 'not found'\n"
@@ -59,6 +59,19 @@ def test_validation_names_field(mutate, field):
     mutate(rec)
     errors = validate_record(rec)
     assert errors and errors[0][0] == field, errors
+
+
+def test_parse_codes_false_checks_only_that_codes_are_strings():
+    rec = make_record()
+    rec.codes["lookup"] = "def lookup(:\n"
+    assert validate_record(rec, parse_codes=False) == []
+    assert validate_record(rec) == code_errors("lookup", rec.codes["lookup"]) == [
+        ("codes[lookup]", "does not parse: invalid syntax (line 1)")]
+    rec.codes["lookup"] = 42
+    assert validate_record(rec, parse_codes=False) == [("codes[lookup]", "expected Python source, got int")]
+    assert code_errors("lookup", "lookup = lambda city: city\n") == [
+        ("codes[lookup]", "does not define function 'lookup' (defines [])")]
+    assert code_errors("lookup", CODE) == []
 
 
 def test_bad_file_errors_name_file_line_field(tmp_path):

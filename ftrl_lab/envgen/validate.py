@@ -3,7 +3,12 @@
 Static checks: the record is valid (`environment.validate_record`: every code parses and
 defines its function, tool documents are OpenAI schemas), the gold call plan matches the
 sub-questions and the ``unsolved_set``, and no gold answer leaks into the question or the
-tool documents. Executed checks, all through one sandbox run per batch of environments:
+tool documents. A code that the sandbox runs is not parsed here as well: the sandbox
+compiles and execs it, so a code that does not compile, or does not define its function,
+makes every one of its calls raise; only then is it parsed here, and the record rejected as
+``invalid_record`` with the same problems `validate_record` reports (codes that are not
+run, and codes without a top-level ``def <name>(`` line, are parsed up front). Executed
+checks, all through one sandbox run per batch of environments:
 
 * gold: the gold call plan solves 100% of ``unsolved_set`` under FTRL's rule
   (`reward.update_unsolved`), each call solving exactly its own sub-answer;
@@ -21,9 +26,9 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from ftrl_lab.environment import EnvRecord, validate_record
+from ftrl_lab.environment import EnvRecord, code_errors, validate_record
 from ftrl_lab.reward import answer_verify, update_unsolved
 
 BatchExecutor = Callable[[list], list]
@@ -150,9 +155,10 @@ def _is_error(content: str) -> bool:
 
 
 # --- static checks ------------------------------------------------------------------------------
-def static_checks(record: EnvRecord, meta: dict) -> list[tuple[str, str]]:
-    """Problems found without running code."""
-    problems = [("invalid_record", f"{f}: {m}") for f, m in validate_record(record)]
+def static_checks(record: EnvRecord, meta: dict, parse_codes: bool = True) -> list[tuple[str, str]]:
+    """Problems found without running code (``parse_codes=False``: codes are not parsed, see
+    `environment.validate_record`)."""
+    problems = [("invalid_record", f"{f}: {m}") for f, m in validate_record(record, parse_codes=parse_codes)]
     if problems:
         return problems
     plan = meta.get("gold_plan") or []
@@ -279,6 +285,19 @@ def _judge(record: EnvRecord, checks: list[_Check], contents: list[str]) -> list
     return problems
 
 
+def defines_at_top(name: str, source: str) -> bool:
+    """A cheap necessary sign that `source` defines function `name`: a ``def <name>(`` line at
+    column 0. Together with the sandbox exec'ing the code and finding `name` defined, this
+    stands in for parsing it."""
+    head = f"def {name}("
+    return source.startswith(head) or ("\n" + head) in source
+
+
+def _code_problems(record: EnvRecord, names: Iterable[str]) -> bool:
+    """True when one of the named codes does not parse or does not define its function."""
+    return any(code_errors(n, record.codes[n]) for n in names if n in record.codes)
+
+
 def sandbox_executor(**sandbox_kwargs: Any) -> BatchExecutor:
     """Batch executor over the project's shared, isolated sandbox (`ftrl_lab.sandbox`)."""
     from ftrl_lab.sandbox import get_sandbox
@@ -312,11 +331,14 @@ def prepare(records: Sequence[EnvRecord], probes: Sequence[str] = PROBES, probe_
     prepared = Prepared([None] * len(records), [], [])
     for k, rec in enumerate(records):
         meta = env_meta(rec)
-        problems = static_checks(rec, meta)
-        if problems:
-            prepared.results[k] = GateResult(False, problems)
+        if static_checks(rec, meta, parse_codes=False):
+            prepared.results[k] = GateResult(False, static_checks(rec, meta))  # the full list of problems
             continue
         checks = _checks_for(k, rec, meta, probes, probe_tools)
+        run = {c.tool for c in checks}
+        if _code_problems(rec, [n for n, src in rec.codes.items() if n not in run or not defines_at_top(n, src)]):
+            prepared.results[k] = GateResult(False, static_checks(rec, meta))
+            continue
         # Calls run grouped by tool (each call is independent: a fresh namespace per call), so
         # that a sandbox chunk boundary splits few tools and each source is compiled by few workers.
         rank = {name: i for i, name in enumerate(rec.codes)}
@@ -335,6 +357,10 @@ def judge(records: Sequence[EnvRecord], prepared: Prepared, outputs: list) -> li
         contents = [""] * len(checks)
         for i, out in zip(order, outs):
             contents[i] = str(out)
+        raised = {c.tool for c, out in zip(checks, contents) if out.startswith(EXCEPTION_PREFIX)}
+        if raised and _code_problems(records[k], sorted(raised)):  # the code itself is broken
+            results[k] = GateResult(False, static_checks(records[k], env_meta(records[k])))
+            continue
         problems = _judge(records[k], checks, contents)
         results[k] = GateResult(not problems, problems)
     return results  # type: ignore[return-value]
