@@ -1,0 +1,319 @@
+"""Which parameters moved: a change map between two checkpoints, per decoder layer and module.
+
+For a base and a trained checkpoint (a full fine-tune, or a LoRA adapter whose delta
+``B @ A * scaling`` is merged first) :func:`change_map` streams every tensor a block of rows at
+a time (:mod:`ftrl_lab.checkpoint_io`; two full models are never in memory) and returns a tidy
+table: per tensor its layer, module (q/k/v/o, gate/up/down, the two norms; embeddings, the final
+norm and ``lm_head`` as rows without a layer), module group and third of the depth, the
+relative change ``||after - before||_F / ||before||_F``, the mean absolute change and the sums
+behind them, so :func:`aggregate` combines any rows exactly. :func:`thirds_table` sums the
+lower / middle / upper thirds; :func:`plot_heatmap`, :func:`plot_depth` and :func:`plot_compare`
+draw them. The causal test (transplanting a subset of the delta) is :mod:`ftrl_lab.transplant`.
+
+    python -m ftrl_lab.analysis change-map BASE TRAINED --out runs/analysis/sft
+    python -m ftrl_lab.analysis transplant BASE TRAINED --test data/envs/cpu/test.jsonl --limit 20 --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ftrl_lab.checkpoint_io import DEFAULT_BLOCK, Checkpoint, open_trained
+from ftrl_lab.environment import append_jsonl
+
+MODULE_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+                "input_layernorm", "post_attention_layernorm")
+GROUPS = ("attention", "mlp", "norm", "embedding", "other")
+THIRDS = ("lower", "middle", "upper")
+METRICS = {"rel_change": "relative change ||ΔW||/||W||", "mean_abs_change": "mean |ΔW|",
+           "diff_norm": "||ΔW||_F", "share_of_change": "share of the total ||ΔW||²"}
+SUMS = ("numel", "before_sq", "after_sq", "diff_sq", "abs_sum")
+LAYER_RE = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.(.+)$")
+
+
+def parse_name(name: str) -> tuple[int | None, str, str]:
+    """``model.layers.3.mlp.down_proj.weight`` -> (3, "down_proj", "weight"); non-layer tensors
+    (``model.embed_tokens.weight``, ``model.norm.weight``, ``lm_head.weight``) get layer None."""
+    m = LAYER_RE.search(name)
+    rest = m.group(2) if m else name
+    parts = rest.split(".")
+    module, param = (parts[-2], parts[-1]) if len(parts) > 1 else (parts[0], "")
+    return (int(m.group(1)) if m else None), module, param
+
+
+def module_group(name: str) -> str:
+    """attention / mlp / norm / embedding / other, from the tensor's name."""
+    _, module, _ = parse_name(name)
+    if "norm" in module or module.startswith("ln"):
+        return "norm"
+    if module in ("embed_tokens", "wte", "wpe", "lm_head"):
+        return "embedding"
+    if "attn" in name or "attention" in name:
+        return "attention"
+    if ".mlp." in name or "feed_forward" in name:
+        return "mlp"
+    return "other"
+
+
+def layer_thirds(n_layers: int) -> dict[str, list[int]]:
+    """Layer indices of the lower, middle and upper thirds (``np.array_split``: 30 -> 10/10/10,
+    31 -> 11/10/10)."""
+    return {t: [int(i) for i in part] for t, part in zip(THIRDS, np.array_split(np.arange(n_layers), 3))}
+
+
+def third_of(layer: int | None, n_layers: int) -> str | None:
+    if layer is None:
+        return None
+    return next(t for t, idx in layer_thirds(n_layers).items() if layer in idx)
+
+
+def count_layers(ckpt: Checkpoint) -> int:
+    """Decoder layers: ``num_hidden_layers`` from config.json, else the highest layer index + 1."""
+    found = [parse_name(n)[0] for n in ckpt.names]
+    return ckpt.n_layers or (max((i for i in found if i is not None), default=-1) + 1)
+
+
+def finish(df: pd.DataFrame) -> pd.DataFrame:
+    """Derived columns from the sums: norms, relative and mean absolute change, share of change."""
+    df = df.copy()
+    df["before_norm"], df["diff_norm"] = np.sqrt(df["before_sq"]), np.sqrt(df["diff_sq"])
+    df["rel_change"] = df["diff_norm"] / df["before_norm"].where(df["before_norm"] > 0)
+    df["mean_abs_change"] = df["abs_sum"] / df["numel"]
+    total = df["diff_sq"].sum()
+    df["share_of_change"] = df["diff_sq"] / total if total > 0 else 0.0
+    return df
+
+
+def change_map(base: str | Path, trained: str | Path, *, out: str | Path | None = None,
+               block: int = DEFAULT_BLOCK, progress: bool = True) -> pd.DataFrame:
+    """Per-tensor change table between two checkpoints, streamed (see module docstring).
+
+    ``out``: a folder; each finished tensor is appended to ``<out>/tensors.jsonl`` and a rerun
+    skips those already there. ``block``: elements per row block read at a time.
+    """
+    from ftrl_lab.models import resolve_model_path
+
+    b = Checkpoint(resolve_model_path(base))
+    t = open_trained(resolve_model_path(trained), b)
+    n_layers = count_layers(b)
+    path = Path(out) / "tensors.jsonl" if out is not None else None
+    done = {}
+    if path is not None and path.exists():
+        done = {r["name"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
+    rows = []
+    for name in tqdm(b.names, desc="change map", unit="tensor", disable=not progress):
+        if name in done:
+            rows.append(done[name])
+            continue
+        layer, module, param = parse_name(name)
+        sums = dict.fromkeys(SUMS, 0.0) | {"max_abs_change": 0.0}
+        for start, stop in b.blocks(name, block):
+            before = b.read(name, start, stop)
+            diff = t.delta(name, start, stop, before) if t.changed(name) else torch.zeros(before.shape,
+                                                                                          dtype=torch.float64)
+            before = before.double()
+            sums["numel"] += before.numel()
+            sums["before_sq"] += float(before.square().sum())
+            sums["after_sq"] += float((before + diff).square().sum())
+            sums["diff_sq"] += float(diff.square().sum())
+            sums["abs_sum"] += float(diff.abs().sum())
+            sums["max_abs_change"] = max(sums["max_abs_change"], float(diff.abs().max()) if diff.numel() else 0.0)
+            del before, diff
+        row = {"name": name, "layer": layer, "module": module, "param": param, "group": module_group(name),
+               "third": third_of(layer, n_layers), "n_layers": n_layers, "kind": t.kind, **sums}
+        if path is not None:
+            append_jsonl(path, [row])
+        rows.append(row)
+    return finish(pd.DataFrame(rows).astype({"layer": "Int64"}))
+
+
+def aggregate(df: pd.DataFrame, by: Sequence[str] = ("layer", "module")) -> pd.DataFrame:
+    """Rows combined exactly (sums of squares and of |Δ|) over ``by``: per (layer, module) merges a
+    module's weight and bias; per ("third", "group") gives the thirds."""
+    keys = (["run"] if "run" in df.columns and "run" not in by else []) + list(by)
+    extra = {k: "first" for k in ("group", "third", "n_layers") if k in df.columns and k not in keys}
+    out = df.groupby(keys, dropna=False, sort=False).agg(
+        {**{s: "sum" for s in SUMS}, "max_abs_change": "max", **extra}).reset_index()
+    parts = [finish(g) for _, g in out.groupby("run", sort=False)] if "run" in out.columns else [finish(out)]
+    return pd.concat(parts, ignore_index=True)
+
+
+def module_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (layer, module), non-layer modules (layer <NA>) last."""
+    table = aggregate(df, ("layer", "module"))
+    order = {m: i for i, m in enumerate(MODULE_ORDER)}
+    table["_m"] = table["module"].map(lambda m: order.get(m, len(order)))
+    table["_l"] = table["layer"].fillna(10**6)
+    return table.sort_values([c for c in ("run", "_l", "_m", "module") if c in table]).drop(columns=["_m", "_l"]) \
+        .reset_index(drop=True)
+
+
+def thirds_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Lower / middle / upper thirds x module group, decoder layers only: relative and mean
+    absolute change of the combined tensors and their share of the layers' total squared change."""
+    layers = df[df["layer"].notna()]
+    agg = aggregate(layers, ("third", "group"))
+    agg["third"] = pd.Categorical(agg["third"], THIRDS, ordered=True)
+    cols = ["run"] if "run" in agg.columns else []
+    return agg.sort_values([*cols, "third", "group"])[[*cols, "third", "group", "numel", "rel_change",
+                                                      "mean_abs_change", "share_of_change"]].reset_index(drop=True)
+
+
+# --- figures -----------------------------------------------------------------------------------
+def _pivot(df: pd.DataFrame, metric: str, modules: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Layer x module grid of ``metric`` (top row = last layer) and each module's group."""
+    table = module_table(df)
+    table = table[table["layer"].notna()]
+    if modules:
+        table = table[table["module"].isin(modules)]
+    cols = [m for m in MODULE_ORDER if m in set(table["module"])] + sorted(set(table["module"]) - set(MODULE_ORDER))
+    grid = table.pivot(index="layer", columns="module", values=metric)[cols].sort_index(ascending=False)
+    return grid.astype(float), dict(zip(table["module"], table["group"]))
+
+
+def plot_heatmap(df: pd.DataFrame, metric: str = "rel_change", *, modules: Sequence[str] | None = None,
+                 ax=None, title: str | None = None, vmax: float | None = None):
+    """Layer x module heatmap of ``metric`` (layer 0 at the bottom)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    grid, _ = _pivot(df, metric, modules)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6.0, 2.5 + 0.7 * grid.shape[1]), max(4.5, 2.8 + 0.18 * grid.shape[0])))
+    sns.heatmap(grid, ax=ax, cmap="viridis", vmin=0, vmax=vmax, cbar_kws={"label": METRICS[metric]})
+    ax.set_title(title or metric)
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", labelrotation=45)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    return ax
+
+
+def plot_depth(df: pd.DataFrame, metric: str = "rel_change", *, modules: Sequence[str] | None = None,
+               ax=None, title: str | None = None):
+    """``metric`` over depth, one line per module (MLP solid, attention dashed, norms dotted),
+    thirds marked."""
+    import matplotlib.pyplot as plt
+
+    grid, groups = _pivot(df, metric, modules)
+    grid = grid.sort_index()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.8))
+    styles = {"attention": "--", "mlp": "-", "norm": ":"}
+    for module in grid.columns:
+        ax.plot(grid.index.astype(int), grid[module], styles.get(groups[module], "-."), marker=".", label=module)
+    for idx in list(layer_thirds(int(df["n_layers"].iloc[0])).values())[1:]:
+        if idx:
+            ax.axvline(idx[0] - 0.5, color="grey", lw=0.8)
+    ax.set_xlabel("layer (lower → upper; grey lines: thirds)")
+    ax.set_ylabel(METRICS[metric])
+    ax.set_title(title or metric)
+    ax.legend(fontsize=7, ncol=2)
+    return ax
+
+
+def plot_compare(maps: dict[str, pd.DataFrame], metric: str = "rel_change", *,
+                 modules: Sequence[str] | None = None):
+    """Heatmaps of several runs side by side, one colour scale."""
+    import matplotlib.pyplot as plt
+
+    vmax = max(float(np.nanmax(_pivot(d, metric, modules)[0].to_numpy())) for d in maps.values())
+    fig, axes = plt.subplots(1, len(maps), figsize=(5.5 * len(maps), 6), squeeze=False)
+    for ax, (label, d) in zip(axes[0], maps.items()):
+        plot_heatmap(d, metric, modules=modules, ax=ax, title=label, vmax=vmax)
+    fig.tight_layout()
+    return fig
+
+
+def save_change_map(df: pd.DataFrame, out: str | Path, title: str = "") -> dict[str, Path]:
+    """CSV tables (tensors, modules, thirds) and the two figures into ``out``."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"tensors": out / "tensors.csv", "modules": out / "modules.csv", "thirds": out / "thirds.csv",
+             "heatmap": out / "param_change_heatmap.png", "depth": out / "param_change_depth.png"}
+    df.to_csv(paths["tensors"], index=False)
+    module_table(df).to_csv(paths["modules"], index=False)
+    thirds_table(df).to_csv(paths["thirds"], index=False)
+    for key, plot in (("heatmap", plot_heatmap), ("depth", plot_depth)):
+        ax = plot(df, title=title or None)
+        ax.get_figure().tight_layout()
+        ax.get_figure().savefig(paths[key], dpi=120)
+        plt.close(ax.get_figure())
+    return paths
+
+
+# --- a synthetic pair -----------------------------------------------------------------------------
+def synthetic_pair(out: str | Path, n_layers: int = 6, seed: int = 0,
+                   scales: dict[tuple[str, str | None], float] | None = None) -> tuple[Path, Path]:
+    """A tiny random Llama pair ``(out/base, out/trained)`` for demos and CI (seconds, no download).
+
+    trained = base + Gaussian noise of relative size ``scales[(group, third)]`` per tensor
+    (default: lower-third MLP 5%, every other tensor 0.5%); the numbers illustrate the
+    plumbing, not any training run.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ftrl_lab.models import prepare_tokenizer, tiny_tokenizer
+
+    scales = scales or {("mlp", "lower"): 0.05}
+    out = Path(out)
+    tok = prepare_tokenizer(tiny_tokenizer())
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=n_layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                         tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.save_pretrained(out / "base")
+    tok.save_pretrained(out / "base")
+    with torch.no_grad():
+        for name, w in model.named_parameters():
+            layer = parse_name(name)[0]
+            scale = scales.get((module_group(name), third_of(layer, n_layers)), 0.005)
+            noise = torch.randn(w.shape, generator=gen)
+            w += scale * w.norm() / noise.norm() * noise
+    model.save_pretrained(out / "trained")
+    tok.save_pretrained(out / "trained")
+    return out / "base", out / "trained"
+
+
+# --- command line ------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "transplant":
+        from ftrl_lab.transplant import main as transplant_main
+
+        return transplant_main(argv[1:])
+    p = argparse.ArgumentParser(prog="python -m ftrl_lab.analysis", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("change-map", help="per layer/module change between two checkpoints")
+    c.add_argument("base", help='base checkpoint folder (or "default")')
+    c.add_argument("trained", help="trained checkpoint folder or LoRA adapter folder")
+    c.add_argument("--out", required=True, help="folder for tensors.jsonl/.csv, modules.csv, thirds.csv, figures")
+    c.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="elements read per row block")
+    sub.add_parser("transplant", help="see python -m ftrl_lab.analysis transplant --help")
+    a = p.parse_args(argv)
+    df = change_map(a.base, a.trained, out=a.out, block=a.block)
+    paths = save_change_map(df, a.out, title=f"{Path(a.trained).name} vs {Path(a.base).name}")
+    with pd.option_context("display.width", 160):
+        print(thirds_table(df).to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+    print("written:", ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
