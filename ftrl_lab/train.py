@@ -430,10 +430,12 @@ def run(cfg: TrainConfig, run_dir: str | Path | None = None, *, reuse_start: str
         src_state = RunState(Path(reuse_start))
         if (cfg.sft.enabled and not src_state.done("sft")) or not src_state.done("eval_start"):
             raise ValueError(f"{reuse_start}: no finished starting checkpoint + start evaluation to reuse")
-        for d in (Path(reuse_start) / "eval").glob("start_*"):
+        for d in [*(Path(reuse_start) / "eval").glob("start_*"), *(Path(reuse_start) / "eval").glob("base_*")]:
             shutil.copytree(d, run_dir / "eval" / d.name, dirs_exist_ok=True)
         if cfg.sft.enabled:
             finish("sft", {**src_state.get("sft"), "reused_from": str(reuse_start)})
+        if src_state.done("eval_base"):
+            finish("eval_base", {**src_state.get("eval_base"), "reused_from": str(reuse_start)})
         finish("eval_start", {**src_state.get("eval_start"), "reused_from": str(reuse_start)})
         src_cfg = json.loads((Path(reuse_start) / "config.json").read_text())
         same_collection = all(src_cfg["rl"][k] == getattr(cfg.rl, k) for k in (
@@ -449,6 +451,13 @@ def run(cfg: TrainConfig, run_dir: str | Path | None = None, *, reuse_start: str
                 shutil.copy(f, run_dir / "iter_1" / f.name)
     elif cfg.sft.enabled and not state.done("sft") and main:
         finish("sft", warm_start(cfg, envs["train"], run_dir))
+    state = sync()
+    if cfg.sft.enabled and cfg.eval.base and not state.done("eval_base") and main:
+        # The model before any training: the warm start's own effect is then visible too.
+        model, tokenizer = load_policy_model(cfg.model, cfg)
+        finish("eval_base", evaluate_all(model, tokenizer, envs, run_dir, "base", cfg))
+        del model
+        gc.collect()
     state = sync()
     start_dir = state.get("sft")["model"] if cfg.sft.enabled else cfg.model
     model, tokenizer = load_policy_model(start_dir, cfg)
@@ -514,12 +523,15 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
                            f"algorithm `{cfg.rl.algorithm}`, {cfg.rl.iterations} iteration(s). "
                            "Points = x100; CIs: paired bootstrap over environments.", ""]
     for name in ("test", "ftrl"):
-        start, final = eval_episodes(run_dir, "start", name), eval_episodes(run_dir, "final", name)
-        if len(start) and len(final):
-            table = compare(start, final, cfg.eval.bootstrap, cfg.seed)
-            comparisons[name] = table.to_dict(orient="records")
-            title = "Generated test split" if name == "test" else "FTRL test set"
-            md += [table_markdown(table, f"{title} ({cfg.data.test if name == 'test' else 'shared'})"), ""]
+        title = "Generated test split" if name == "test" else "FTRL test set"
+        where = cfg.data.test if name == "test" else "shared"
+        final = eval_episodes(run_dir, "final", name)
+        for before, label in (("start", "RL's starting checkpoint"), ("base", f"`{cfg.model}` before any training")):
+            start = eval_episodes(run_dir, before, name)
+            if len(start) and len(final):
+                table = compare(start, final, cfg.eval.bootstrap, cfg.seed)
+                comparisons[name if before == "start" else f"{name}_vs_base"] = table.to_dict(orient="records")
+                md += [table_markdown(table, f"{title} ({where}): final vs {label}"), ""]
     iterations = pd.DataFrame([state.get(f"iter_{k}") for k in range(1, cfg.rl.iterations + 1)
                                if state.done(f"iter_{k}")])
     if len(iterations):

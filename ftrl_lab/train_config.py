@@ -96,6 +96,7 @@ class EvalSection:
     batch_size: int = 16
     test_limit: int | None = None
     ftrl_limit: int | None = 20
+    base: bool = True           # with a warm start, also evaluate the model before any training
     perplexity_topics: int = 16
     bootstrap: int = 2000
 
