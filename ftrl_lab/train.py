@@ -43,7 +43,7 @@ import pandas as pd
 from ftrl_lab.environment import EnvRecord, append_jsonl, default_test_set, load_records
 from ftrl_lab.parsing import parse_response
 from ftrl_lab.reward import make_reward_func
-from ftrl_lab.train_config import TrainConfig, load_config, parse_value
+from ftrl_lab.train_config import TrainConfig, load_config, lora_kwargs, parse_value
 
 log = logging.getLogger("ftrl_lab.train")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -276,7 +276,7 @@ def make_trainer(model, tokenizer, dataset, cfg: TrainConfig, output_dir: Path, 
     if rl.lora:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(task_type="CAUSAL_LM", **rl.lora)
+        peft_config = LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(rl.lora, model.config.num_hidden_layers))
     cls = FTRLRLOOTrainer if rl.algorithm == "rloo" else FTRLGRPOTrainer
     args = trl_config(cfg, output_dir)
     model.train()

@@ -73,7 +73,7 @@ class RLSection:
     epsilon: float = 0.2
     loss_type: str | None = None        # default per algorithm (see train.trl_config)
     scale_rewards: str | None = None    # default per algorithm
-    lora: dict | None = None            # peft LoraConfig kwargs; null = full fine-tuning
+    lora: dict | None = None            # peft LoraConfig kwargs; null = full fine-tuning (see lora_kwargs)
     collect_temperature: float = 0.7
     collect_max_turns: int = 6
     collect_max_new_tokens: int = 128
@@ -130,6 +130,8 @@ class TrainConfig:
         if self.rl.prompts_per_step % micro:
             raise ValueError(f"rl.prompts_per_step ({self.rl.prompts_per_step}) must be a multiple of "
                              f"rl.micro_batch_prompts ({micro})")
+        if self.rl.lora is not None:
+            lora_kwargs(self.rl.lora)  # spelling of a restricted LoRA, checked before any training
 
     @property
     def run_name(self) -> str:
@@ -137,6 +139,55 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+LORA_GROUPS = {"attention": ("q_proj", "k_proj", "v_proj", "o_proj"), "mlp": ("gate_proj", "up_proj", "down_proj")}
+LORA_THIRDS = {"lower_third": "lower", "middle_third": "middle", "upper_third": "upper"}
+
+
+def lora_kwargs(lora: dict, n_layers: int | None = None) -> dict[str, Any]:
+    """``rl.lora`` as ``peft.LoraConfig`` keyword arguments, with LoRA restricted to chosen
+    modules and layers written as data:
+
+    * ``target_modules``: a group ("mlp", "attention"), a module name, "all-linear", or a list
+      mixing groups and module names (``[mlp, q_proj]``);
+    * ``layers_to_transform``: a third of the depth ("lower_third", "middle_third",
+      "upper_third", as :func:`ftrl_lab.analysis.layer_thirds` splits it), a range "0-9", an
+      int or a list of ints.
+
+    With ``n_layers`` None only the spelling is checked (thirds stay unresolved).
+    """
+    if not isinstance(lora, dict):
+        raise ValueError(f"rl.lora: expected a mapping of LoraConfig arguments, got {lora!r}")
+    out = dict(lora)
+    targets = out.get("target_modules")
+    if isinstance(targets, str) and targets in LORA_GROUPS:
+        out["target_modules"] = list(LORA_GROUPS[targets])
+    elif isinstance(targets, list):
+        out["target_modules"] = list(dict.fromkeys(m for t in targets for m in LORA_GROUPS.get(t, (t,))))
+    layers = out.get("layers_to_transform")
+    if isinstance(layers, str):
+        if layers in LORA_THIRDS:
+            if n_layers is not None:
+                from ftrl_lab.analysis import layer_thirds
+
+                out["layers_to_transform"] = layer_thirds(n_layers)[LORA_THIRDS[layers]]
+        else:
+            lo, _, hi = layers.partition("-")
+            if not (lo.strip().isdigit() and (not hi or hi.strip().isdigit())):
+                raise ValueError(f"rl.lora.layers_to_transform: '{layers}' is not one of {list(LORA_THIRDS)}, "
+                                 "'i-j', an int or a list of ints")
+            out["layers_to_transform"] = list(range(int(lo), int(hi or lo) + 1))
+    elif layers is not None and not isinstance(layers, int) and not (
+            isinstance(layers, list) and all(isinstance(i, int) for i in layers)):
+        raise ValueError(f"rl.lora.layers_to_transform: expected a third, 'i-j', an int or a list, got {layers!r}")
+    chosen = out.get("layers_to_transform")
+    if n_layers is not None and chosen is not None:
+        chosen = [chosen] if isinstance(chosen, int) else chosen
+        if not chosen or any(not 0 <= i < n_layers for i in chosen):
+            raise ValueError(f"rl.lora.layers_to_transform: {chosen} selects no layer or one outside "
+                             f"0-{n_layers - 1} (the model has {n_layers})")
+    return out
 
 
 SECTIONS = {"data": DataSection, "sft": SFTSection, "rl": RLSection, "eval": EvalSection}

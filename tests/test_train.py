@@ -118,3 +118,27 @@ def test_cli_rejects_bad_overrides():
         main(["--set", "no-equals-sign"])
     with pytest.raises(ValueError, match="unknown key"):
         main(["--set", "rl.nope=1"])
+
+
+def test_lora_restricted_to_lower_third_mlp_moves_only_those_weights(tmp_path, monkeypatch):
+    """rl.lora with target_modules/layers_to_transform trains exactly that part (seen by the change map)."""
+    import ftrl_lab.train as train
+    from ftrl_lab.analysis import change_map
+    from ftrl_lab.train_data import build_prefix_dataset
+
+    model, tok = tiny_model()  # 2 layers: the lower third is layer 0
+    train.save_model(model, tok, tmp_path / "before")
+    cfg = config_from_dict({"name": "tiny", "device": "cpu", "rl": {
+        "lora": {"r": 4, "lora_alpha": 8, "target_modules": "mlp", "layers_to_transform": "lower_third"},
+        "num_generations": 4, "prompts_per_step": 2, "max_completion_length": 8, "learning_rate": 1e-2,
+        "save_steps": 0}}, "tiny")
+    monkeypatch.setattr(train, "logged_reward", lambda variant: lambda completions, **kw: [
+        float(len(str(c))) for c in completions])  # any in-group variance gives a gradient
+    dataset, _ = build_prefix_dataset([small_record(), small_record("What is the capital of Sudmark?", "Brenholt")],
+                                      tok, max_prompt_tokens=4096)
+    trainer = train.make_trainer(model, tok, dataset, cfg, tmp_path / "trainer")
+    trainer.train()
+    train.save_model(trainer.model, tok, tmp_path / "after")
+    df = change_map(tmp_path / "before", tmp_path / "after", progress=False)
+    assert set(df.loc[df["diff_norm"] > 0, "name"]) == {f"model.layers.0.mlp.{m}.weight"
+                                                        for m in ("gate_proj", "up_proj", "down_proj")}

@@ -46,3 +46,21 @@ def test_accelerate_configs_are_yaml_mappings():
     for path in CONFIG_DIR.glob("accelerate*.yaml"):
         data = yaml.safe_load(path.read_text())
         assert data["distributed_type"] in ("MULTI_GPU", "DEEPSPEED")
+
+
+def test_restricted_lora_is_spelled_as_data():
+    from ftrl_lab.train_config import lora_kwargs
+
+    lora = {"r": 8, "target_modules": "mlp", "layers_to_transform": "lower_third"}
+    assert lora_kwargs(lora, 30) == {"r": 8, "target_modules": ["gate_proj", "up_proj", "down_proj"],
+                                     "layers_to_transform": list(range(10))}
+    assert lora_kwargs({"target_modules": ["attention", "down_proj"], "layers_to_transform": "2-4"}, 6) == {
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "down_proj"], "layers_to_transform": [2, 3, 4]}
+    assert lora_kwargs({"target_modules": "all-linear", "layers_to_transform": 3}, 6)["target_modules"] == "all-linear"
+    cfg = load_config("cpu-smollm2", {"rl.lora": parse_value("{r: 16, target_modules: mlp, "
+                                                             "layers_to_transform: upper_third}")})
+    assert cfg.rl.lora["layers_to_transform"] == "upper_third"
+    with pytest.raises(ValueError, match="rl.lora.layers_to_transform: 'bottom_third' is not one of"):
+        load_config("cpu-smollm2", {"rl.lora": {"layers_to_transform": "bottom_third"}})
+    with pytest.raises(ValueError, match=r"selects no layer or one outside 0-5"):
+        lora_kwargs({"layers_to_transform": [4, 9]}, 6)
