@@ -2,9 +2,9 @@
 PY ?= python3
 PROFILE ?= QUICK
 
-.PHONY: install test test-fast reproduce lab bench clean-outputs
+.PHONY: install chromium test test-fast reproduce lab bench clean-outputs
 
-install: .install-stamp
+install: .install-stamp chromium
 
 # torch first (CPU wheel), or pip pulls the CUDA build as a dependency of trl/peft.
 .install-stamp: requirements.txt pyproject.toml
@@ -14,6 +14,16 @@ install: .install-stamp
 	$(PY) -m pip install -q --no-deps -e .
 	-nbstripout --install 2>/dev/null
 	touch $@
+
+# The browser test drives Debian's chromium with playwright (no browser download). Installed with
+# apt-get when we are root and it is missing; otherwise a note (the test then skips, except in CI).
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for tests/test_browser.py (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+	    || echo "NOTE: apt-get install chromium failed; tests/test_browser.py will skip (fail under CI)"; \
+	else echo "NOTE: no chromium; tests/test_browser.py will skip. Install it: sudo apt-get install chromium"; fi
 
 test: install
 	$(PY) -m pytest -q
@@ -25,7 +35,7 @@ reproduce: install
 	$(PY) -m ftrl_lab.reproduce --profile $(PROFILE)
 
 lab: install
-	$(PY) -m jupyter lab notebooks/
+	$(PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
