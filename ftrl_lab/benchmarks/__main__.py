@@ -5,6 +5,10 @@
     python -m ftrl_lab.benchmarks bfcl     --model default --out runs/bfcl [--categories simple multiple]
     python -m ftrl_lab.benchmarks taubench --model default --out runs/tau --data tau-bench.jsonl \\
         --user-base-url https://api.openai.com/v1 --user-model gpt-4o-2024-08-06
+    python -m ftrl_lab.benchmarks suite    --model default --out runs/bench/default [--limit-per-category N]
+
+``suite`` runs ToolHop, RoTBench clean/union and BFCL's four non-live AST categories for one
+model and writes one summary (see :mod:`ftrl_lab.benchmarks.suite` for its options).
 
 The run folder gets ``outputs.jsonl`` (model outputs, appended as they finish: a rerun resumes),
 ``results.jsonl`` (per-item scores), ``table.csv`` (the benchmark's table, also printed) and
@@ -26,7 +30,7 @@ from ftrl_lab.benchmarks import NAMES, get
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ftrl_lab.benchmarks", description=__doc__.split("\n\n")[0])
-    p.add_argument("benchmark", choices=NAMES)
+    p.add_argument("benchmark", choices=NAMES, help="one benchmark (or `suite ...`: see ftrl_lab.benchmarks.suite)")
     p.add_argument("--model", default="default", help='local folder, "default", or the served name with --api-base')
     p.add_argument("--out", required=True, help="run folder (a rerun resumes)")
     p.add_argument("--data", default=None, help="benchmark data (file or folder); default: the shared copy")
@@ -79,6 +83,11 @@ def _user(args):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["suite"]:
+        from ftrl_lab.benchmarks.suite import main as suite_main
+
+        return suite_main(argv[1:])
     args = _parser().parse_args(argv)
     name, mod = args.benchmark, get(args.benchmark)
     out = Path(args.out)
