@@ -64,3 +64,42 @@ def test_oracle_tables():
     assert (tables["toolhop"]["AC"] == 100).all()
     assert (tables["rotbench"][["TS", "PI", "CF"]] == 100).all().all()
     assert tables["bfcl"].loc["non_live_ast", "accuracy"] == 100
+
+
+def test_table2_from_suite_folders(tmp_path):
+    import json
+
+    from ftrl_lab.benchmarks import suite
+
+    def shrug(convs, tools):
+        return ["Thought: no idea\nAction: finish\nAction Input: {}" for _ in convs]
+
+    folder = tmp_path / "bench" / "tiny-run"
+    suite.run_suite(shrug, folder, suite.SuiteSettings(model="shrug", limit_per_category=2),
+                    benchmarks=["toolhop", "rotbench"], show_progress=False)
+    ftrl = tmp_path / "eval"
+    ftrl.mkdir()
+    rows = [{"key": k, "scenario": s, "solve_precision": 1.0, "solve_rate": r, "solve_f1": r, "turns": 1, "calls": 0}
+            for k, s, r in (("a", "single_hop", 0.5), ("b", "multi_hop", 0.0))]
+    (ftrl / "transcripts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    df = report.table2_from_suites([folder, tmp_path / "missing"], ftrl={"tiny-run": ftrl})
+    assert list(df.columns) == [*report.COLUMNS, "origin", "notes"] and df.index[-1] == "tiny-run"
+    row = df.loc["tiny-run"]
+    assert row["origin"] == "measured" and row["ToolHop AC"] == 0.0 and row["TS"] == 0.0
+    assert row["Solve-F1"] == 25.0 and math.isnan(row["tau Pass^1"]) and math.isnan(row["Avg"])
+    assert "first 2 per category: 6 of 30" in row["notes"] and "clean + union only" in row["notes"]
+    assert "2 FTRL test episodes (partial)" in row["notes"]
+    assert df.loc["GPT-4o / closed", "notes"].endswith("UNVERIFIED secondary source")
+    html = report.style_table2(df).to_html()
+    assert "UNVERIFIED" in html and "tiny-run" in html
+    assert report.plot_table2(df, tmp_path / "t2.png").stat().st_size > 10_000
+
+    other = tmp_path / "bench" / "other"
+    suite.run_suite(shrug, other, suite.SuiteSettings(model="other", limit_per_category=1),
+                    benchmarks=["rotbench"], show_progress=False)
+    both = suite.compare({"tiny": folder, "other": other})
+    assert list(both.columns) == ["tiny", "n tiny", "other", "n other"]
+    assert both.loc[("rotbench", "clean", "TS"), "n other"] == 1 and both.loc[("rotbench", "clean", "TS"), "n tiny"] == 2
+    assert math.isnan(both.loc[("toolhop", "free", "AC"), "other"])
+    assert report.plot_suites(both, tmp_path / "suites.png").stat().st_size > 10_000

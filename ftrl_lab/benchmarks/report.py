@@ -7,8 +7,11 @@ Pass^1, RoTBench TS, PI, CF, and Avg, the mean of those eight. The paper's numbe
 Measured rows are built by :func:`measured_row` from the tables the benchmark modules make
 (``toolhop.table``, ``taubench.table``, ``rotbench.table``) and FTRL test-set metrics, or by
 :func:`measured_from_runs` from run folders of ``python -m ftrl_lab.benchmarks`` and
-``python -m ftrl_lab.evaluate``; a benchmark not run leaves its cells empty, and Avg is given
-only when all eight are there. :func:`oracle_tables` shows the checkers on known-good outputs.
+``python -m ftrl_lab.evaluate``, or by :func:`suite_row` / :func:`table2_from_suites` from
+``python -m ftrl_lab.benchmarks suite`` folders (with a ``notes`` cell saying what they cover); a
+benchmark not run leaves its cells empty, and Avg is given only when all eight are there.
+:func:`oracle_tables` shows the checkers on known-good outputs; :func:`plot_table2` and
+:func:`plot_suites` draw the figures.
 """
 
 from __future__ import annotations
@@ -88,13 +91,20 @@ def read_run(out_dir: str | os.PathLike):
 
 def ftrl_metrics(out_dir: str | os.PathLike) -> dict[str, float]:
     """Solve-P/R/F1 (fractions) of a ``python -m ftrl_lab.evaluate ftrl`` run folder, averaged
-    over its scenarios as the paper averages (its ``overall`` row when it has no scenarios)."""
+    over its scenarios as the paper averages (its ``overall`` row when it has no scenarios).
+    Read from ``results.csv``, or summarised from ``transcripts.jsonl`` while a run has not
+    written its results yet."""
     import pandas as pd
 
     path = Path(out_dir) / "results.csv"
-    if not path.exists():
+    if path.exists():
+        df = pd.read_csv(path).set_index("scenario")
+    elif (Path(out_dir) / "transcripts.jsonl").exists():
+        from ftrl_lab.evaluate import load_transcripts, summarize
+
+        df = summarize(load_transcripts(out_dir)).set_index("scenario")
+    else:
         raise FileNotFoundError(f"{path}: no results (run `python -m ftrl_lab.evaluate ftrl ... --out {out_dir}`)")
-    df = pd.read_csv(path).set_index("scenario")
     keys = ("solve_precision", "solve_rate", "solve_f1")
     scenarios = df.drop(index="overall", errors="ignore")
     part = scenarios if len(scenarios) else df
@@ -107,6 +117,59 @@ def measured_from_runs(label: str, ftrl: str | os.PathLike | None = None, toolho
     return measured_row(label, ftrl_metrics(ftrl) if ftrl else None,
                         read_run(toolhop) if toolhop else None, read_run(taubench) if taubench else None,
                         read_run(rotbench) if rotbench else None)
+
+
+def _ftrl_note(out_dir: str | os.PathLike) -> str:
+    """What an FTRL evaluation folder covers: episodes, scenarios, and whether it is complete."""
+    import json
+
+    from ftrl_lab.evaluate import load_transcripts
+
+    rows = load_transcripts(out_dir)
+    scenarios = sorted({r.get("scenario", "?") for r in rows})
+    results = Path(out_dir) / "results.json"
+    total = json.loads(results.read_text(encoding="utf-8")).get("n_records") if results.exists() else None
+    of = f" of {total}" if total else ""
+    partial = "" if total and len(rows) >= total else " (partial)"
+    return f"Solve-P/R/F1: {len(rows)}{of} FTRL test episodes{partial}, scenarios {', '.join(scenarios)}"
+
+
+def suite_row(folder: str | os.PathLike, label: str | None = None, ftrl: str | os.PathLike | None = None) -> dict:
+    """A Table 2 row from a ``python -m ftrl_lab.benchmarks suite`` folder: ToolHop AC (mean of
+    its modes) and RoTBench TS/PI/CF (mean of the suite's levels), Solve-P/R/F1 from an FTRL
+    evaluation folder when given. tau-bench is not in the suite, so Avg stays empty. The
+    ``notes`` cell says what each number covers (subsample, levels, sample size)."""
+    from ftrl_lab.benchmarks.suite import SUITE, read_summary
+
+    folder = Path(folder)
+    summary = read_summary(folder)
+    toolhop = read_run(folder / "toolhop") if (folder / "toolhop" / "table.csv").exists() else None
+    rot = read_run(folder / "rotbench") if (folder / "rotbench" / "table.csv").exists() else None
+    row = measured_row(label or folder.name, ftrl_metrics(ftrl) if ftrl else None, toolhop, None, rot)
+    overall = summary[summary["summary_row"].astype(bool)].drop_duplicates("benchmark").set_index("benchmark")
+    notes = []
+    if "toolhop" in overall.index:
+        notes.append(f"ToolHop: {overall.loc['toolhop', 'selection']} of the 10-record sample x 3 modes "
+                     "(paper: 995 queries)")
+    if "rotbench" in overall.index:
+        notes.append(f"RoTBench: {' + '.join(SUITE['rotbench'])} only (paper: 5 levels), "
+                     f"{overall.loc['rotbench', 'selection']}")
+    notes.append("tau-bench not run, so no Avg")
+    notes.append(_ftrl_note(ftrl) if ftrl else "Solve-P/R/F1 not measured here")
+    row["notes"] = "; ".join(notes)
+    return row
+
+
+def table2_from_suites(folders: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
+                       ftrl: Mapping[str, str | os.PathLike] | None = None, path: str | os.PathLike | None = None):
+    """The paper's Table 2 (unverified secondary-source numbers, see ``data/paper_table2.md``)
+    with one measured row per suite folder; ``folders`` is a list (labels: folder names) or a
+    mapping label -> folder, ``ftrl`` maps a label to its FTRL evaluation folder. Folders
+    without a ``summary.csv`` are skipped."""
+    labelled = dict(folders) if isinstance(folders, Mapping) else {Path(f).name: f for f in folders}
+    ftrl = dict(ftrl or {})
+    rows = [suite_row(f, label, ftrl.get(label)) for label, f in labelled.items() if (Path(f) / "summary.csv").exists()]
+    return table2(rows, path)
 
 
 def oracle_tables(toolhop_items: Sequence[dict] | None = None, bfcl_limit: int | None = 20) -> dict:
@@ -129,13 +192,19 @@ def oracle_tables(toolhop_items: Sequence[dict] | None = None, bfcl_limit: int |
 
 
 def table2(measured: Sequence[dict] = (), path: str | os.PathLike | None = None):
-    """Paper rows then measured rows, columns :data:`COLUMNS` plus ``origin``."""
+    """Paper rows then measured rows, columns :data:`COLUMNS`, ``origin`` and ``notes`` (paper
+    rows: their source and that they are unverified; measured rows: what they cover)."""
     import pandas as pd
 
     paper = paper_table2(path)
+    paper["notes"] = [f"{src}; {'verified' if v == 'yes' else 'UNVERIFIED secondary source'}"
+                      for src, v in zip(paper["source"], paper["verified"])]
     rows = pd.DataFrame(list(measured)).set_index("row") if measured else None
     df = pd.concat([paper, rows]) if rows is not None else paper
-    return df[[*COLUMNS, "origin"]]
+    if "notes" not in df:
+        df["notes"] = ""
+    df["notes"] = df["notes"].fillna("")
+    return df[[*COLUMNS, "origin", "notes"]]
 
 
 def style_table2(df):
@@ -149,10 +218,11 @@ def style_table2(df):
     return (df.style.format("{:.2f}", subset=numeric, na_rep="–")
             .apply(shade, axis=1)
             .highlight_max(subset=numeric, props="font-weight: bold")
-            .set_caption("FTRL Table 2 (paper rows: see data/paper_table2.md) and measured rows"))
+            .set_caption("FTRL Table 2: paper rows are unverified secondary-source numbers "
+                         "(data/paper_table2.md); shaded rows measured here (see notes)"))
 
 
-def plot_table2(df, out: str | os.PathLike = "figures/table2.png", title: str | None = None) -> Path:
+def plot_table2(df, out: str | os.PathLike = "figures/table2_ours_vs_paper.png", title: str | None = None) -> Path:
     """Grouped bars: per metric, one bar per row that has it (left); Avg of every row (right)."""
     import matplotlib
 
@@ -180,6 +250,38 @@ def plot_table2(df, out: str | os.PathLike = "figures/table2.png", title: str | 
     right.set_xlabel("Avg (percent)")
     right.set_title("Avg (blue: paper, green: measured)")
     fig.suptitle(title or "FTRL Table 2: paper (unverified secondary numbers) vs. measured")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_suites(df, out: str | os.PathLike = "figures/bench_suites.png", title: str | None = None) -> Path:
+    """Per-category bars of several suite runs: one panel per benchmark, one bar per run.
+    ``df``: :func:`ftrl_lab.benchmarks.suite.compare` (value columns are the runs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [c for c in df.columns if not str(c).startswith("n ")]
+    benches = list(dict.fromkeys(df.index.get_level_values(0)))
+    fig, axes = plt.subplots(1, max(1, len(benches)), figsize=(5.5 * max(1, len(benches)), 4.5), squeeze=False)
+    for ax, bench in zip(axes[0], benches):
+        part = df.loc[bench]
+        labels = [c if m in ("AC", "accuracy") else f"{c} {m}" for c, m in part.index]
+        width = 0.8 / max(1, len(runs))
+        for k, run in enumerate(runs):
+            xs = [i + (k - (len(runs) - 1) / 2) * width for i in range(len(part))]
+            ax.bar(xs, part[run].fillna(0).values, width, label=run)
+        ax.set_xticks(range(len(part)), labels, rotation=40, ha="right", fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("percent")
+        ax.set_title(bench)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title or "Benchmark suite per category")
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
