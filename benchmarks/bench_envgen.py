@@ -29,18 +29,19 @@ from ftrl_lab.sandbox import get_sandbox  # noqa: E402
 TARGET = 100.0  # validated environments per second on the 2-core CI machine
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """CPU time (user + system) used so far by this process, its reaped children (sandbox workers
-    replaced after `recycle_after` calls) and the given live worker processes."""
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """CPU time (user + system) used so far by (this process, sandbox workers): the given live
+    worker processes plus reaped children (workers replaced after `recycle_after` calls)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = sum(os.times()[:4])
+    t = os.times()
+    workers = t[2] + t[3]
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            workers += (int(fields[11]) + int(fields[12])) / tick
         except (OSError, IndexError, ValueError):
             pass
-    return total
+    return t[0] + t[1], workers
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -64,13 +65,16 @@ def main(argv: list[str] | None = None) -> dict:
         cpu0, t = cpu_seconds(sandbox.worker_pids()), time.perf_counter()
         report = generate_split(config, Path(tmp) / "bench.jsonl", progress=False)
         seconds = time.perf_counter() - t
-        cpu = cpu_seconds(sandbox.worker_pids()) - cpu0
+        own, workers = (b - a for a, b in zip(cpu0, cpu_seconds(sandbox.worker_pids())))
+        cpu = own + workers
     run = report["runs"][-1]
     result = {
         "validated_envs": report["records"], "seconds": round(seconds, 2),
         "validated_envs_per_s": round(report["records"] / seconds, 1), "target_envs_per_s": TARGET,
         "gate_pass_rate": report["gate"]["pass_rate"], "rejections": report["gate"]["rejections"],
         "cpu_seconds_per_env": round(cpu / max(report["records"], 1), 4),
+        "cpu_split_ms_per_env": {"pipeline_process": round(1000 * own / max(report["records"], 1), 2),
+                                 "sandbox_workers": round(1000 * workers / max(report["records"], 1), 2)},
         "cpu_bound_envs_per_s": round((os.cpu_count() or 1) * report["records"] / cpu, 1) if cpu else None,
         "phases_s": run["phases"], "sandbox_workers": sandbox.n_workers, "sandbox_startup_s": round(startup, 2),
         "complexity": args.complexity, "probes": args.probes, "probe_tools": args.probe_tools,
@@ -83,6 +87,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"{result['gate_pass_rate']:.4f}; {os.cpu_count()} CPUs, load {result['machine']['loadavg_before'][0]})")
     print(f"CPU: {result['cpu_seconds_per_env'] * 1000:.1f} ms per validated environment (this process + sandbox "
           f"workers) -> at most {result['cpu_bound_envs_per_s']} envs/s on {os.cpu_count()} idle CPUs")
+    split = result["cpu_split_ms_per_env"]
+    print(f"CPU split (ms per environment): pipeline process {split['pipeline_process']}, "
+          f"sandbox workers {split['sandbox_workers']}")
     print("phases (s): " + ", ".join(f"{k} {v}" for k, v in run["phases"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

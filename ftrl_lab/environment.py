@@ -24,6 +24,7 @@ import fastjsonschema
 import jsonschema
 
 log = logging.getLogger(__name__)
+_to_json = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False), built once
 
 FTRL_INSTRUCTION = (
     "Please call given tools to answer the question. Please note that all your information "
@@ -156,9 +157,9 @@ class EnvRecord:
         """FTRL's on-disk row: JSON strings for tools, codes and unsolved_set."""
         row = {
             "messages": self.messages,
-            "tools": json.dumps(self.tools, ensure_ascii=False),
-            "codes": json.dumps(self.codes, ensure_ascii=False),
-            "unsolved_set": json.dumps(self.unsolved_set, ensure_ascii=False),
+            "tools": _to_json(self.tools),
+            "codes": _to_json(self.codes),
+            "unsolved_set": _to_json(self.unsolved_set),
             "solve_rate": float(self.solve_rate),
             "data_source": self.data_source,
             "split": self.split,
@@ -380,7 +381,7 @@ def save_records(records: Iterable[EnvRecord], path: str | os.PathLike) -> Path:
     if suffix == ".jsonl":
         with open(tmp, "w", encoding="utf-8") as f:
             for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.write(_to_json(row) + "\n")
     elif suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -399,7 +400,7 @@ def append_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.write(_to_json(row) + "\n")
         f.flush()
         os.fsync(f.fileno())
 

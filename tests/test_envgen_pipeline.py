@@ -1,13 +1,14 @@
 """The generation pipeline: determinism, resume, exclusion, duplicates, the report."""
 
 import json
+from collections import Counter
 
 import pytest
 
 from ftrl_lab.environment import RecordError, load_records
 from ftrl_lab.envgen.backend import ProceduralBackend
-from ftrl_lab.envgen.pipeline import (PipelineConfig, generate_records, generate_split, question_set,
-                                      report_path)
+from ftrl_lab.envgen.pipeline import (PipelineConfig, generate_records, generate_split, integration_stats,
+                                      question_set, report_path)
 from ftrl_lab.envgen.validate import env_meta
 
 
@@ -28,6 +29,9 @@ def test_same_seed_gives_byte_identical_files_and_resume_matches(tmp_path):
     assert c.read_bytes() == a.read_bytes()
     assert report["records"] == 20 and len(report["runs"]) == 2 and report["runs"][1]["written"] == 11
     assert report["gate"]["checked"] >= 20 and report["gate"]["pass_rate"] == 1.0
+    metas = [env_meta(r) for r in load_records(c)]  # the report covers the whole file, both runs
+    assert report["integration"] == integration_stats(metas)
+    assert report["per_scenario"] == dict(Counter(m["scenario"] for m in metas))
 
 
 def test_records_cycle_scenarios_and_carry_metadata(tmp_path):

@@ -26,6 +26,7 @@ from ftrl_lab.envgen.world import World
 from ftrl_lab.reward import normalise
 
 GENERATOR_VERSION = 1
+_to_json = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False), built once
 _TYPE_WORDS = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "array": "list", "object": "dict"}
 
 
@@ -299,4 +300,4 @@ def deploy(draft: EnvDraft, world: World, rng: random.Random, split: str = "trai
         messages=[{"role": "user", "content": FTRL_INSTRUCTION + dec.question}],
         tools=draft.documents(), codes=codes, unsolved_set=unsolved, solve_rate=0.0,
         data_source=f"self/{dec.scenario}", split=split, answer=dec.answer,
-        extra={"env_meta": json.dumps(env_meta, ensure_ascii=False)})
+        extra={"env_meta": _to_json(env_meta)})

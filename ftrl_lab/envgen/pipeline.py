@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 from tqdm.auto import tqdm
 
-from ftrl_lab.environment import EnvRecord, RecordError, append_jsonl, iter_rows, load_records
+from ftrl_lab.environment import EnvRecord, RecordError, append_jsonl, load_records
 from ftrl_lab.envgen.backend import EnvGenerator, GenerationError, ProceduralBackend, draw_levels, parse_complexity
 from ftrl_lab.envgen.decompose import SCENARIOS
 from ftrl_lab.envgen.validate import (PROBE_TOOLS, PROBES, BatchExecutor, GateReport, GateResult, judge,
@@ -273,7 +273,9 @@ class Pipeline:
         seen = set(self._excluded)
         for row in rows:
             seen.add(normalise_question(EnvRecord.from_row(row, validate=False).question))
-        first = (max(json.loads(r["env_meta"])["slot"] for r in rows) + 1) if rows else 0
+        # The metadata of every record in the file, for the report (kept here, not read back).
+        self._metas = [json.loads(row.get("env_meta") or "{}") for row in rows]
+        first = (max(m["slot"] for m in self._metas) + 1) if rows else 0
         chunks = [list(range(a, min(c.n, a + c.chunk_size))) for a in range(first, c.n, c.chunk_size)]
         self._written = 0
         bar = tqdm(total=c.n, initial=first, desc=f"envgen {c.split}", unit="env", disable=not self.progress)
@@ -305,7 +307,9 @@ class Pipeline:
                 self._submit(pool, ahead, next(todo, None))
                 self._judge(cands, live, prepared, self._run_items(prepared.items))
                 records = self._resolve(slots, cands, seen)
-                append_jsonl(self.out, [r.to_row() for r in records])
+                rows = [r.to_row() for r in records]
+                append_jsonl(self.out, rows)
+                self._metas.extend(json.loads(row.get("env_meta") or "{}") for row in rows)
                 self._written += len(records)
                 bar.update(len(slots))
 
@@ -344,7 +348,7 @@ class Pipeline:
             return None
 
     def _write_report(self, previous: dict | None, written: int, elapsed: float) -> dict[str, Any]:
-        metas = [json.loads(row.get("env_meta") or "{}") for row, _ in iter_rows(self.out)] if self.out.exists() else []
+        metas = self._metas
         gate = GateReport.from_dict(previous["gate"]) if previous else GateReport()
         gate.merge(self.gate)
         runs = (previous or {}).get("runs", []) + [{

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from functools import lru_cache
 
 from ftrl_lab.envgen.documents import lookup_tool, unique_name
 from ftrl_lab.envgen.integrate import SELECTOR_NAMES, selector_param
@@ -171,14 +172,20 @@ def type_generalization(draft: EnvDraft, level: int, rng: random.Random) -> EnvD
                 opt = OPTIONS_BY_NAME[p.name]
                 if opt.level > level or p.type != "string" or p.enum is not None:
                     continue
-                s = dict(opt.schema)
-                has_default, default = default_of(opt, generalized=True)
-                tool.params[i] = Param(
-                    p.name, s.pop("type"), opt.description + (f" Default is {json.dumps(default)}." if has_default else ""),
-                    required=False, role="option", enum=s.pop("enum", None), default=s.pop("default", None),
-                    has_default=has_default, minimum=s.pop("minimum", None), maximum=s.pop("maximum", None),
-                    items=s.pop("items", None), properties=s.pop("properties", None), extra=s)
+                tool.params[i] = _generalized(p.name).copy()
     return draft
+
+
+@lru_cache(maxsize=None)
+def _generalized(name: str) -> Param:
+    """An option's generalized parameter (a shared template: use a copy)."""
+    opt = OPTIONS_BY_NAME[name]
+    s = dict(opt.schema)
+    has_default, default = default_of(opt, generalized=True)
+    return Param(name, s.pop("type"), opt.description + (f" Default is {json.dumps(default)}." if has_default else ""),
+                 required=False, role="option", enum=s.pop("enum", None), default=s.pop("default", None),
+                 has_default=has_default, minimum=s.pop("minimum", None), maximum=s.pop("maximum", None),
+                 items=s.pop("items", None), properties=s.pop("properties", None), extra=s)
 
 
 # --- toolset extension ---------------------------------------------------------------------------

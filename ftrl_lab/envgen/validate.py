@@ -38,6 +38,7 @@ EXCEPTION_PREFIX = "an error occured when call"  # FTRL's spelling
 PROBES = ("missing", "enum", "type", "unknown")
 PROBE_TOOLS = ("all", "gold")
 BAD_ENUM = "__not_an_option__"
+_to_json = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False), built once
 UNKNOWN_ARG = "unexpected_argument_zz"
 
 
@@ -146,7 +147,7 @@ WRONG_TYPE = {"string": 12345, "integer": "not a number", "number": "not a numbe
 
 def _call(name: str, args: dict, i: int) -> dict:
     return {"id": f"call_{i}", "type": "function",
-            "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}}
+            "function": {"name": name, "arguments": _to_json(args)}}
 
 
 def _is_error(content: str) -> bool:
@@ -182,7 +183,7 @@ def static_checks(record: EnvRecord, meta: dict, parse_codes: bool = True) -> li
     if expected != record.unsolved_set:
         problems.append(("plan_inconsistent", f"unsolved_set {record.unsolved_set} != gold plan answers {expected}"))
     golds = [s["answer"] for s in subs.values()] + [record.answer]
-    docs = json.dumps(record.tools, ensure_ascii=False)
+    docs = _to_json(record.tools)
     for g in golds:
         if leaks(g, record.question):
             problems.append(("answer_leak", f"gold answer {g!r} appears in the question"))
