@@ -70,11 +70,38 @@ _fast_tool_check = fastjsonschema.compile(OPENAI_TOOL_SCHEMA, use_default=False)
 _fast_meta_check = fastjsonschema.compile(jsonschema.Draft7Validator.META_SCHEMA, use_default=False)
 
 
+_VALID_PROPERTIES: set[str] = set()  # JSON texts of parameter schemas that passed the meta-schema
+_MAX_VALID_PROPERTIES = 200_000
+
+
+def _fast_parameters_check(params: Any) -> None:
+    """The meta-schema check of a tool's `parameters` (raises JsonSchemaException), each
+    distinct property schema checked once: the Draft 7 meta-schema checks every keyword on its
+    own and every entry of ``properties`` against the whole meta-schema, so a property schema
+    that passed once passes again (generated tools share most of theirs)."""
+    props = params.get("properties") if isinstance(params, dict) else None
+    if not isinstance(props, dict):
+        _fast_meta_check(params)
+        return
+    _fast_meta_check({k: v for k, v in params.items() if k != "properties"})
+    for prop in props.values():
+        try:
+            key = json.dumps(prop)
+        except (TypeError, ValueError):  # not plain JSON: check it, do not remember it
+            _fast_meta_check(prop)
+            continue
+        if key not in _VALID_PROPERTIES:
+            _fast_meta_check(prop)
+            if len(_VALID_PROPERTIES) >= _MAX_VALID_PROPERTIES:
+                _VALID_PROPERTIES.clear()
+            _VALID_PROPERTIES.add(key)
+
+
 def tool_schema_errors(tool: Any) -> list[tuple[str, str]]:
     """Problems with one OpenAI tool document, as (path, message); empty when valid."""
     try:
         _fast_tool_check(tool)
-        _fast_meta_check(tool["function"]["parameters"])
+        _fast_parameters_check(tool["function"]["parameters"])
         fast_ok = True
     except fastjsonschema.JsonSchemaException:
         fast_ok = False

@@ -104,3 +104,21 @@ def test_scale_applies_all_four_and_rejects_bad_levels():
         parameter_expansion(d, 4, random.Random(0))
     with pytest.raises(ValueError, match="unknown strategy"):
         scale(d, {"speed": 1}, random.Random(0))
+
+
+def test_steps_copy_unless_told_and_scale_leaves_its_input_alone():
+    d = _draft("parallel_multi_hop", seed=3)
+    before = repr(d)
+    top = {"functional": 3, "parameters": 3, "types": 3, "toolset": 3}
+    scaled = scale(d, top, random.Random(3))
+    assert repr(d) == before  # scale copies once, then its steps edit that copy
+    for step in (functional_generalization, parameter_expansion, type_generalization, toolset_extension):
+        assert step(d, 3, random.Random(3)) is not d and repr(d) == before
+    one, rng = d, random.Random(7)  # the same steps, each making its own copy, give what scale gives
+    for step in (functional_generalization, parameter_expansion, type_generalization, toolset_extension):
+        one = step(one, 3, rng)
+    again = scale(d, top, random.Random(7))
+    assert again.documents() == one.documents() and repr(again.tools) == repr(one.tools)
+    assert scaled.documents() != d.documents()
+    edited = parameter_expansion(d, 3, random.Random(3), copy=False)
+    assert edited is d and repr(d) != before

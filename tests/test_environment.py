@@ -74,6 +74,18 @@ def test_parse_codes_false_checks_only_that_codes_are_strings():
     assert code_errors("lookup", CODE) == []
 
 
+def test_property_schemas_checked_once_still_catch_bad_ones():
+    rec = make_record()
+    assert validate_record(rec) == [] and validate_record(rec) == []  # the second time from the cache
+    props = rec.tools[0]["function"]["parameters"]["properties"]
+    props["zone"] = {"type": "string", "enum": {"a", "b"}}  # not JSON: checked, never cached
+    assert validate_record(rec)[0][0] == "tools[0]/function/parameters"
+    props["zone"] = {"type": "string", "minLength": "two"}
+    assert validate_record(rec)[0][0] == "tools[0]/function/parameters"
+    props["zone"] = {"type": "string", "minLength": 2}
+    assert validate_record(rec) == []
+
+
 def test_bad_file_errors_name_file_line_field(tmp_path):
     good = json.dumps(make_record().to_row())
     bad_tool = make_record()

@@ -9,7 +9,8 @@
 * toolset extension: distractor tools from other domains and near-duplicates over the same
   entities, +1-2 (1), half-way (2), the per-scenario FTRL tool counts (3).
 
-Each step takes a draft and returns a new one; `scale` applies the four in the paper's order.
+Each step takes a draft and returns a new one (``copy=False``: it edits the draft it is given
+and returns it); `scale` applies the four in the paper's order to one copy.
 """
 
 from __future__ import annotations
@@ -68,14 +69,14 @@ def _ops(tool: Tool) -> list[str]:
 
 
 def functional_generalization(draft: EnvDraft, level: int, rng: random.Random,
-                              reserved: set[tuple[str, str]] = frozenset()) -> EnvDraft:
+                              reserved: set[tuple[str, str]] = frozenset(), copy: bool = True) -> EnvDraft:
     """Broaden what each tool does and says it does.
 
     `reserved` (entity type, field) pairs are never added to a tool: distractors must not
     answer what the gold tools answer, or a correct call to them would go unrewarded.
     """
     _check_level(level, "functional generalization")
-    draft = draft.copy()
+    draft = draft.copy() if copy else draft
     draft.levels["functional"] = level
     if level == 0:
         return draft
@@ -131,10 +132,10 @@ def _target_params(level: int, current: int, rng: random.Random) -> int:
     return max(current + 1, rng.choices(keys, weights=[PARAMS_PER_TOOL[k] for k in keys])[0])
 
 
-def parameter_expansion(draft: EnvDraft, level: int, rng: random.Random) -> EnvDraft:
+def parameter_expansion(draft: EnvDraft, level: int, rng: random.Random, copy: bool = True) -> EnvDraft:
     """Add optional parameters (plain strings, most with defaults) to every tool."""
     _check_level(level, "parameter expansion")
-    draft = draft.copy()
+    draft = draft.copy() if copy else draft
     draft.levels["parameters"] = level
     for tool in draft.tools:
         target = _target_params(level, len(tool.params), rng)
@@ -150,10 +151,10 @@ def parameter_expansion(draft: EnvDraft, level: int, rng: random.Random) -> EnvD
 
 
 # --- parameter-type generalization -------------------------------------------------------------
-def type_generalization(draft: EnvDraft, level: int, rng: random.Random) -> EnvDraft:
+def type_generalization(draft: EnvDraft, level: int, rng: random.Random, copy: bool = True) -> EnvDraft:
     """Turn plain-string parameters into enums, numbers, booleans, arrays and objects."""
     _check_level(level, "type generalization")
-    draft = draft.copy()
+    draft = draft.copy() if copy else draft
     draft.levels["types"] = level
     if level == 0:
         return draft
@@ -202,14 +203,14 @@ def toolset_target(scenario: str, n_gold: int, level: int, rng: random.Random) -
     return top
 
 
-def toolset_extension(draft: EnvDraft, level: int, rng: random.Random) -> EnvDraft:
+def toolset_extension(draft: EnvDraft, level: int, rng: random.Random, copy: bool = True) -> EnvDraft:
     """Add distractor tools (other domains) and near-duplicates (same entities, other fields).
 
     New tools go through the same functional / parameter / type levels as the gold tools,
     so that they look alike; their position among the tools is random.
     """
     _check_level(level, "toolset extension")
-    draft = draft.copy()
+    draft = draft.copy() if copy else draft
     draft.levels["toolset"] = level
     gold = [t for t in draft.tools]
     target = toolset_target(draft.decomposition.scenario, len(gold), level, rng)
@@ -244,9 +245,9 @@ def toolset_extension(draft: EnvDraft, level: int, rng: random.Random) -> EnvDra
         extra.append(tool)
     side = EnvDraft(draft.decomposition, extra, [], dict(draft.levels))
     gold_fields = {(t.entity_type, f) for t in gold for f in t.fields}
-    side = functional_generalization(side, draft.levels.get("functional", 0), rng, reserved=gold_fields)
-    side = parameter_expansion(side, draft.levels.get("parameters", 0), rng)
-    side = type_generalization(side, draft.levels.get("types", 0), rng)
+    side = functional_generalization(side, draft.levels.get("functional", 0), rng, reserved=gold_fields, copy=False)
+    side = parameter_expansion(side, draft.levels.get("parameters", 0), rng, copy=False)
+    side = type_generalization(side, draft.levels.get("types", 0), rng, copy=False)
     for t in side.tools:
         if t.name in {g.name for g in gold}:  # a generic rename may collide with a gold name
             t.name = unique_name(t.name, {x.name for x in draft.tools} | {x.name for x in side.tools})
@@ -262,9 +263,9 @@ def scale(draft: EnvDraft, levels: dict[str, int], rng: random.Random) -> EnvDra
     if unknown:
         raise ValueError(f"unknown strategy name(s) {sorted(unknown)} (use {STRATEGIES})")
     trace = [("integrated", 0, summarize(draft))]
-    for strategy, step in (("functional", functional_generalization), ("parameters", parameter_expansion),
-                           ("types", type_generalization), ("toolset", toolset_extension)):
-        draft = step(draft, levels.get(strategy, 0), rng)
+    for i, (strategy, step) in enumerate((("functional", functional_generalization), ("parameters", parameter_expansion),
+                                          ("types", type_generalization), ("toolset", toolset_extension))):
+        draft = step(draft, levels.get(strategy, 0), rng, copy=i == 0)  # one copy; the later steps edit it
         trace.append((strategy, levels.get(strategy, 0), summarize(draft)))
     draft.notes["scaling_trace"] = trace
     return draft
