@@ -109,7 +109,11 @@ def _norm(text: str) -> str:
 
 def leaks(gold: str, text: str) -> bool:
     """True when any ", "-part of a gold answer occurs in `text` as a whole word (FTRL normal form)."""
-    norm = _norm(text)
+    return _leaks_normed(gold, _norm(text))
+
+
+def _leaks_normed(gold: str, norm: str) -> bool:
+    """`leaks` with the text already in normal form (`_norm`)."""
     for part in gold.split(", "):
         p = _norm(part).strip()
         if p and p in norm and re.search(r"(?<![0-9a-z])" + re.escape(p) + r"(?![0-9a-z])", norm):
@@ -183,11 +187,11 @@ def static_checks(record: EnvRecord, meta: dict, parse_codes: bool = True) -> li
     if expected != record.unsolved_set:
         problems.append(("plan_inconsistent", f"unsolved_set {record.unsolved_set} != gold plan answers {expected}"))
     golds = [s["answer"] for s in subs.values()] + [record.answer]
-    docs = _to_json(record.tools)
+    question, docs = _norm(record.question), _norm(_to_json(record.tools))
     for g in golds:
-        if leaks(g, record.question):
+        if _leaks_normed(g, question):
             problems.append(("answer_leak", f"gold answer {g!r} appears in the question"))
-        elif leaks(g, docs):
+        elif _leaks_normed(g, docs):
             problems.append(("answer_leak", f"gold answer {g!r} appears in the tool documents"))
     return problems
 
