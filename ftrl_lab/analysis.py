@@ -83,6 +83,16 @@ def count_layers(ckpt: Checkpoint) -> int:
     return ckpt.n_layers or (max((i for i in found if i is not None), default=-1) + 1)
 
 
+def resolve(path: str | Path) -> Path:
+    """A checkpoint folder; "default" names the embedded default model (converted if needed).
+    Existing paths never import transformers (keeps the change map's own memory small)."""
+    if Path(path).expanduser().exists():
+        return Path(path).expanduser()
+    from ftrl_lab.models import resolve_model_path
+
+    return Path(resolve_model_path(path))
+
+
 def finish(df: pd.DataFrame) -> pd.DataFrame:
     """Derived columns from the sums: norms, relative and mean absolute change, share of change."""
     df = df.copy()
@@ -101,10 +111,8 @@ def change_map(base: str | Path, trained: str | Path, *, out: str | Path | None 
     ``out``: a folder; each finished tensor is appended to ``<out>/tensors.jsonl`` and a rerun
     skips those already there. ``block``: elements per row block read at a time.
     """
-    from ftrl_lab.models import resolve_model_path
-
-    b = Checkpoint(resolve_model_path(base))
-    t = open_trained(resolve_model_path(trained), b)
+    b = Checkpoint(resolve(base))
+    t = open_trained(resolve(trained), b)
     n_layers = count_layers(b)
     path = Path(out) / "tensors.jsonl" if out is not None else None
     done = {}
@@ -118,16 +126,18 @@ def change_map(base: str | Path, trained: str | Path, *, out: str | Path | None 
         layer, module, param = parse_name(name)
         sums = dict.fromkeys(SUMS, 0.0) | {"max_abs_change": 0.0}
         for start, stop in b.blocks(name, block):
-            before = b.read(name, start, stop)
-            diff = t.delta(name, start, stop, before) if t.changed(name) else torch.zeros(before.shape,
-                                                                                          dtype=torch.float64)
-            before = before.double()
+            raw = b.read(name, start, stop)
+            before = raw.double().reshape(-1)
+            diff = (t.delta(name, start, stop, raw) if t.changed(name) else torch.zeros(raw.shape,
+                                                                                       dtype=torch.float64)).reshape(-1)
+            del raw
+            cross = float(before @ diff)
             sums["numel"] += before.numel()
-            sums["before_sq"] += float(before.square().sum())
-            sums["after_sq"] += float((before + diff).square().sum())
-            sums["diff_sq"] += float(diff.square().sum())
-            sums["abs_sum"] += float(diff.abs().sum())
-            sums["max_abs_change"] = max(sums["max_abs_change"], float(diff.abs().max()) if diff.numel() else 0.0)
+            sums["before_sq"] += float(before @ before)
+            sums["diff_sq"] += float(diff @ diff)
+            sums["after_sq"] += float(before @ before) + 2 * cross + float(diff @ diff)
+            sums["abs_sum"] += float(torch.linalg.vector_norm(diff, 1))
+            sums["max_abs_change"] = max(sums["max_abs_change"], float(torch.linalg.vector_norm(diff, float("inf"))) if diff.numel() else 0.0)
             del before, diff
         row = {"name": name, "layer": layer, "module": module, "param": param, "group": module_group(name),
                "third": third_of(layer, n_layers), "n_layers": n_layers, "kind": t.kind, **sums}

@@ -31,8 +31,9 @@ DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF1
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 INDEX_FILE = "model.safetensors.index.json"
 ADAPTER_CONFIG, ADAPTER_FILE = "adapter_config.json", "adapter_model.safetensors"
-DEFAULT_BLOCK = 1 << 21
-"""Elements per row block (2M: 16 MB once converted to float64)."""
+DEFAULT_BLOCK = 1 << 18
+"""Elements per row block (256K: 2 MB in float64). Larger blocks were no faster here and let
+freed temporaries pile up in the allocator (2M elements: 133 MB held at the peak, 256K: 21 MB)."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class FullTrained:
 
     def delta(self, name: str, start: int, stop: int, before: torch.Tensor) -> torch.Tensor:
         """Rows of ``trained - base`` in float64 (exact for float32 and narrower weights)."""
-        return self.ckpt.read(name, start, stop).double() - before.double()
+        return self.ckpt.read(name, start, stop).double().sub_(before)
 
     def after(self, name: str, start: int, stop: int, before: torch.Tensor) -> torch.Tensor:
         """Rows of the trained tensor, in the base's dtype."""
@@ -254,7 +255,7 @@ class LoraTrained:
     def delta(self, name: str, start: int, stop: int, before: torch.Tensor) -> torch.Tensor:
         """Rows of the merged delta in float64 (zeros for tensors the adapter does not touch)."""
         if name in self.full:
-            return self.adapter.read(self.full[name], start, stop).double() - before.double()
+            return self.adapter.read(self.full[name], start, stop).double().sub_(before)
         if name not in self.lora:
             return torch.zeros(before.shape, dtype=torch.float64)
         a_key, b_key, transposed = self.lora[name]

@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ftrl_lab.analysis import GROUPS, count_layers, layer_thirds, module_group, parse_name
+from ftrl_lab.analysis import GROUPS, count_layers, layer_thirds, module_group, parse_name, resolve
 from ftrl_lab.checkpoint_io import (ADAPTER_CONFIG, ADAPTER_FILE, DEFAULT_BLOCK, INDEX_FILE, Checkpoint,
                                     open_trained, write_safetensors)
 from ftrl_lab.environment import append_jsonl, load_records
@@ -85,10 +85,8 @@ def build(base: str | Path, trained: str | Path, subset: str | Sequence[str], ou
     which come from the trained checkpoint (merged, for a LoRA adapter). Same shard layout, config
     and tokenizer files as the trained folder (the base's for an adapter); ``transplant.json``
     lists the transplanted tensors. Written to ``out.tmp`` and renamed."""
-    from ftrl_lab.models import resolve_model_path
-
-    b = Checkpoint(resolve_model_path(base))
-    t = open_trained(resolve_model_path(trained), b)
+    b = Checkpoint(resolve(base))
+    t = open_trained(resolve(trained), b)
     chosen = set(select(subset, b.names, count_layers(b)) if isinstance(subset, str) else subset)
     missing = chosen - set(b.names)
     if missing:
@@ -137,7 +135,6 @@ def run_transplant(base: str | Path, trained: str | Path, records: Sequence, out
     deleted after their evaluation unless ``keep_models``.
     """
     from ftrl_lab.evaluate import load_transcripts
-    from ftrl_lab.models import resolve_model_path
     from ftrl_lab.train import evaluate_model, load_policy_model
     from ftrl_lab.train_config import load_config
 
@@ -145,8 +142,8 @@ def run_transplant(base: str | Path, trained: str | Path, records: Sequence, out
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(preset, eval_overrides or {})
     settings = {"preset": preset, **{k: getattr(cfg.eval, k) for k in ("max_turns", "max_new_tokens", "batch_size")}}
-    lora = (Path(resolve_model_path(trained)) / ADAPTER_CONFIG).is_file()
-    b = Checkpoint(resolve_model_path(base))
+    lora = (Path(resolve(trained)) / ADAPTER_CONFIG).is_file()
+    b = Checkpoint(resolve(base))
     names, n_layers, total = b.names, count_layers(b), sum(i.numel for i in b.tensors.values())
     for name in [*REFERENCES, *subsets]:
         if any(r["name"] == name for r in load_results(out)):
@@ -155,9 +152,9 @@ def run_transplant(base: str | Path, trained: str | Path, records: Sequence, out
         spec = {"base": "none", "trained": "all"}.get(name, SUBSETS.get(name, name))
         chosen = select(spec, names, n_layers) if spec != "none" else []
         if name == "base":
-            folder = resolve_model_path(base)
+            folder = resolve(base)
         elif name == "trained" and not lora:
-            folder = resolve_model_path(trained)
+            folder = resolve(trained)
         else:
             folder = out / "models" / name
             if not (folder / "transplant.json").is_file():
