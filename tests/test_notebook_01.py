@@ -14,8 +14,14 @@ def test_build_environments_notebook_runs_headless(tmp_path):
 
     envs = tmp_path / "envs"
     run_notebook(NB, "QUICK", tmp_path, tmp_path / "figures", extra={"ENVS_DIR": str(envs)})
-    for name in ("envgen_decomposition.png", "envgen_levels.png", "envgen_vs_ftrl.png"):
+    for name in ("envgen_decomposition.png", "scenario_examples.png", "envgen_levels.png", "envgen_vs_ftrl.png"):
         assert (tmp_path / "figures" / name).stat().st_size > 10_000
+    import pandas as pd
+
+    stats = pd.read_csv(tmp_path / "figures" / "envgen_stats.csv", index_col="scenario")
+    assert {"parallel_multi_hop", "all"} <= set(stats.index) and stats.loc["all", "n (ours)"] == 200
+    pipeline = pd.read_csv(tmp_path / "figures" / "envgen_pipeline.csv", index_col="split")
+    assert list(pipeline.index) == ["train", "test"] and (pipeline["records"] == [100, 200]).all()
     train, test = load_records(envs / "quick" / "train.jsonl"), load_records(envs / "quick" / "test.jsonl")
     assert len(train) == 100 and len(test) == 200
     assert not {r.question for r in train} & {r.question for r in test}
