@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NB = ROOT / "notebooks" / "02_reward_explorer.ipynb"
 SCREENSHOT = ROOT / "figures" / "browser_reward_explorer.png"
 ARTIFACTS = ROOT / "runs" / "browser"
-TIMEOUT_MS = 240_000  # kernel start, imports, the sandbox and 20 environments on a busy 2-core machine
+TIMEOUT_MS = 300_000  # kernel start, imports, the sandbox and 20 environments on a busy 2-core machine
 
 
 def chromium_path() -> str | None:
@@ -97,7 +97,7 @@ def lab(browser_ready, tmp_path_factory):
         proc = subprocess.Popen(cmd, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 180
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
