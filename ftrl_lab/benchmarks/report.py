@@ -235,8 +235,10 @@ def plot_table2(df, out: str | os.PathLike = "figures/table2_ours_vs_paper.png",
     width = 0.8 / n
     for k, (label, row) in enumerate(with_metrics.iterrows()):
         xs = [i + (k - (n - 1) / 2) * width for i in range(len(METRICS))]
-        left.bar(xs, [row[c] if row[c] == row[c] else 0 for c in METRICS], width, label=label,
-                 hatch="//" if row.get("origin") == "measured" else None)
+        bars = left.bar(xs, [row[c] if row[c] == row[c] else 0 for c in METRICS], width, label=label,
+                        hatch="//" if row.get("origin") == "measured" else None)
+        if row.get("origin") == "measured":  # a measured 0 is a result, not a gap: label it
+            left.bar_label(bars, labels=[f"{row[c]:.0f}" if row[c] == row[c] else "" for c in METRICS], fontsize=7)
     left.set_xticks(range(len(METRICS)), METRICS, rotation=20)
     left.set_ylabel("percent")
     left.set_title("Per metric (rows with values)")
@@ -259,8 +261,8 @@ def plot_table2(df, out: str | os.PathLike = "figures/table2_ours_vs_paper.png",
 
 
 def plot_suites(df, out: str | os.PathLike = "figures/bench_suites.png", title: str | None = None) -> Path:
-    """Per-category bars of several suite runs: one panel per benchmark, one bar per run.
-    ``df``: :func:`ftrl_lab.benchmarks.suite.compare` (value columns are the runs)."""
+    """Per-category bars of several suite runs: one panel per benchmark, one bar per run, each
+    labelled with its value ("–": not run). ``df``: :func:`ftrl_lab.benchmarks.suite.compare`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -275,9 +277,10 @@ def plot_suites(df, out: str | os.PathLike = "figures/bench_suites.png", title: 
         width = 0.8 / max(1, len(runs))
         for k, run in enumerate(runs):
             xs = [i + (k - (len(runs) - 1) / 2) * width for i in range(len(part))]
-            ax.bar(xs, part[run].fillna(0).values, width, label=run)
+            bars = ax.bar(xs, part[run].fillna(0).values, width, label=run)
+            ax.bar_label(bars, labels=["–" if v != v else f"{v:.0f}" for v in part[run].values], fontsize=7)
         ax.set_xticks(range(len(part)), labels, rotation=40, ha="right", fontsize=8)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 105)
         ax.set_ylabel("percent")
         ax.set_title(bench)
     axes[0][0].legend(fontsize=8)

@@ -196,17 +196,19 @@ def run_suite(policy: Any, out: str | os.PathLike, settings: SuiteSettings | Non
     _write_json(out / SUITE_JSON, state)
     for name in benchmarks:
         items, available = select(name, load_items(name, settings.data.get(name)), settings.limit_per_category)
-        before = _done_keys(name, out / name / "outputs.jsonl") & _wanted_keys(name, items)
+        wanted = _wanted_keys(name, items)
+        before = _done_keys(name, out / name / "outputs.jsonl") & wanted
         t0 = time.perf_counter()
-        run_benchmark(name, policy, items, out / name, settings, executor, show_progress)
-        seconds = time.perf_counter() - t0
-        n_new = len(_wanted_keys(name, items)) - len(before)
-        state["runs"].append({"benchmark": name, "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
-                              "seconds": round(seconds, 2), "new_outputs": n_new,
-                              "limit_per_category": settings.limit_per_category})
-        state.setdefault("selected", {})[name] = {"limit_per_category": settings.limit_per_category,
-                                                   "available": available}
-        _write_json(out / SUITE_JSON, state)
+        try:
+            run_benchmark(name, policy, items, out / name, settings, executor, show_progress)
+            state.setdefault("selected", {})[name] = {"limit_per_category": settings.limit_per_category,
+                                                       "available": available}
+        finally:  # an interrupted run still books its time and outputs
+            n_new = len(_done_keys(name, out / name / "outputs.jsonl") & wanted) - len(before)
+            state["runs"].append({"benchmark": name, "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+                                  "seconds": round(time.perf_counter() - t0, 2), "new_outputs": n_new,
+                                  "limit_per_category": settings.limit_per_category})
+            _write_json(out / SUITE_JSON, state)
     return write_summary(out)
 
 
