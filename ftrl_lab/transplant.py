@@ -223,7 +223,8 @@ def plot_recovery(table: pd.DataFrame, ax=None, title: str | None = None):
                   rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("share of the Solve-F1 gain recovered (%)")
     gain = float(table.loc[table["subset"] == "trained", "gain"].iloc[0])
-    ax.set_title(title or f"Transplant ablation (trained gain {gain:+.1f} F1 points, n = {int(t['n'].iloc[0])})")
+    ax.set_title(title or f"Transplant ablation (trained gain {gain:+.1f} F1 points, n = {int(t['n'].iloc[0])})",
+                 fontsize=10)
     if t["recovery"].isna().all():
         ax.text(0.5, 0.5, "no gain to recover (trained F1 = base F1)", transform=ax.transAxes, ha="center")
     ax.get_figure().tight_layout()
