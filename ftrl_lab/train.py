@@ -561,13 +561,13 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
 # --- command line ------------------------------------------------------------------------------
 def ablation(run_dirs: Sequence[str], out_prefix: str = "data/train/ablation") -> pd.DataFrame:
     """Reward-variant ablation table (CSV + Markdown) and figure from finished runs."""
-    from ftrl_lab.train_report import ablation_table, plot_ablation
+    from ftrl_lab.train_report import ablation_table, frame_markdown, plot_ablation
 
     table = ablation_table(run_dirs)
     out = Path(out_prefix)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(f"{out}.csv", index=False)
-    Path(f"{out}.md").write_text(table.to_markdown(index=False, floatfmt=".1f") + "\n")
+    Path(f"{out}.md").write_text(frame_markdown(table) + "\n")
     for eval_set in sorted(set(table["eval_set"])):
         plot_ablation(table, f"{out}_{eval_set}.png", eval_set=eval_set)
     return table

@@ -61,6 +61,16 @@ def table_markdown(table: pd.DataFrame, title: str) -> str:
     return "\n".join(lines)
 
 
+def frame_markdown(frame: pd.DataFrame, floatfmt: str = ".1f") -> str:
+    """Any DataFrame as a GitHub Markdown table (floats formatted; no ``tabulate`` needed)."""
+    def cell(v) -> str:
+        return format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
     """The per-step training log of a run (``metrics.jsonl``)."""
     path = Path(run_dir) / "metrics.jsonl"

@@ -111,6 +111,14 @@ def test_tiny_end_to_end_run_resumes_into_more_iterations(tmp_path):
     assert (tmp_path / "other" / "iter_1" / "prefixes.jsonl").read_text() == \
         (run_dir / "iter_1" / "prefixes.jsonl").read_text()
     assert third["config"]["rl"]["reward"] == "solve_rate" and "test" in third["comparisons"]
+    # the reward-variant ablation table, its Markdown and its figure from the two runs
+    from ftrl_lab.train import ablation
+
+    table = ablation([str(run_dir), str(tmp_path / "other")], out_prefix=str(tmp_path / "abl" / "ablation"))
+    assert set(table["reward"]) == {"solve_f1", "solve_rate"}
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert md.startswith("|") and "solve_rate" in md
+    assert list((tmp_path / "abl").glob("ablation_*.png"))
 
 
 def test_cli_rejects_bad_overrides():

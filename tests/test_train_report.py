@@ -48,3 +48,12 @@ def test_curves_and_ablation_figures(tmp_path):
     assert list(table["reward"]) == ["solve_f1", "solve_rate"] and table["Solve-F1 delta"].tolist() == [5.0, -1.0]
     plot_ablation(table, tmp_path / "a.png")
     assert (tmp_path / "a.png").stat().st_size > 1000
+
+
+def test_frame_markdown_formats_floats_and_keeps_every_row():
+    import pandas as pd
+
+    from ftrl_lab.train_report import frame_markdown
+
+    md = frame_markdown(pd.DataFrame({"variant": ["solve_f1", "solve_rate"], "f1": [12.345, 7.0]}))
+    assert md.splitlines() == ["| variant | f1 |", "|---|---|", "| solve_f1 | 12.3 |", "| solve_rate | 7.0 |"]
