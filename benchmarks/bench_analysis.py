@@ -9,7 +9,8 @@ the post-import RSS is what the method itself held at its peak. Methods:
   file (memory-mapped: touched pages stay resident while the handle is open);
 * ``load_file``: both state dicts loaded whole (``safetensors.torch.load_file``), for scale.
 
-The machine may be shared: CPU seconds are printed beside wall seconds. The issue's bound: the change map's peak stays below the size of one model plus one layer.
+The machine may be shared: CPU seconds are printed beside wall seconds. The issue's bound: the
+change map's peak stays below the size of one model plus one layer.
 
     python benchmarks/bench_analysis.py [--base default] [--trained runs/exp/sft48/start_model]
         [--methods change_map,safe_open,load_file] [--out runs/bench/analysis.json]
@@ -106,7 +107,7 @@ def sizes(ckpt: Checkpoint) -> dict[str, int]:
 
 
 def mb(n: float) -> str:
-    return f"{n / 2**20:,.0f} MB"
+    return f"{n / 2**20:,.0f} MiB"
 
 
 def main(argv=None) -> int:

@@ -37,7 +37,7 @@ GROUPS = ("attention", "mlp", "norm", "embedding", "other")
 THIRDS = ("lower", "middle", "upper")
 METRICS = {"rel_change": "relative change ||ΔW||/||W||", "mean_abs_change": "mean |ΔW|",
            "diff_norm": "||ΔW||_F", "share_of_change": "share of the total ||ΔW||²"}
-SUMS = ("numel", "before_sq", "after_sq", "diff_sq", "abs_sum")
+SUMS = ("numel", "before_sq", "diff_sq", "abs_sum")
 LAYER_RE = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.(.+)$")
 
 
@@ -127,18 +127,15 @@ def change_map(base: str | Path, trained: str | Path, *, out: str | Path | None 
         sums = dict.fromkeys(SUMS, 0.0) | {"max_abs_change": 0.0}
         for start, stop in b.blocks(name, block):
             raw = b.read(name, start, stop)
+            diff = t.delta(name, start, stop, raw).reshape(-1) if t.changed(name) else None
             before = raw.double().reshape(-1)
-            diff = (t.delta(name, start, stop, raw) if t.changed(name) else torch.zeros(raw.shape,
-                                                                                       dtype=torch.float64)).reshape(-1)
-            del raw
-            cross = float(before @ diff)
             sums["numel"] += before.numel()
             sums["before_sq"] += float(before @ before)
-            sums["diff_sq"] += float(diff @ diff)
-            sums["after_sq"] += float(before @ before) + 2 * cross + float(diff @ diff)
-            sums["abs_sum"] += float(torch.linalg.vector_norm(diff, 1))
-            sums["max_abs_change"] = max(sums["max_abs_change"], float(torch.linalg.vector_norm(diff, float("inf"))) if diff.numel() else 0.0)
-            del before, diff
+            if diff is not None and diff.numel():
+                sums["diff_sq"] += float(diff @ diff)
+                sums["abs_sum"] += float(torch.linalg.vector_norm(diff, 1))
+                sums["max_abs_change"] = max(sums["max_abs_change"], float(diff.abs().max()))
+            del raw, before, diff
         row = {"name": name, "layer": layer, "module": module, "param": param, "group": module_group(name),
                "third": third_of(layer, n_layers), "n_layers": n_layers, "kind": t.kind, **sums}
         if path is not None:
@@ -180,7 +177,8 @@ def thirds_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- figures -----------------------------------------------------------------------------------
-def _pivot(df: pd.DataFrame, metric: str, modules: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict]:
+def layer_module_grid(df: pd.DataFrame, metric: str = "rel_change",
+                      modules: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict]:
     """Layer x module grid of ``metric`` (top row = last layer) and each module's group."""
     table = module_table(df)
     table = table[table["layer"].notna()]
@@ -197,7 +195,7 @@ def plot_heatmap(df: pd.DataFrame, metric: str = "rel_change", *, modules: Seque
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    grid, _ = _pivot(df, metric, modules)
+    grid, _ = layer_module_grid(df, metric, modules)
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6.0, 2.5 + 0.7 * grid.shape[1]), max(4.5, 2.8 + 0.18 * grid.shape[0])))
     sns.heatmap(grid, ax=ax, cmap="viridis", vmin=0, vmax=vmax, cbar_kws={"label": METRICS[metric]})
@@ -215,7 +213,7 @@ def plot_depth(df: pd.DataFrame, metric: str = "rel_change", *, modules: Sequenc
     thirds marked."""
     import matplotlib.pyplot as plt
 
-    grid, groups = _pivot(df, metric, modules)
+    grid, groups = layer_module_grid(df, metric, modules)
     grid = grid.sort_index()
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.8))
@@ -237,7 +235,7 @@ def plot_compare(maps: dict[str, pd.DataFrame], metric: str = "rel_change", *,
     """Heatmaps of several runs side by side, one colour scale."""
     import matplotlib.pyplot as plt
 
-    vmax = max(float(np.nanmax(_pivot(d, metric, modules)[0].to_numpy())) for d in maps.values())
+    vmax = max(float(np.nanmax(layer_module_grid(d, metric, modules)[0].to_numpy())) for d in maps.values())
     fig, axes = plt.subplots(1, len(maps), figsize=(5.5 * len(maps), 6), squeeze=False)
     for ax, (label, d) in zip(axes[0], maps.items()):
         plot_heatmap(d, metric, modules=modules, ax=ax, title=label, vmax=vmax)

@@ -32,8 +32,8 @@ DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 INDEX_FILE = "model.safetensors.index.json"
 ADAPTER_CONFIG, ADAPTER_FILE = "adapter_config.json", "adapter_model.safetensors"
 DEFAULT_BLOCK = 1 << 18
-"""Elements per row block (256K: 2 MB in float64). Larger blocks were no faster here and let
-freed temporaries pile up in the allocator (2M elements: 133 MB held at the peak, 256K: 21 MB)."""
+"""Elements per row block (256K: 2 MiB in float64). Larger blocks were no faster here and let
+freed temporaries pile up in the allocator (2M elements: 133 MiB held at the peak, 256K: 21 MiB)."""
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ def test_names_groups_and_thirds():
     assert parse_name("model.layers.12.self_attn.q_proj.bias") == (12, "q_proj", "bias")
     assert parse_name("model.embed_tokens.weight") == (None, "embed_tokens", "weight")
     assert parse_name("lm_head.weight") == (None, "lm_head", "weight")
-    groups = {n: module_group(n) for n in ("model.layers.0.self_attn.k_proj.weight", "model.layers.0.mlp.up_proj.weight",
-                                           "model.layers.0.input_layernorm.weight", "model.layers.0.self_attn.q_norm.weight",
-                                           "model.norm.weight", "lm_head.weight")}
-    assert list(groups.values()) == ["attention", "mlp", "norm", "norm", "norm", "embedding"]
+    names = ("model.layers.0.self_attn.k_proj.weight", "model.layers.0.mlp.up_proj.weight",
+             "model.layers.0.input_layernorm.weight", "model.layers.0.self_attn.q_norm.weight", "model.norm.weight",
+             "lm_head.weight")
+    assert [module_group(n) for n in names] == ["attention", "mlp", "norm", "norm", "norm", "embedding"]
     assert layer_thirds(30) == {"lower": list(range(10)), "middle": list(range(10, 20)), "upper": list(range(20, 30))}
     assert [len(v) for v in layer_thirds(31).values()] == [11, 10, 10]
 
@@ -122,7 +122,7 @@ def test_figures_and_tables_are_written(tmp_path):
     matplotlib.use("Agg")
     base_dir, trained_dir, _, _ = known_pair(tmp_path)
     df = change_map(base_dir, trained_dir, progress=False)
-    grid, groups = analysis._pivot(df, "rel_change")
+    grid, groups = analysis.layer_module_grid(df, "rel_change")
     assert grid.shape == (N_LAYERS, 9) and list(grid.index) == list(range(N_LAYERS - 1, -1, -1))
     assert list(grid.columns[:3]) == ["q_proj", "k_proj", "v_proj"] and groups["down_proj"] == "mlp"
     paths = analysis.save_change_map(df, tmp_path / "out", title="known pair")

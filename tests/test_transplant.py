@@ -76,7 +76,8 @@ def test_build_from_a_lora_adapter_adds_only_the_subsets_delta(tmp_path):
 
 def fake_eval(out, name, f1s, params=0):
     """A finished evaluation of one model: transcripts + a results row."""
-    append_jsonl(out / "eval" / name / "transcripts.jsonl", [{"key": f"k{i}", "solve_f1": v} for i, v in enumerate(f1s)])
+    rows = [{"key": f"k{i}", "solve_f1": v} for i, v in enumerate(f1s)]
+    append_jsonl(out / "eval" / name / "transcripts.jsonl", rows)
     append_jsonl(out / "results.jsonl", [{"name": name, "spec": name, "tensors": 1, "params": params,
                                           "total_params": 100}])
 
