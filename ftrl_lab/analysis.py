@@ -84,13 +84,22 @@ def count_layers(ckpt: Checkpoint) -> int:
 
 
 def resolve(path: str | Path) -> Path:
-    """A checkpoint folder; "default" names the embedded default model (converted if needed).
-    Existing paths never import transformers (keeps the change map's own memory small)."""
+    """A checkpoint folder: an existing path; "default" (the embedded default model, converted if
+    needed); or a hub id already in the local Hugging Face cache (never downloaded). Existing
+    paths never import transformers (keeps the change map's own memory small)."""
     if Path(path).expanduser().exists():
         return Path(path).expanduser()
     from ftrl_lab.models import resolve_model_path
 
-    return Path(resolve_model_path(path))
+    resolved = Path(resolve_model_path(path))
+    if resolved.exists():
+        return resolved
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(path), local_files_only=True))
+    except Exception as e:  # noqa: BLE001 - any lookup failure means: not available offline
+        raise FileNotFoundError(f"{path}: not a checkpoint folder nor in the local Hugging Face cache ({e})") from None
 
 
 def finish(df: pd.DataFrame) -> pd.DataFrame:

@@ -144,3 +144,9 @@ def test_synthetic_pair_has_the_documented_deltas(tmp_path):
     thirds = thirds_table(change_map(base_dir, trained_dir, progress=False)).set_index(["third", "group"])
     assert thirds.loc[("lower", "mlp"), "rel_change"] == pytest.approx(0.05, rel=1e-3)
     assert thirds.loc[("upper", "attention"), "rel_change"] == pytest.approx(0.005, rel=1e-3)
+
+
+def test_missing_checkpoints_are_named(tmp_path):
+    base_dir, _, _, _ = known_pair(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nowhere/model: not a checkpoint folder nor in the local"):
+        change_map(base_dir, "nowhere/model", progress=False)
