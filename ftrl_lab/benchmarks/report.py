@@ -252,6 +252,13 @@ def plot_table2(df, out: str | os.PathLike = "figures/table2_ours_vs_paper.png",
     right.set_xlabel("Avg (percent)")
     right.set_title("Avg (blue: paper, green: measured)")
     fig.suptitle(title or "FTRL Table 2: paper (unverified secondary numbers) vs. measured")
+    return _save(fig, out)
+
+
+def _save(fig, out: str | os.PathLike) -> Path:
+    """Lay out, write (creating the folder) and close a figure; returns its path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -285,9 +292,4 @@ def plot_suites(df, out: str | os.PathLike = "figures/bench_suites.png", title: 
         ax.set_title(bench)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title or "Benchmark suite per category")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
