@@ -177,9 +177,10 @@ def _write_results(out_dir: Path, keys: set[str], n_records: int, wall: float, n
 # --- command line ----------------------------------------------------------------------------
 def make_policy(model: str = "default", *, api_base: str | None = None, api_key: str | None = None,
                 max_new_tokens: int = 512, batch_size: int = 8, temperature: float = 0.0,
-                device: str = "auto", dtype: str = "auto") -> tuple[Policy, dict]:
+                device: str = "auto", dtype: str = "auto", bf16_prefill: bool = False) -> tuple[Policy, dict]:
     """A policy and a description of it: a local model (folder or "default") or, with
-    ``api_base``, a served model behind an OpenAI-compatible endpoint."""
+    ``api_base``, a served model behind an OpenAI-compatible endpoint. ``bf16_prefill``: see
+    :class:`ftrl_lab.generation.Engine`."""
     if api_base:
         from ftrl_lab.api_client import APIPolicy, ChatClient
 
@@ -191,9 +192,10 @@ def make_policy(model: str = "default", *, api_base: str | None = None, api_key:
     from ftrl_lab.rollout import LocalPolicy
 
     lm, tokenizer = load_model(model, dtype=dtype, device=device)
-    engine = Engine(lm, tokenizer, batch_size=batch_size)
+    engine = Engine(lm, tokenizer, batch_size=batch_size, bf16_prefill=bf16_prefill)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature)
-    return LocalPolicy(engine, params), {"backend": "local", "model": model, "model_info": model_info(lm)}
+    return LocalPolicy(engine, params), {"backend": "local", "model": model, "model_info": model_info(lm),
+                                         "bf16_prefill": engine.bf16_prefill}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="where tool code runs (inprocess: FTRL's unisolated exec, trusted code only)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--bf16-prefill", action="store_true", help="prefill an fp32 model under bf16 autocast (faster on CPUs with bf16)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -227,12 +230,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         records = records[: args.limit]
     policy, info = make_policy(args.model, api_base=args.api_base, api_key=args.api_key,
                                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                               temperature=args.temperature, device=args.device, dtype=args.dtype)
+                               temperature=args.temperature, device=args.device, dtype=args.dtype,
+                               bf16_prefill=args.bf16_prefill)
     from ftrl_lab.rollout import inprocess_executor, sandbox_executor
 
     executor = inprocess_executor() if args.executor == "inprocess" else sandbox_executor()
     meta = {**info, "data": str(args.data), "settings": {k: getattr(args, k) for k in (
-        "limit", "max_turns", "max_new_tokens", "batch_size", "temperature", "executor", "threads")}}
+        "limit", "max_turns", "max_new_tokens", "batch_size", "temperature", "executor", "threads", "bf16_prefill")}}
     result = evaluate(records, policy, args.out, max_turns=args.max_turns, max_active=args.batch_size,
                       executor=executor, progress=not args.no_progress, meta=meta)
     with pd.option_context("display.width", 160, "display.max_columns", 20):

@@ -166,7 +166,7 @@ def evaluate_model(model, tokenizer, records: Sequence[EnvRecord], out_dir: Path
     from ftrl_lab.rollout import LocalPolicy
 
     model.eval()
-    engine = Engine(model, tokenizer, batch_size=cfg.eval.batch_size)
+    engine = Engine(model, tokenizer, batch_size=cfg.eval.batch_size, bf16_prefill=use_bf16(cfg))
     policy = LocalPolicy(engine, SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=0.0))
     log.info("evaluating %s on %d environments -> %s", desc, len(records), out_dir)
     result = evaluate(records, policy, out_dir, max_turns=cfg.eval.max_turns, max_active=cfg.eval.batch_size,
@@ -327,7 +327,8 @@ def collect_prefixes(model, tokenizer, records: Sequence[EnvRecord], out_path: P
     from ftrl_lab.trajectories import collect
 
     model.eval()
-    engine = Engine(model, tokenizer, batch_size=cfg.eval.batch_size, seed=cfg.seed + len(records))
+    engine = Engine(model, tokenizer, batch_size=cfg.eval.batch_size, seed=cfg.seed + len(records),
+                    bf16_prefill=use_bf16(cfg))
     params = SamplingParams(max_new_tokens=cfg.rl.collect_max_new_tokens, temperature=cfg.rl.collect_temperature)
     return collect(records, LocalPolicy(engine, params), out_path, max_turns=cfg.rl.collect_max_turns,
                    max_active=cfg.eval.batch_size)

@@ -110,7 +110,7 @@ class TrainConfig:
     model: str = "default"
     device: str = "auto"
     dtype: str = "auto"
-    mixed_precision: str = "auto"       # bf16 autocast in SFT and RL steps: auto | bf16 | no (models.bf16_mixed_precision)
+    mixed_precision: str = "auto"       # bf16 autocast in SFT/RL steps and engine prefills: auto | bf16 | no
     threads: int | None = None
     seed: int = 0
     runs_dir: str = "runs/train"

@@ -209,3 +209,20 @@ def test_default_model_reuse_is_exact_on_ftrl_prompts(ftrl_test_records):
                 {"id": "x", "type": "function", "function": {"name": name, "arguments": "{}"}}]})
             c.append({"role": "tool", "content": f"an error occured when call {name}: missing arguments",
                       "tool_call_id": "x"})
+
+
+def test_bf16_prefill_keeps_fp32_caches_and_close_logits():
+    model, tok = tiny_model()
+    ids = list(range(5, 60))
+    exact, fast = Engine(model, tok), Engine(model, tok, bf16_prefill=True)
+    assert fast.bf16_prefill and not exact.bf16_prefill
+    s_exact, s_fast = KVState(), KVState()
+    l_exact, _ = exact._prefill(ids, s_exact)
+    l_fast, _ = fast._prefill(ids, s_fast)
+    assert all(k.dtype == torch.float32 and v.dtype == torch.float32 for k, v in s_fast.layers)
+    assert torch.allclose(l_exact, l_fast, atol=0.1, rtol=0.05)
+    # later turns reuse the fp32 cache and decode in fp32; inside a trainer's autocast too
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fast.generate([ids + [7, 8]], SamplingParams(max_new_tokens=4), states=[s_fast])[0]
+    assert out.prefilled_tokens == 2 and len(out.token_ids) >= 1
+    assert all(k.dtype == torch.float32 for k, _ in s_fast.layers)

@@ -10,8 +10,8 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 from _train_helpers import small_record  # noqa: E402
 from ftrl_lab.models import tiny_model  # noqa: E402
-from ftrl_lab.rl_trainers import (FTRLGRPOTrainer, FTRLRLOOTrainer, configure_engine, group_rows, without_autocast_wrapper,  # noqa: E402
-                                  shared_prefix_logps)
+from ftrl_lab.rl_trainers import (FTRLGRPOTrainer, FTRLRLOOTrainer, configure_engine, group_rows,  # noqa: E402
+                                  shared_prefix_logps, without_autocast_wrapper)
 from ftrl_lab.train_data import build_prefix_dataset  # noqa: E402
 
 

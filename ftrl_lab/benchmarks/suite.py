@@ -42,7 +42,7 @@ SUITE: dict[str, tuple[str, ...]] = {
 HEADLINE = {"toolhop": ("AC",), "rotbench": rotbench.METRICS, "bfcl": ("accuracy",)}
 SUMMARY_ROWS = {"toolhop": "overall", "rotbench": "overall", "bfcl": "non_live_ast"}
 """The row of each benchmark's table that summarises its categories (a mean over them)."""
-GUARDED = ("model", "api_base", "max_new_tokens", "temperature", "max_turns", "bfcl_mode", "data")
+GUARDED = ("model", "api_base", "max_new_tokens", "temperature", "max_turns", "bfcl_mode", "data", "bf16_prefill")
 """Settings the outputs depend on: a rerun in the same folder must keep them."""
 SUITE_JSON = "suite.json"
 
@@ -62,6 +62,7 @@ class SuiteSettings:
     batch_size: int = 8
     threads: int | None = None
     data: dict[str, str] = field(default_factory=dict)
+    bf16_prefill: bool = False
 
     def __post_init__(self):
         if self.limit_per_category is not None and self.limit_per_category < 1:
@@ -169,9 +170,9 @@ def check_resumable(out: str | os.PathLike, settings: SuiteSettings) -> None:
     before = _read_state(Path(out)).get("settings")
     if not before:
         return
-    now = asdict(settings)
-    for key in GUARDED:
-        if before.get(key) != now[key]:
+    now, defaults = asdict(settings), asdict(SuiteSettings())
+    for key in GUARDED:  # a key missing from an older suite.json had its default value
+        if before.get(key, defaults[key]) != now[key]:
             raise ValueError(f"{Path(out) / SUITE_JSON}: this folder's outputs were made with {key}="
                              f"{before.get(key)!r}, not {now[key]!r}; use another --out (or delete the folder)")
 
@@ -315,7 +316,8 @@ def summary_markdown(df, state: dict) -> str:
                   + (f" via {settings['api_base']}" if settings.get("api_base") else ""),
               f"- decoding: greedy (temperature {settings.get('temperature')}), at most {settings.get('max_new_tokens')} "
               f"new tokens per turn; ToolHop at most {settings.get('max_turns')} turns; BFCL prompt mode "
-              f"`{settings.get('bfcl_mode')}`; RoTBench rules `{settings.get('rotbench_rules')}`",
+              f"`{settings.get('bfcl_mode')}`; RoTBench rules `{settings.get('rotbench_rules')}`"
+              + ("; prefill under bf16 autocast" if settings.get("bf16_prefill") else ""),
               f"- batch size {settings.get('batch_size')}, torch threads {settings.get('threads')}",
               f"- machine: {_machine_line(state.get('machine', {}))}", ""]
     for name in SUITE:
@@ -381,6 +383,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--bf16-prefill", action="store_true", help="prefill an fp32 model under bf16 autocast")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -391,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = SuiteSettings(model=args.model, api_base=args.api_base, limit_per_category=args.limit_per_category,
                              max_new_tokens=args.max_new_tokens, temperature=args.temperature, max_turns=args.max_turns,
                              bfcl_mode=args.bfcl_mode, rotbench_rules=args.rules, batch_size=args.batch_size,
-                             threads=args.threads, data=data)
+                             threads=args.threads, data=data, bf16_prefill=args.bf16_prefill)
     try:
         check_resumable(args.out, settings)  # before loading a model
     except ValueError as e:
@@ -405,7 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     policy, info = make_policy(args.model, api_base=args.api_base, api_key=args.api_key,
                                max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                               temperature=args.temperature, device=args.device, dtype=args.dtype)
+                               temperature=args.temperature, device=args.device, dtype=args.dtype,
+                               bf16_prefill=args.bf16_prefill)
     info["load_seconds"] = round(time.perf_counter() - t0, 1)
     if not args.api_base:
         from ftrl_lab.models import resolve_model_path
