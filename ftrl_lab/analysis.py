@@ -185,6 +185,25 @@ def thirds_table(df: pd.DataFrame) -> pd.DataFrame:
                                                       "mean_abs_change", "share_of_change"]].reset_index(drop=True)
 
 
+
+def lower_mlp_verdict(thirds: pd.DataFrame, margin: float = 0.25) -> dict:
+    """Does the change concentrate in the lower-third MLPs (the paper's claim)?
+
+    ``thirds`` is :func:`thirds_table` of one pair. The lower third counts as *concentrated* only
+    when its MLP relative change exceeds the larger of the middle and upper thirds' by more than
+    ``margin`` (a fraction: 0.25 = 25%); ``ratio`` is lower / max(middle, upper).
+    """
+    mlp = thirds[thirds["group"] == "mlp"].set_index("third")["rel_change"].astype(float)
+    ratio = float(mlp["lower"] / max(mlp["middle"], mlp["upper"]))
+    if ratio > 1 + margin:
+        text = f"concentrated in the lower-third MLPs ({ratio:.2f}x the next third), as the paper says"
+    elif ratio > 1:
+        text = (f"largest in the lower-third MLPs by only {ratio - 1:.1%} (threshold {margin:.0%}): "
+                "no concentration there")
+    else:
+        text = "not largest in the lower-third MLPs: the paper's claim is not supported by this pair"
+    return {"concentrated": ratio > 1 + margin, "ratio": ratio, "text": text}
+
 # --- figures -----------------------------------------------------------------------------------
 def layer_module_grid(df: pd.DataFrame, metric: str = "rel_change",
                       modules: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict]:

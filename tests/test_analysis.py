@@ -11,7 +11,7 @@ import torch
 from _pair_helpers import N_LAYERS, known_pair, lora_adapter
 from ftrl_lab import analysis
 from ftrl_lab.analysis import (aggregate, change_map, layer_thirds, module_group, module_table, parse_name,
-                               thirds_table)
+                               lower_mlp_verdict, thirds_table)
 from ftrl_lab.checkpoint_io import Checkpoint
 
 
@@ -150,3 +150,14 @@ def test_missing_checkpoints_are_named(tmp_path):
     base_dir, _, _, _ = known_pair(tmp_path)
     with pytest.raises(FileNotFoundError, match="nowhere/model: not a checkpoint folder nor in the local"):
         change_map(base_dir, "nowhere/model", progress=False)
+
+
+@pytest.mark.parametrize("lower, concentrated, words", [(2.0, True, "concentrated"), (1.1, False, "by only 10.0%"),
+                                                        (0.9, False, "not largest")])
+def test_lower_mlp_verdict_needs_a_margin(lower, concentrated, words):
+    thirds = pd.DataFrame({"third": ["lower", "middle", "upper", "lower"], "group": ["mlp", "mlp", "mlp", "attention"],
+                           "rel_change": [lower, 1.0, 0.5, 9.0]})
+    verdict = lower_mlp_verdict(thirds)
+    assert verdict["concentrated"] is concentrated
+    assert verdict["ratio"] == pytest.approx(lower)
+    assert words in verdict["text"]

@@ -22,4 +22,4 @@ def test_parameter_change_notebook_runs_headless(tmp_path):
     assert [r["name"] for r in results] == ["base", "trained", "lower_third_mlp", "upper_third_mlp", "all_attention"]
     nb = nbformat.read(tmp_path / NB.name, as_version=4)
     text = "".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells for o in c.get("outputs", []))
-    assert "SYNTHETIC PAIR" in text and "the change **is** largest in the lower-third MLP" in text
+    assert "SYNTHETIC PAIR" in text and "the change is **concentrated in the lower-third MLPs" in text
