@@ -120,8 +120,10 @@ def build(base: str | Path, trained: str | Path, subset: str | Sequence[str], ou
 
 
 def load_results(out: str | Path) -> list[dict]:
+    """The rows of ``<out>/results.jsonl``, the latest per model (a larger rerun appends a new row)."""
     path = Path(out) / "results.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return list({r["name"]: r for r in rows}.values())
 
 
 def run_transplant(base: str | Path, trained: str | Path, records: Sequence, out: str | Path, *,
@@ -135,6 +137,7 @@ def run_transplant(base: str | Path, trained: str | Path, records: Sequence, out
     deleted after their evaluation unless ``keep_models``.
     """
     from ftrl_lab.evaluate import load_transcripts
+    from ftrl_lab.rollout import episode_key
     from ftrl_lab.train import evaluate_model, load_policy_model
     from ftrl_lab.train_config import load_config
 
@@ -145,9 +148,10 @@ def run_transplant(base: str | Path, trained: str | Path, records: Sequence, out
     lora = (Path(resolve(trained)) / ADAPTER_CONFIG).is_file()
     b = Checkpoint(resolve(base))
     names, n_layers, total = b.names, count_layers(b), sum(i.numel for i in b.tensors.values())
+    done, wanted = {r["name"]: r for r in load_results(out)}, len({episode_key(r) for r in records})
     for name in [*REFERENCES, *subsets]:
-        if any(r["name"] == name for r in load_results(out)):
-            continue
+        if name in done and done[name]["complete"] and done[name]["n"] >= wanted:
+            continue  # a rerun on more records evaluates only the new ones (evaluate resumes per episode)
         t0 = time.perf_counter()
         spec = {"base": "none", "trained": "all"}.get(name, SUBSETS.get(name, name))
         chosen = select(spec, names, n_layers) if spec != "none" else []

@@ -131,4 +131,8 @@ def test_run_transplant_end_to_end_and_resumes(tmp_path, toy, monkeypatch):
     again = transplant.run_transplant(base_dir, trained_dir, toy[:2], tmp_path / "out",
                                       subsets=["lower_third_mlp"], eval_overrides=settings)
     pd.testing.assert_frame_equal(table, again)
+    monkeypatch.undo()
+    more = transplant.run_transplant(base_dir, trained_dir, toy[:3], tmp_path / "out", subsets=["lower_third_mlp"],
+                                     eval_overrides=settings)  # a larger rerun evaluates the new record
+    assert set(more["n"]) == {3} and [r["n"] for r in transplant.load_results(tmp_path / "out")] == [3, 3, 3]
     assert set(SUBSETS) >= {"lower_third_mlp", "upper_third_mlp", "all_attention", "all_mlp", "norms", "everything"}
