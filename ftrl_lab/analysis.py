@@ -185,7 +185,6 @@ def thirds_table(df: pd.DataFrame) -> pd.DataFrame:
                                                       "mean_abs_change", "share_of_change"]].reset_index(drop=True)
 
 
-
 def lower_mlp_verdict(thirds: pd.DataFrame, margin: float = 0.25) -> dict:
     """Does the change concentrate in the lower-third MLPs (the paper's claim)?
 
@@ -203,6 +202,7 @@ def lower_mlp_verdict(thirds: pd.DataFrame, margin: float = 0.25) -> dict:
     else:
         text = "not largest in the lower-third MLPs: the paper's claim is not supported by this pair"
     return {"concentrated": ratio > 1 + margin, "ratio": ratio, "text": text}
+
 
 # --- figures -----------------------------------------------------------------------------------
 def layer_module_grid(df: pd.DataFrame, metric: str = "rel_change",
