@@ -8,7 +8,7 @@ import pytest
 from _train_helpers import envgen_records, small_record
 from ftrl_lab.environment import save_records
 from ftrl_lab.models import tiny_model
-from ftrl_lab.train import iteration_envs, logged_reward, main, run, stratified_subset, trl_config
+from ftrl_lab.train import final_policy, iteration_envs, logged_reward, main, run, stratified_subset, trl_config
 from ftrl_lab.train_config import config_from_dict, load_config
 
 CALL = '<tool_call>\n{"name": "get_capital", "arguments": {"country": "Norland"}}\n</tool_call>'
@@ -90,13 +90,16 @@ def test_tiny_end_to_end_run_resumes_into_more_iterations(tmp_path):
     run_dir = tmp_path / "runs" / cfg.run_name
     assert set(first["stages"]) >= {"sft", "eval_start", "iter_1", "eval_final", "elapsed_seconds"}
     assert (run_dir / "iter_1" / "model" / "config.json").exists()
+    assert final_policy(run_dir) == run_dir / "iter_1" / "model"
     # a second call with more iterations keeps the finished stages and trains on
     state = json.loads((run_dir / "state.json").read_text())
     state.pop("eval_final")
     (run_dir / "state.json").write_text(json.dumps(state))
+    assert final_policy(run_dir) is None  # not finished: no final evaluation yet
     second = run(_tiny_config(tmp_path, iterations=2))
     assert second["stages"]["sft"] == first["stages"]["sft"] and "iter_2" in second["stages"]
     assert not (run_dir / "iter_1" / "model").exists() and (run_dir / "iter_2" / "model").exists()
+    assert final_policy(run_dir) == run_dir / "iter_2" / "model"
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2] and [r["global_step"] for r in rows] == [1, 2]
     assert all(math.isfinite(r["loss"]) for r in rows)
