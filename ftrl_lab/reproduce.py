@@ -62,11 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     if not todo:
         print("no notebooks matched", file=sys.stderr)
         return 2
+    total = time.time()
     for path in todo:
         print(f"[reproduce:{args.profile}] {path.name} ...", flush=True)
-        seconds = run_notebook(path, args.profile, args.out, args.figures.resolve())
+        start = time.time()
+        try:
+            seconds = run_notebook(path, args.profile, args.out, args.figures.resolve())
+        except Exception as e:  # papermill's error names the cell; say which notebook, and where its output is
+            print(f"[reproduce:{args.profile}] {path.name} FAILED after {time.time() - start:.0f} s: "
+                  f"{type(e).__name__}: {str(e).strip()[-2000:]}\n"
+                  f"executed copy with the traceback: {args.out / path.name}", file=sys.stderr, flush=True)
+            return 1
         print(f"[reproduce:{args.profile}] {path.name} done in {seconds:.0f} s -> {args.out / path.name}", flush=True)
-    print(f"[reproduce:{args.profile}] figures in {args.figures}")
+    print(f"[reproduce:{args.profile}] {len(todo)} notebook(s) in {time.time() - total:.0f} s; figures in {args.figures}")
     return 0
 
 
