@@ -204,6 +204,52 @@ def lower_mlp_verdict(thirds: pd.DataFrame, margin: float = 0.25) -> dict:
     return {"concentrated": ratio > 1 + margin, "ratio": ratio, "text": text}
 
 
+def restricted_runs(runs_dir: str | Path) -> pd.DataFrame:
+    """Every finished run under ``runs_dir`` with its LoRA restriction ("full fine-tuning" when it
+    has none) and its Solve-F1 gain on the generated test split (final vs start, paired CI)."""
+    rows = []
+    for path in sorted(Path(runs_dir).glob("*/results.json")):
+        res = json.loads(path.read_text())
+        f1 = next((m for m in res.get("comparisons", {}).get("test", []) if m["metric"] == "Solve-F1"), None)
+        if f1:
+            lora = res["config"]["rl"].get("lora")
+            rows.append({"run": path.parent.name, "lora": "full fine-tuning" if not lora else
+                         f"{lora.get('target_modules')} @ {lora.get('layers_to_transform', 'all layers')}",
+                         "n": f1["n"], "start": f1["start"], "final": f1["final"], "gain": f1["delta"],
+                         "ci_low": f1["delta_ci_low"], "ci_high": f1["delta_ci_high"]})
+    return pd.DataFrame(rows, columns=["run", "lora", "n", "start", "final", "gain", "ci_low", "ci_high"])
+
+
+def findings(verdict: dict, recovery: pd.DataFrame | None = None, restricted: pd.DataFrame | None = None) -> str:
+    """Markdown bullets setting the paper's lower-layer-MLP claim against the three measures:
+    the change map (:func:`lower_mlp_verdict`), the transplant (``transplant.run_transplant``'s
+    table) and restricted LoRA training (:func:`restricted_runs`). Numbers come from the inputs."""
+    lines = [f"- **Where the weights moved**: the change is {verdict['text']}."]
+    thirds = [f"{t}_third_mlp" for t in ("lower", "middle", "upper")]
+    if recovery is not None and len(recovery):
+        r = recovery.set_index("subset")
+        present = [t for t in thirds if t in r.index]
+        if r.loc["trained", "gain"] == 0 or not present:
+            lines.append("- **Transplant**: no gain to attribute, or no MLP third was transplanted.")
+        else:
+            best = max(present, key=lambda t: r.loc[t, "recovery"])
+            parts = ", ".join(f"{t.split('_')[0]} {r.loc[t, 'recovery']:.0%} [{r.loc[t, 'ci_low']:.0%}, "
+                              f"{r.loc[t, 'ci_high']:.0%}]" for t in present)
+            claim = ("as the paper's claim predicts" if best == "lower_third_mlp" else
+                     "not the lower third the paper points to")
+            lines.append(f"- **What carries the gain** (transplant, n = {int(r.loc['trained', 'n'])}): the MLP thirds alone "
+                         f"recover {parts} of it; the most is the {best.split('_')[0]} third, {claim}.")
+    if restricted is not None and len(restricted):
+        lora = restricted[restricted["lora"].str.contains("mlp @ (?:lower|middle|upper)_third", regex=True)]
+        full = restricted[restricted["lora"] == "full fine-tuning"]
+        if len(lora):
+            parts = "; ".join(f"{row.lora}: {row.gain:+.1f} [{row.ci_low:+.1f}, {row.ci_high:+.1f}]"
+                              for row in lora.itertuples())
+            ref = f" (full fine-tuning: up to {full['gain'].max():+.1f})" if len(full) else ""
+            lines.append(f"- **Training only those weights** (LoRA, ΔSolve-F1 on the test split): {parts}{ref}.")
+    return "\n".join(lines)
+
+
 # --- figures -----------------------------------------------------------------------------------
 def layer_module_grid(df: pd.DataFrame, metric: str = "rel_change",
                       modules: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict]:

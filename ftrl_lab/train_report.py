@@ -150,3 +150,49 @@ def plot_ablation(table: pd.DataFrame, out: str | Path | None = None, eval_set: 
     if close:
         plt.close(fig)
     return fig
+
+
+# --- what came out --------------------------------------------------------------------------------
+def _delta_text(row: dict) -> str:
+    lo, hi = row["delta_ci_low"], row["delta_ci_high"]
+    sure = "the interval excludes 0" if lo > 0 or hi < 0 else "the interval includes 0"
+    return f"{row['start']:.1f} → {row['final']:.1f} ({row['delta']:+.1f} [{lo:+.1f}, {hi:+.1f}], n = {row['n']}; {sure})"
+
+
+def findings(results: dict, ablation: pd.DataFrame | None = None) -> str:
+    """Markdown bullets reading one run's ``results.json`` (and optionally :func:`ablation_table`)
+    against the paper's claims: a verifiable Solve-F1 gain, general ability kept, solve-F1 the best
+    reward. Every number is taken from the inputs; nothing is asserted that they do not show."""
+    lines = []
+    names = {"test": "the generated test split", "ftrl": "FTRL's own test set"}
+    for key, where in names.items():
+        rows = {r["metric"]: r for r in results.get("comparisons", {}).get(key, [])}
+        if "Solve-F1" not in rows:
+            continue
+        f1, p, r = rows["Solve-F1"], rows.get("Solve-P"), rows.get("Solve-R")
+        line = f"- **Solve-F1 on {where}**: {_delta_text(f1)}."
+        if p and r:
+            line += f" Solve-P {p['delta']:+.1f}, Solve-R {r['delta']:+.1f}"
+            if p["delta"] > 0 > r["delta"]:
+                line += ": the policy calls more carefully rather than solving more (precision up, recall down)"
+            line += "."
+        lines.append(line)
+    ppl = results.get("perplexity") or {}
+    if ppl.get("start") and ppl.get("final"):
+        change = ppl["final"] / ppl["start"] - 1
+        lines.append(f"- **General ability** (the paper: kept): perplexity on generic text {ppl['start']:.2f} → "
+                     f"{ppl['final']:.2f} ({change:+.1%}).")
+    if ablation is not None and len(ablation) > 1:
+        part = ablation[ablation["eval_set"] == "test"].sort_values("Solve-F1 delta", ascending=False)
+        if len(part) > 1:
+            order = ", ".join(f"{r.reward} {r['Solve-F1 delta']:+.1f} {r['Solve-F1 CI']}" for _, r in part.iterrows())
+            best, second = part.iloc[0], part.iloc[1]
+            low_best = float(best["Solve-F1 CI"].strip("[]").split(",")[0])
+            high_second = float(second["Solve-F1 CI"].strip("[]").split(",")[1])
+            verdict = ("solve-F1 is best, as the paper reports" if best["reward"] == "solve_f1"
+                       else f"{best['reward']} is best, not solve-F1 as the paper reports")
+            sep = ("the intervals of the top two do not overlap" if low_best > high_second else
+                   "but the top two intervals overlap, so one seed does not separate them")
+            lines.append(f"- **Reward ablation** (ΔSolve-F1 on the generated test split, 95% CI): {order}: "
+                         f"{verdict}; {sep}.")
+    return "\n".join(lines) if lines else "- No finished comparison to read yet."

@@ -161,3 +161,36 @@ def test_lower_mlp_verdict_needs_a_margin(lower, concentrated, words):
     assert verdict["concentrated"] is concentrated
     assert verdict["ratio"] == pytest.approx(lower)
     assert words in verdict["text"]
+
+
+def test_restricted_runs_and_findings(tmp_path):
+    from ftrl_lab.analysis import findings, restricted_runs
+
+    def write(name, lora, delta):
+        f1 = {"metric": "Solve-F1", "n": 200, "start": 20.0, "final": 20.0 + delta, "delta": delta,
+              "delta_ci_low": delta - 1, "delta_ci_high": delta + 1}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(
+            {"config": {"rl": {"lora": lora}}, "comparisons": {"test": [f1]}}))
+
+    write("full", None, 28.0)
+    write("lower", {"target_modules": "mlp", "layers_to_transform": "lower_third"}, 0.5)
+    (tmp_path / "unfinished").mkdir()
+    runs = restricted_runs(tmp_path)
+    assert list(runs["lora"]) == ["full fine-tuning", "mlp @ lower_third"] and list(runs["gain"]) == [28.0, 0.5]
+    recovery = pd.DataFrame([
+        {"subset": "base", "n": 40, "gain": 0.0, "recovery": 0.0, "ci_low": 0.0, "ci_high": 0.0},
+        {"subset": "trained", "n": 40, "gain": 25.0, "recovery": 1.0, "ci_low": 1.0, "ci_high": 1.0},
+        {"subset": "lower_third_mlp", "n": 40, "gain": 5.0, "recovery": 0.2, "ci_low": 0.07, "ci_high": 0.41},
+        {"subset": "middle_third_mlp", "n": 40, "gain": 20.0, "recovery": 0.8, "ci_low": 0.57, "ci_high": 1.13},
+        {"subset": "upper_third_mlp", "n": 40, "gain": 11.0, "recovery": 0.46, "ci_low": 0.25, "ci_high": 0.77}])
+    text = findings({"text": "spread evenly"}, recovery, runs)
+    assert "the change is spread evenly." in text
+    assert "recover lower 20% [7%, 41%], middle 80% [57%, 113%], upper 46% [25%, 77%]" in text
+    assert "the most is the middle third, not the lower third the paper points to" in text
+    assert "mlp @ lower_third: +0.5 [-0.5, +1.5] (full fine-tuning: up to +28.0)" in text
+    recovery.loc[recovery["subset"] == "lower_third_mlp", "recovery"] = 0.9
+    assert "the most is the lower third, as the paper's claim predicts" in findings({"text": "x"}, recovery)
+    partial = findings({"text": "x"}, recovery[recovery["subset"] != "middle_third_mlp"])
+    assert "recover lower 90% [7%, 41%], upper 46% [25%, 77%] of it; the most is the lower third" in partial
+    assert "no gain to attribute" in findings({"text": "x"}, recovery[~recovery["subset"].str.endswith("_mlp")])

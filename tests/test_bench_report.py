@@ -103,3 +103,20 @@ def test_table2_from_suite_folders(tmp_path):
     assert both.loc[("rotbench", "clean", "TS"), "n other"] == 1 and both.loc[("rotbench", "clean", "TS"), "n tiny"] == 2
     assert math.isnan(both.loc[("toolhop", "free", "AC"), "other"])
     assert report.plot_suites(both, tmp_path / "suites.png").stat().st_size > 10_000
+
+
+def test_findings_compare_trained_with_base_and_state_the_papers_gain():
+    import pandas as pd
+
+    from ftrl_lab.benchmarks.report import findings, measured_row, table2
+
+    rows = [measured_row("default", {"solve_precision": 0.3, "solve_rate": 0.1, "solve_f1": 0.1}),
+            measured_row("cpu-trained", {"solve_precision": 0.5, "solve_rate": 0.1, "solve_f1": 0.0})]
+    t = table2(rows)
+    compared = pd.DataFrame({"default": [0.0], "cpu-trained": [8.0]},
+                            index=pd.MultiIndex.from_tuples([("bfcl", "non_live_ast", "accuracy")]))
+    text = findings(t, compared=compared)
+    assert "FTRL-GRPO raises Table 2's Avg by +6.9 to +14.4 points over the base model (4 models" in text
+    assert "Solve-P 30.0 → 50.0; Solve-R 10.0 → 10.0; Solve-F1 10.0 → 0.0; BFCL non-live AST 0.0 → 8.0" in text
+    assert "higher on 2, lower on 1 and level on 1 of these 4 numbers" in text
+    assert "a trained-minus-base reading needs" in findings(table2(rows[:1]))

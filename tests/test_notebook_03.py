@@ -18,3 +18,4 @@ def test_train_notebook_runs_headless(tmp_path):
     nb = nbformat.read(tmp_path / NB.name, as_version=4)
     text = "".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells for o in c.get("outputs", []))
     assert "Solve-F1 on the generated test split moved by" in text
+    assert "**Solve-F1 on the generated test split**:" in text and "these bullets exercise the reading" in text

@@ -26,3 +26,4 @@ def test_evaluate_notebook_runs_headless(tmp_path):
     for fig in ("bench_suites.png", "table2_ours_vs_paper.png"):
         assert (tmp_path / "figures" / fig).stat().st_size > 10_000
     assert "UNVERIFIED secondary source" in executed and "tiny-random-quick" in executed
+    assert "FTRL-GRPO raises Table 2" in executed and "measured row(s) (tiny-random-quick)" in executed

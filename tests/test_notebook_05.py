@@ -23,3 +23,5 @@ def test_parameter_change_notebook_runs_headless(tmp_path):
     nb = nbformat.read(tmp_path / NB.name, as_version=4)
     text = "".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells for o in c.get("outputs", []))
     assert "SYNTHETIC PAIR" in text and "the change is **concentrated in the lower-third MLPs" in text
+    assert "**Where the weights moved**" in text  # the synthetic pair's tiny model gains nothing to attribute:
+    assert "**What carries the gain**" in text or "**Transplant**: no gain to attribute" in text

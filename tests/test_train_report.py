@@ -57,3 +57,33 @@ def test_frame_markdown_formats_floats_and_keeps_every_row():
 
     md = frame_markdown(pd.DataFrame({"variant": ["solve_f1", "solve_rate"], "f1": [12.345, 7.0]}))
     assert md.splitlines() == ["| variant | f1 |", "|---|---|", "| solve_f1 | 12.3 |", "| solve_rate | 7.0 |"]
+
+
+def _comparison(start, final, lo, hi, n=200):
+    return {"start": start, "final": final, "delta": final - start, "delta_ci_low": lo, "delta_ci_high": hi, "n": n}
+
+
+def test_findings_read_the_numbers_and_the_ablation():
+    from ftrl_lab.train_report import findings
+
+    results = {"comparisons": {
+        "test": [{"metric": "Solve-P", **_comparison(20, 80, 50, 70)}, {"metric": "Solve-R", **_comparison(50, 40, -15, -5)},
+                 {"metric": "Solve-F1", **_comparison(20, 48, 23, 33)}],
+        "ftrl": [{"metric": "Solve-F1", **_comparison(1, 0, -2.6, 0.0, n=12)}]},
+        "perplexity": {"start": 18.9, "final": 19.0}}
+    text = findings(results)
+    assert "20.0 → 48.0 (+28.0 [+23.0, +33.0], n = 200; the interval excludes 0)" in text
+    assert "precision up, recall down" in text
+    assert "FTRL's own test set**: 1.0 → 0.0 (-1.0 [-2.6, +0.0], n = 12; the interval includes 0)" in text
+    assert "18.90 → 19.00 (+0.5%)" in text
+    ablation = pd.DataFrame([
+        {"reward": "solve_f1", "eval_set": "test", "Solve-F1 delta": 28.2, "Solve-F1 CI": "[+23.5, +33.1]"},
+        {"reward": "solve_rate", "eval_set": "test", "Solve-F1 delta": 22.4, "Solve-F1 CI": "[+17.5, +27.4]"},
+        {"reward": "solve_rate", "eval_set": "ftrl", "Solve-F1 delta": 99.0, "Solve-F1 CI": "[+90.0, +99.0]"}])
+    text = findings(results, ablation)
+    assert "solve_f1 +28.2 [+23.5, +33.1], solve_rate +22.4" in text
+    assert "solve-F1 is best, as the paper reports; but the top two intervals overlap" in text
+    ablation.loc[0, "Solve-F1 delta"] = 10.0
+    ablation.loc[0, "Solve-F1 CI"] = "[+5.0, +12.0]"
+    assert "solve_rate is best, not solve-F1 as the paper reports" in findings(results, ablation)
+    assert findings({}) == "- No finished comparison to read yet."

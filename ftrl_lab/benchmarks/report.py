@@ -293,3 +293,37 @@ def plot_suites(df, out: str | os.PathLike = "figures/bench_suites.png", title: 
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title or "Benchmark suite per category")
     return _save(fig, out)
+
+
+def findings(table: Any, base: str = "default", trained: str = "cpu-trained", compared: Any = None) -> str:
+    """Markdown bullets reading Table 2 (:func:`table2_from_suites`): the paper's FTRL-GRPO Avg gain
+    over each base model, and our trained row minus our base row per measured column (plus BFCL's
+    ``non_live_ast`` accuracy from :func:`ftrl_lab.benchmarks.suite.compare`, when given)."""
+    lines = []
+    paper = table[table["origin"] == "paper"]
+    gains = []
+    for row in paper.index:
+        model, _, method = row.partition(" / ")
+        if method == "FTRL-GRPO" and f"{model} / base" in paper.index:
+            gains.append((model, paper.loc[row, "Avg"] - paper.loc[f"{model} / base", "Avg"]))
+    gains = [(m, g) for m, g in gains if not math.isnan(g)]
+    if gains:
+        lo, hi = min(g for _, g in gains), max(g for _, g in gains)
+        lines.append(f"- **The paper** (unverified secondary numbers): FTRL-GRPO raises Table 2's Avg by "
+                     f"{lo:+.1f} to {hi:+.1f} points over the base model ({len(gains)} models of 7B-14B).")
+    measured = table[table["origin"] == "measured"]
+    if base in measured.index and trained in measured.index:
+        pairs = [(col, measured.loc[base, col], measured.loc[trained, col]) for col in METRICS]
+        pairs = [(c, a, b) for c, a, b in pairs if not (math.isnan(a) or math.isnan(b))]
+        key = ("bfcl", "non_live_ast", "accuracy")
+        if compared is not None and {base, trained} <= set(compared.columns) and key in compared.index:
+            pairs.append(("BFCL non-live AST", compared.loc[key, base], compared.loc[key, trained]))
+        lines.append(f"- **Ours**, `{base}` → `{trained}`: " + "; ".join(f"{c} {a:.1f} → {b:.1f}" for c, a, b in pairs) + ".")
+        better, worse = sum(b > a for _, a, b in pairs), sum(b < a for _, a, b in pairs)
+        lines.append(f"- The trained model is higher on {better}, lower on {worse} and level on "
+                     f"{len(pairs) - better - worse} of these {len(pairs)} numbers. Without tau-bench there is no Avg "
+                     "to set beside the paper's; read each column with its `n` and the notes above.")
+    elif len(measured):
+        lines.append(f"- **Ours**: {len(measured)} measured row(s) ({', '.join(measured.index)}); a trained-minus-base "
+                     f"reading needs both `{base}` and `{trained}`.")
+    return "\n".join(lines) if lines else "- No rows to read."
