@@ -1,6 +1,7 @@
 # ftrl_lab: the two set-up commands are `make reproduce` (main job) and `make test` (tests).
 PY ?= python3
-PROFILE ?= QUICK
+# FULL: the whole story on SmolLM2-135M-Instruct (the README's numbers); QUICK: a tiny random model (CI-sized).
+PROFILE ?= FULL
 
 .PHONY: install chromium test test-fast reproduce lab bench clean-outputs
 
@@ -31,8 +32,10 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+# The notebooks headless, then the browser test's screenshot of notebook 02 (figures/browser_reward_explorer.png).
 reproduce: install
 	$(PY) -m ftrl_lab.reproduce --profile $(PROFILE)
+	$(PY) -m pytest -q tests/test_browser.py
 
 lab: install
 	$(PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
