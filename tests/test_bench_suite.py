@@ -103,6 +103,8 @@ def test_rerun_with_other_settings_is_refused(gold_policy, tmp_path):
     settings = suite.SuiteSettings(model="gold", limit_per_category=1, max_turns=5)
     suite.run_suite(gold_policy, tmp_path, settings, benchmarks=["rotbench"], show_progress=False)
     other = suite.SuiteSettings(model="gold", limit_per_category=1, max_turns=5, max_new_tokens=64)
+    assert suite.conflict(tmp_path, settings) is None and suite.conflict(tmp_path / "new", other) is None
+    assert "max_new_tokens=512, not 64" in suite.conflict(tmp_path, other)
     with pytest.raises(ValueError, match=r"suite\.json.*max_new_tokens=512, not 64"):
         suite.run_suite(gold_policy, tmp_path, other, show_progress=False)
     with pytest.raises(ValueError, match="unknown benchmark"):

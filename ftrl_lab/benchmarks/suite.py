@@ -177,6 +177,16 @@ def check_resumable(out: str | os.PathLike, settings: SuiteSettings) -> None:
                              f"{before.get(key)!r}, not {now[key]!r}; use another --out (or delete the folder)")
 
 
+def conflict(out: str | os.PathLike, settings: SuiteSettings) -> str | None:
+    """Why ``out`` cannot take a run with ``settings`` (its outputs were made with other
+    :data:`GUARDED` settings), or None when it can (empty, or the same settings: a resume)."""
+    try:
+        check_resumable(out, settings)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def run_suite(policy: Any, out: str | os.PathLike, settings: SuiteSettings | None = None, *,
               model_info: dict | None = None, benchmarks: Sequence[str] = tuple(SUITE), executor: Any = None,
               show_progress: bool = True):
