@@ -204,6 +204,29 @@ def lower_mlp_verdict(thirds: pd.DataFrame, margin: float = 0.25) -> dict:
     return {"concentrated": ratio > 1 + margin, "ratio": ratio, "text": text}
 
 
+def finished_pairs(runs_dir: str | Path, root: str | Path = ".") -> dict[str, tuple[str, str]]:
+    """(base, trained) checkpoint pairs of the finished training runs under ``runs_dir``: "<run>: RL"
+    (RL's starting checkpoint -> final policy) and "<run>: SFT warm start" (the model before it ->
+    the warm start; not for runs that reused another run's start). Relative paths in a run's state
+    are taken from ``root`` (the project root)."""
+    from ftrl_lab.train import RunState, final_policy
+
+    pairs = {}
+    for run in sorted(p for p in Path(runs_dir).glob("*") if (p / "state.json").exists()):
+        state = RunState(run)
+        config = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+        sft = state.get("sft")
+        start = Path(sft["model"]) if sft else None
+        start = start if start is None or start.is_absolute() else Path(root) / start
+        final = final_policy(run)
+        rl_base = start if start is not None else config.get("model")
+        if final is not None and rl_base is not None:
+            pairs[f"{run.name}: RL"] = (str(rl_base), str(final))
+        if start is not None and start.exists() and "reused_from" not in sft:
+            pairs[f"{run.name}: SFT warm start"] = (config.get("model", "default"), str(start))
+    return pairs
+
+
 def restricted_runs(runs_dir: str | Path) -> pd.DataFrame:
     """Every finished run under ``runs_dir`` with its LoRA restriction ("full fine-tuning" when it
     has none) and its Solve-F1 gain on the generated test split (final vs start, paired CI)."""

@@ -194,3 +194,25 @@ def test_restricted_runs_and_findings(tmp_path):
     partial = findings({"text": "x"}, recovery[recovery["subset"] != "middle_third_mlp"])
     assert "recover lower 90% [7%, 41%], upper 46% [25%, 77%] of it; the most is the lower third" in partial
     assert "no gain to attribute" in findings({"text": "x"}, recovery[~recovery["subset"].str.endswith("_mlp")])
+
+
+def test_finished_pairs_of_training_runs(tmp_path):
+    from ftrl_lab.analysis import finished_pairs
+
+    def run(name, state, config=None):
+        d = tmp_path / "runs" / name
+        (d / "iter_2" / "model").mkdir(parents=True)
+        (d / "state.json").write_text(json.dumps(state))
+        (d / "config.json").write_text(json.dumps(config or {"model": "default"}))
+        return d
+
+    (tmp_path / "runs" / "main" / "start_model").mkdir(parents=True)
+    main = run("main", {"sft": {"model": "runs/main/start_model"}, "iter_1": {}, "iter_2": {}, "eval_final": {}})
+    variant = run("variant", {"sft": {"model": "runs/main/start_model", "reused_from": "runs/main"},
+                              "iter_1": {}, "iter_2": {}, "eval_final": {}})
+    run("unfinished", {"iter_1": {}})  # no final evaluation yet: no RL pair
+    pairs = finished_pairs(tmp_path / "runs", root=tmp_path)
+    start = str(tmp_path / "runs/main/start_model")
+    assert pairs == {"main: RL": (start, str(main / "iter_2" / "model")),
+                     "main: SFT warm start": ("default", start),
+                     "variant: RL": (start, str(variant / "iter_2" / "model"))}
