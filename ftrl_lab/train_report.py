@@ -124,6 +124,12 @@ def ablation_table(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def ci_bounds(text: str) -> tuple[float, float]:
+    """The (low, high) of an interval as :func:`ablation_table` writes it, e.g. "[+1.2, -0.4]"."""
+    low, high = text.strip("[] ").split(",")
+    return float(low), float(high)
+
+
 def plot_ablation(table: pd.DataFrame, out: str | Path | None = None, eval_set: str = "test", close: bool = True):
     """Grouped bars: final minus start per metric, one bar group per reward variant (95% CI whiskers)."""
     import matplotlib.pyplot as plt
@@ -133,7 +139,7 @@ def plot_ablation(table: pd.DataFrame, out: str | Path | None = None, eval_set: 
     width = 0.8 / max(len(part), 1)
     for i, (_, row) in enumerate(part.iterrows()):
         deltas = [row[f"{LABELS[m]} delta"] for m in METRICS]
-        cis = [json.loads(row[f"{LABELS[m]} CI"].replace("+", "")) for m in METRICS]
+        cis = [ci_bounds(row[f"{LABELS[m]} CI"]) for m in METRICS]
         err = np.array([[d - c[0] for d, c in zip(deltas, cis)], [c[1] - d for d, c in zip(deltas, cis)]])
         x = np.arange(len(METRICS)) + i * width
         ax.bar(x, deltas, width, yerr=err, capsize=3, label=f"{row['reward']} ({row['algorithm']})")
@@ -187,8 +193,7 @@ def findings(results: dict, ablation: pd.DataFrame | None = None) -> str:
         if len(part) > 1:
             order = ", ".join(f"{r.reward} {r['Solve-F1 delta']:+.1f} {r['Solve-F1 CI']}" for _, r in part.iterrows())
             best, second = part.iloc[0], part.iloc[1]
-            low_best = float(best["Solve-F1 CI"].strip("[]").split(",")[0])
-            high_second = float(second["Solve-F1 CI"].strip("[]").split(",")[1])
+            low_best, high_second = ci_bounds(best["Solve-F1 CI"])[0], ci_bounds(second["Solve-F1 CI"])[1]
             verdict = ("solve-F1 is best, as the paper reports" if best["reward"] == "solve_f1"
                        else f"{best['reward']} is best, not solve-F1 as the paper reports")
             sep = ("the intervals of the top two do not overlap" if low_best > high_second else
