@@ -21,10 +21,10 @@ install: .install-stamp chromium
 chromium:
 	@if command -v chromium >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing Debian's chromium for tests/test_browser.py (apt-get)"; \
+	  echo "installing Debian's chromium for tests/notebooks/test_browser.py (apt-get)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
-	    || echo "NOTE: apt-get install chromium failed; tests/test_browser.py will skip (fail under CI)"; \
-	else echo "NOTE: no chromium; tests/test_browser.py will skip. Install it: sudo apt-get install chromium"; fi
+	    || echo "NOTE: apt-get install chromium failed; tests/notebooks/test_browser.py will skip (fail under CI)"; \
+	else echo "NOTE: no chromium; tests/notebooks/test_browser.py will skip. Install it: sudo apt-get install chromium"; fi
 
 test: install
 	$(PY) -m pytest -q
@@ -35,10 +35,10 @@ test-fast: install
 # The notebooks headless, then the browser test's screenshot of notebook 02 (figures/browser_reward_explorer.png).
 reproduce: install
 	$(PY) -m ftrl_lab.reproduce --profile $(PROFILE)
-	$(PY) -m pytest -q tests/test_browser.py
+	$(PY) -m pytest -q tests/notebooks/test_browser.py
 
 lab: install
 	$(PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: install
-	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+	for b in perf/bench_*.py; do $(PY) $$b || exit 1; done

@@ -43,9 +43,16 @@ def run_notebook(path: Path, profile: str, out_dir: Path, figures_dir: Path, ext
     params = {"QUICK": profile == "QUICK", "FIGURES_DIR": str(figures_dir)}
     params.update(extra or {})
     start = time.time()
-    pm.execute_notebook(str(path), str(out_dir / path.name), parameters=params, cwd=str(path.parent),
-                        kernel_name="python3", progress_bar=False, log_output=False,
-                        execution_timeout=CELL_TIMEOUT_S[profile])
+    pm.execute_notebook(
+        str(path),
+        str(out_dir / path.name),
+        parameters=params,
+        cwd=str(path.parent),
+        kernel_name="python3",
+        progress_bar=False,
+        log_output=False,
+        execution_timeout=CELL_TIMEOUT_S[profile],
+    )
     return time.time() - start
 
 
@@ -69,12 +76,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             seconds = run_notebook(path, args.profile, args.out, args.figures.resolve())
         except Exception as e:  # papermill's error names the cell; say which notebook, and where its output is
-            print(f"[reproduce:{args.profile}] {path.name} FAILED after {time.time() - start:.0f} s: "
-                  f"{type(e).__name__}: {str(e).strip()[-2000:]}\n"
-                  f"executed copy with the traceback: {args.out / path.name}", file=sys.stderr, flush=True)
+            print(
+                f"[reproduce:{args.profile}] {path.name} FAILED after {time.time() - start:.0f} s: "
+                f"{type(e).__name__}: {str(e).strip()[-2000:]}\n"
+                f"executed copy with the traceback: {args.out / path.name}",
+                file=sys.stderr,
+                flush=True,
+            )
             return 1
         print(f"[reproduce:{args.profile}] {path.name} done in {seconds:.0f} s -> {args.out / path.name}", flush=True)
-    print(f"[reproduce:{args.profile}] {len(todo)} notebook(s) in {time.time() - total:.0f} s; figures in {args.figures}")
+    print(
+        f"[reproduce:{args.profile}] {len(todo)} notebook(s) in {time.time() - total:.0f} s; figures in {args.figures}"
+    )
     return 0
 
 

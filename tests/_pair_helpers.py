@@ -11,12 +11,20 @@ from pathlib import Path
 
 import torch
 
-from ftrl_lab.checkpoint_io import write_safetensors
+from ftrl_lab.analysis.checkpoint_io import write_safetensors
 
 N_LAYERS, HIDDEN, FFN, VOCAB = 6, 8, 16, 32
-SHAPES = {"self_attn.q_proj": (HIDDEN, HIDDEN), "self_attn.k_proj": (4, HIDDEN), "self_attn.v_proj": (4, HIDDEN),
-          "self_attn.o_proj": (HIDDEN, HIDDEN), "mlp.gate_proj": (FFN, HIDDEN), "mlp.up_proj": (FFN, HIDDEN),
-          "mlp.down_proj": (HIDDEN, FFN), "input_layernorm": (HIDDEN,), "post_attention_layernorm": (HIDDEN,)}
+SHAPES = {
+    "self_attn.q_proj": (HIDDEN, HIDDEN),
+    "self_attn.k_proj": (4, HIDDEN),
+    "self_attn.v_proj": (4, HIDDEN),
+    "self_attn.o_proj": (HIDDEN, HIDDEN),
+    "mlp.gate_proj": (FFN, HIDDEN),
+    "mlp.up_proj": (FFN, HIDDEN),
+    "mlp.down_proj": (HIDDEN, FFN),
+    "input_layernorm": (HIDDEN,),
+    "post_attention_layernorm": (HIDDEN,),
+}
 
 
 def layout() -> dict[str, tuple[int, ...]]:
@@ -47,8 +55,9 @@ def save_folder(folder: Path, tensors: dict[str, torch.Tensor], shards: int = 1)
     weight_map = {}
     for k, part in enumerate(parts):
         fname = "model.safetensors" if shards == 1 else f"model-{k + 1:05d}-of-{shards:05d}.safetensors"
-        write_safetensors(folder / fname, [(n, tensors[n].dtype, tuple(tensors[n].shape)) for n in part],
-                          lambda n: iter([tensors[n]]))
+        write_safetensors(
+            folder / fname, [(n, tensors[n].dtype, tuple(tensors[n].shape)) for n in part], lambda n: iter([tensors[n]])
+        )
         weight_map.update({n: fname for n in part})
     if shards > 1:
         (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
@@ -67,8 +76,15 @@ def known_pair(root: Path, seed: int = 0, shards: int = 1):
     return save_folder(root / "base", base, shards), save_folder(root / "trained", trained, shards), base, delta
 
 
-def lora_adapter(folder: Path, base: dict[str, torch.Tensor], targets: list[str], r: int = 2, alpha: int = 8,
-                 seed: int = 1, extra_config: dict | None = None) -> dict[str, torch.Tensor]:
+def lora_adapter(
+    folder: Path,
+    base: dict[str, torch.Tensor],
+    targets: list[str],
+    r: int = 2,
+    alpha: int = 8,
+    seed: int = 1,
+    extra_config: dict | None = None,
+) -> dict[str, torch.Tensor]:
     """A PEFT-format LoRA adapter on ``targets`` (base tensor names); returns the exact deltas."""
     gen = torch.Generator().manual_seed(seed)
     tensors, deltas = {}, {}
@@ -80,10 +96,17 @@ def lora_adapter(folder: Path, base: dict[str, torch.Tensor], targets: list[str]
         tensors[f"base_model.model.{mod}.lora_B.weight"] = b
         deltas[name] = (b.double() @ a.double()) * (alpha / r)
     folder.mkdir(parents=True, exist_ok=True)
-    write_safetensors(folder / "adapter_model.safetensors", [(n, t.dtype, tuple(t.shape)) for n, t in tensors.items()],
-                      lambda n: iter([tensors[n]]))
-    config = {"peft_type": "LORA", "r": r, "lora_alpha": alpha, "target_modules": sorted({t.split(".")[-2]
-                                                                                           for t in targets}),
-              **(extra_config or {})}
+    write_safetensors(
+        folder / "adapter_model.safetensors",
+        [(n, t.dtype, tuple(t.shape)) for n, t in tensors.items()],
+        lambda n: iter([tensors[n]]),
+    )
+    config = {
+        "peft_type": "LORA",
+        "r": r,
+        "lora_alpha": alpha,
+        "target_modules": sorted({t.split(".")[-2] for t in targets}),
+        **(extra_config or {}),
+    }
     (folder / "adapter_config.json").write_text(json.dumps(config))
     return deltas

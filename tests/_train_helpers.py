@@ -4,24 +4,36 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from ftrl_lab.environment import FTRL_INSTRUCTION, EnvRecord
+from ftrl_lab.core.records import FTRL_INSTRUCTION, EnvRecord
 
-LOOKUP = '''def get_capital(country: str):
+LOOKUP = """def get_capital(country: str):
     table = {"Norland": "Oslavik", "Sudmark": "Brenholt"}
     if country not in table:
         raise ValueError(f"unknown country {country}")
     return {"capital": table[country]}
-'''
-TOOL = {"type": "function", "function": {
-    "name": "get_capital", "description": "Capital city of a country.",
-    "parameters": {"type": "object", "properties": {"country": {"type": "string"}}, "required": ["country"]}}}
+"""
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_capital",
+        "description": "Capital city of a country.",
+        "parameters": {"type": "object", "properties": {"country": {"type": "string"}}, "required": ["country"]},
+    },
+}
 
 
 def small_record(question: str = "What is the capital of Norland?", answer: str = "Oslavik") -> EnvRecord:
     """A one-tool environment with a short prompt (cheap with the tiny test model)."""
-    return EnvRecord(messages=[{"role": "user", "content": FTRL_INSTRUCTION + question}], tools=[TOOL],
-                     codes={"get_capital": LOOKUP}, unsolved_set={"get_capital": [answer]}, solve_rate=0.0,
-                     data_source="self/single_hop", split="train", answer=answer)
+    return EnvRecord(
+        messages=[{"role": "user", "content": FTRL_INSTRUCTION + question}],
+        tools=[TOOL],
+        codes={"get_capital": LOOKUP},
+        unsolved_set={"get_capital": [answer]},
+        solve_rate=0.0,
+        data_source="self/single_hop",
+        split="train",
+        answer=answer,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -1,8 +1,14 @@
 """Shared fixtures: the FTRL test set from ../shared (tests skip cleanly without it)."""
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from ftrl_lab.environment import default_test_set, load_records
+# Tests mirror the package in sub-folders (importlib import mode); the shared helpers stay here.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ftrl_lab.core.records import default_test_set, load_records
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ftrl_lab.benchmarks import NAMES, get
 
@@ -35,12 +35,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder (a rerun resumes)")
     p.add_argument("--data", default=None, help="benchmark data (file or folder); default: the shared copy")
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--categories", nargs="*", default=None,
-                   help="RoTBench noise levels, BFCL categories, or ToolHop modes")
+    p.add_argument(
+        "--categories", nargs="*", default=None, help="RoTBench noise levels, BFCL categories, or ToolHop modes"
+    )
     p.add_argument("--modes", nargs="*", default=None, help="ToolHop modes (direct, mandatory, free)")
     p.add_argument("--rules", choices=("rotbench", "ftrl"), default="rotbench", help="RoTBench scoring rules")
-    p.add_argument("--bfcl-mode", choices=("fc", "python"), default="fc",
-                   help="BFCL prompting: tools in the chat template (fc) or Python call syntax in the prompt")
+    p.add_argument(
+        "--bfcl-mode",
+        choices=("fc", "python"),
+        default="fc",
+        help="BFCL prompting: tools in the chat template (fc) or Python call syntax in the prompt",
+    )
     p.add_argument("--dots-as-underscores", action="store_true", help="BFCL: show a.b as a_b (OpenAI-style APIs)")
     p.add_argument("--info-dir", default=None, help="tau-bench: folder of the domain folders")
     p.add_argument("--user-base-url", default=None, help="tau-bench simulated user endpoint ($FTRL_USER_BASE_URL)")
@@ -78,7 +83,9 @@ def _user(args):
     if args.user_base_url or args.user_model:
         if not (args.user_base_url and args.user_model):
             raise SystemExit("give both --user-base-url and --user-model")
-        return UserSimulator(args.user_base_url, args.user_model, args.user_api_key or os.environ.get("FTRL_USER_API_KEY"))
+        return UserSimulator(
+            args.user_base_url, args.user_model, args.user_api_key or os.environ.get("FTRL_USER_API_KEY")
+        )
     return UserSimulator.from_env()
 
 
@@ -98,28 +105,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from ftrl_lab.evaluate import make_policy
+    from ftrl_lab.agent.evaluate import make_policy
 
-    policy, info = make_policy(args.model, api_base=args.api_base, api_key=args.api_key,
-                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                               temperature=args.temperature, device=args.device, dtype=args.dtype)
+    policy, info = make_policy(
+        args.model,
+        api_base=args.api_base,
+        api_key=args.api_key,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+        device=args.device,
+        dtype=args.dtype,
+    )
     outputs_path = out / "outputs.jsonl"
     show = not args.no_progress
     if name == "toolhop":
         modes = args.modes or args.categories or mod.MODES
-        rows = mod.run(policy, items, outputs_path, modes=modes, max_turns=args.max_turns or mod.MAX_TURNS,
-                       batch_size=args.batch_size, show_progress=show)
+        rows = mod.run(
+            policy,
+            items,
+            outputs_path,
+            modes=modes,
+            max_turns=args.max_turns or mod.MAX_TURNS,
+            batch_size=args.batch_size,
+            show_progress=show,
+        )
         results = mod.score(items, rows)
     elif name == "rotbench":
         rows = mod.run(policy, items, outputs_path, batch_size=args.batch_size, show_progress=show)
         results = mod.score(items, rows, args.rules)
     elif name == "bfcl":
-        rows = mod.run(policy, items, outputs_path, mode=args.bfcl_mode, dots_as_underscores=args.dots_as_underscores,
-                       batch_size=args.batch_size, show_progress=show)
+        rows = mod.run(
+            policy,
+            items,
+            outputs_path,
+            mode=args.bfcl_mode,
+            dots_as_underscores=args.dots_as_underscores,
+            batch_size=args.batch_size,
+            show_progress=show,
+        )
         results = mod.score(items, rows)
     else:
-        rows = mod.run(policy, items, outputs_path, user=user, max_turns=args.max_turns or mod.MAX_TURNS,
-                       show_progress=show)
+        rows = mod.run(
+            policy, items, outputs_path, user=user, max_turns=args.max_turns or mod.MAX_TURNS, show_progress=show
+        )
         results = mod.score(items, rows)
     with open(out / "results.jsonl", "w", encoding="utf-8") as f:
         for r in results:
@@ -127,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = mod.table(results)
     table.to_csv(out / "table.csv")
     settings = {k: v for k, v in vars(args).items() if k not in ("api_key", "user_api_key")}
-    (out / "meta.json").write_text(json.dumps({**info, "settings": settings, "items": len(items)}, indent=1, default=str))
+    (out / "meta.json").write_text(
+        json.dumps({**info, "settings": settings, "items": len(items)}, indent=1, default=str)
+    )
     print(table.to_string())
     print(f"{len(rows)} outputs, results in {out}", file=sys.stderr)
     return 0

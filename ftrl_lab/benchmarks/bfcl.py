@@ -5,7 +5,7 @@ Data: the ``data/`` folder of the PyPI package ``bfcl-eval`` (found with
 ``FTRL_BFCL_DATA`` overrides the folder). Only its JSON files are read.
 
 The checker here is our own, written from BFCL's published rules, and
-``benchmarks/bfcl_agreement.py`` measures how often it agrees with BFCL's own one.
+``perf/bfcl_agreement.py`` measures how often it agrees with BFCL's own one.
 
 * Function name: the model's call must name the expected function (``dots_as_underscores``:
   a model that was shown ``a_b`` for ``a.b``, as OpenAI-style APIs require).
@@ -38,14 +38,23 @@ import json
 import operator
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from ftrl_lab.benchmarks.common import (category_table, in_item_order, pending, progress, read_records,
-                                        require, respond, write_output)
-from ftrl_lab.environment import RecordError
-from ftrl_lab.parsing import parse_openai_message, parse_qwen
+from ftrl_lab.benchmarks.common import (
+    category_table,
+    in_item_order,
+    pending,
+    progress,
+    read_records,
+    require,
+    respond,
+    write_output,
+)
+from ftrl_lab.core.parsing import parse_openai_message, parse_qwen
+from ftrl_lab.core.records import RecordError
 
 NON_LIVE_AST = ("simple", "multiple", "parallel", "parallel_multiple")
 LIVE_AST = ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple")
@@ -54,8 +63,16 @@ CATEGORIES = NON_LIVE_AST + LIVE_AST + RELEVANCE
 FILE_STEMS = {c: ("simple_python" if c == "simple" else c) for c in CATEGORIES}
 FORMATS = ("auto", "qwen", "python", "openai")
 
-PYTHON_TYPES = {"string": str, "integer": int, "float": float, "boolean": bool, "array": list,
-                "tuple": list, "dict": dict, "any": str}
+PYTHON_TYPES = {
+    "string": str,
+    "integer": int,
+    "float": float,
+    "boolean": bool,
+    "array": list,
+    "tuple": list,
+    "dict": dict,
+    "any": str,
+}
 OPENAPI_TYPES = {"dict": "object", "float": "number", "tuple": "array", "any": "string"}
 
 
@@ -71,8 +88,10 @@ def data_dir() -> Path:
         return Path(env)
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("BFCL data not found: `pip install --no-deps bfcl-eval`, or set FTRL_BFCL_DATA "
-                                "to a folder holding BFCL_v*_<category>.json and possible_answer/")
+        raise FileNotFoundError(
+            "BFCL data not found: `pip install --no-deps bfcl-eval`, or set FTRL_BFCL_DATA "
+            "to a folder holding BFCL_v*_<category>.json and possible_answer/"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
@@ -85,8 +104,9 @@ def _category_file(folder: Path, category: str) -> Path:
     return files[-1]
 
 
-def load(categories: Sequence[str] = CATEGORIES, path: str | os.PathLike | None = None,
-         limit: int | None = None) -> list[dict]:
+def load(
+    categories: Sequence[str] = CATEGORIES, path: str | os.PathLike | None = None, limit: int | None = None
+) -> list[dict]:
     """BFCL items: ``id``, ``category``, ``messages`` (the single turn), ``functions`` (BFCL
     documents) and ``ground_truth`` (list of ``{function: {param: [possible values]}}``, or None
     for the relevance categories). ``limit`` keeps the first N items per category."""
@@ -109,10 +129,18 @@ def load(categories: Sequence[str] = CATEGORIES, path: str | os.PathLike | None 
             if not rec["question"] or not isinstance(rec["question"][0], list):
                 raise RecordError("expected a list of turns, each a list of messages", field="question", **loc)
             if cat not in RELEVANCE and rec["id"] not in answers:
-                raise RecordError(f"no possible answer for '{rec['id']}' in possible_answer/{file.name}",
-                                  field="id", **loc)
-            items.append({"id": rec["id"], "category": cat, "messages": rec["question"][0],
-                          "functions": rec["function"], "ground_truth": answers.get(rec["id"])})
+                raise RecordError(
+                    f"no possible answer for '{rec['id']}' in possible_answer/{file.name}", field="id", **loc
+                )
+            items.append(
+                {
+                    "id": rec["id"],
+                    "category": cat,
+                    "messages": rec["question"][0],
+                    "functions": rec["function"],
+                    "ground_truth": answers.get(rec["id"]),
+                }
+            )
     return items
 
 
@@ -141,8 +169,16 @@ def openai_tools(functions: Sequence[dict], dots_as_underscores: bool = False) -
     tools = []
     for f in functions:
         name = f["name"].replace(".", "_") if dots_as_underscores else f["name"]
-        tools.append({"type": "function", "function": {
-            "name": name, "description": f.get("description", ""), "parameters": _openapi(f["parameters"])}})
+        tools.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "description": f.get("description", ""),
+                    "parameters": _openapi(f["parameters"]),
+                },
+            }
+        )
     return tools
 
 
@@ -155,7 +191,9 @@ PYTHON_FORMAT_PROMPT = (
 )
 
 
-def build_prompt(item: dict, mode: str = "fc", dots_as_underscores: bool = False) -> tuple[list[dict], list[dict] | None]:
+def build_prompt(
+    item: dict, mode: str = "fc", dots_as_underscores: bool = False
+) -> tuple[list[dict], list[dict] | None]:
     """(messages, tools) for one item. ``fc``: the tools go to the chat template and the model
     answers with tool calls; ``python``: the function list and the Python-call format are
     described in the system prompt (BFCL's prompting style), no tools offered."""
@@ -173,8 +211,15 @@ def build_prompt(item: dict, mode: str = "fc", dots_as_underscores: bool = False
 
 
 # --- decoding ------------------------------------------------------------------------------------
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_BINOPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
 
 
 def _value(node: ast.AST) -> Any:
@@ -238,7 +283,7 @@ def decode_python(text: str) -> list[dict]:
         raise DecodeError(f"not text: {type(text).__name__}")
     text = text.strip("`\n ")
     if text.startswith("python\n"):
-        text = text[len("python\n"):]
+        text = text[len("python\n") :]
     text = text.strip().strip("'")
     if not text.startswith("["):
         text = "[" + text
@@ -291,7 +336,8 @@ def decode_output(output: Any, fmt: str = "auto") -> list[dict]:
 def well_formed(decoded: Any) -> bool:
     """BFCL's format check: a list of one-key dicts whose values are dicts (``[]`` passes)."""
     return isinstance(decoded, list) and all(
-        isinstance(d, dict) and len(d) == 1 and isinstance(next(iter(d.values())), dict) for d in decoded)
+        isinstance(d, dict) and len(d) == 1 and isinstance(next(iter(d.values())), dict) for d in decoded
+    )
 
 
 def has_call(output: Any, fmt: str = "auto") -> bool:
@@ -458,8 +504,13 @@ def _doc(functions: Sequence[dict], name: str) -> dict:
     raise KeyError(f"no function document named {name!r}")
 
 
-def check_ast(functions: Sequence[dict], calls: list[dict], ground_truth: list[dict], category: str,
-              dots_as_underscores: bool = False) -> Check:
+def check_ast(
+    functions: Sequence[dict],
+    calls: list[dict],
+    ground_truth: list[dict],
+    category: str,
+    dots_as_underscores: bool = False,
+) -> Check:
     """The decoded calls of one item against its possible answers, per BFCL's category rules."""
     if "parallel" in category:
         if len(calls) != len(ground_truth):
@@ -467,8 +518,14 @@ def check_ast(functions: Sequence[dict], calls: list[dict], ground_truth: list[d
         used: set[int] = set()
         for k, expected in enumerate(ground_truth):
             doc = _doc(functions, next(iter(expected)))
-            hit = next((i for i, c in enumerate(calls)
-                        if i not in used and check_call(doc, c, expected, dots_as_underscores).valid), None)
+            hit = next(
+                (
+                    i
+                    for i, c in enumerate(calls)
+                    if i not in used and check_call(doc, c, expected, dots_as_underscores).valid
+                ),
+                None,
+            )
             if hit is None:
                 return Check(False, "parallel:cannot_find_match", f"no call matches expected call {k}")
             used.add(hit)
@@ -501,8 +558,9 @@ def score_output(item: dict, output: Any, fmt: str = "auto", dots_as_underscores
     return check_ast(item["functions"], calls, item["ground_truth"], cat, dots_as_underscores)
 
 
-def score(items: Sequence[dict], outputs: Sequence[dict], fmt: str = "auto",
-          dots_as_underscores: bool = False) -> list[dict]:
+def score(
+    items: Sequence[dict], outputs: Sequence[dict], fmt: str = "auto", dots_as_underscores: bool = False
+) -> list[dict]:
     """Per-item results ``{id, category, correct, error_type, error}`` (no output row: wrong)."""
     by_id = {str(o["id"]): o for o in outputs}
     results = []
@@ -511,10 +569,18 @@ def score(items: Sequence[dict], outputs: Sequence[dict], fmt: str = "auto",
         if row is None:
             c = Check(False, "no_output", "")
         else:
-            c = score_output(it, row.get("output"), row.get("format", fmt),
-                             row.get("dots_as_underscores", dots_as_underscores))
-        results.append({"id": it["id"], "category": it["category"], "correct": float(c.valid),
-                        "error_type": c.error_type, "error": c.error})
+            c = score_output(
+                it, row.get("output"), row.get("format", fmt), row.get("dots_as_underscores", dots_as_underscores)
+            )
+        results.append(
+            {
+                "id": it["id"],
+                "category": it["category"],
+                "correct": float(c.valid),
+                "error_type": c.error_type,
+                "error": c.error,
+            }
+        )
     return results
 
 
@@ -546,15 +612,22 @@ def table(results: Sequence[dict]):
 
 
 # --- running -------------------------------------------------------------------------------------
-def run(policy: Any, items: Sequence[dict], out_path: str | os.PathLike | None = None, mode: str = "fc",
-        dots_as_underscores: bool = False, batch_size: int = 8, show_progress: bool = True) -> list[dict]:
+def run(
+    policy: Any,
+    items: Sequence[dict],
+    out_path: str | os.PathLike | None = None,
+    mode: str = "fc",
+    dots_as_underscores: bool = False,
+    batch_size: int = 8,
+    show_progress: bool = True,
+) -> list[dict]:
     """One response per item; rows ``{id, output, format, dots_as_underscores}`` appended to
     ``out_path`` as they finish (``format`` records how the output is to be decoded)."""
     fmt = "auto" if mode == "fc" else "python"
     todo, done = pending(items, out_path)
     steps = range(0, len(todo), max(1, batch_size))
     for start in progress(steps, total=len(steps), desc="BFCL", enabled=show_progress):
-        batch = todo[start:start + batch_size]
+        batch = todo[start : start + batch_size]
         prompts = [build_prompt(it, mode, dots_as_underscores) for it in batch]
         responses = respond(policy, [m for m, _ in prompts], [t for _, t in prompts])
         for it, out in zip(batch, responses):
@@ -583,8 +656,10 @@ def gold_output(item: dict, style: str = "python") -> str | None:
     if style == "python":
         return "[" + ", ".join(f"{n}(" + ", ".join(f"{k}={v!r}" for k, v in a.items()) + ")" for n, a in calls) + "]"
     if style == "qwen":
-        return "\n".join("<tool_call>\n" + json.dumps({"name": n, "arguments": a}, ensure_ascii=False) + "\n</tool_call>"
-                         for n, a in calls)
+        return "\n".join(
+            "<tool_call>\n" + json.dumps({"name": n, "arguments": a}, ensure_ascii=False) + "\n</tool_call>"
+            for n, a in calls
+        )
     raise ValueError(f"unknown style {style!r} (choose 'python' or 'qwen')")
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ftrl_lab.benchmarks import bfcl, rotbench, toolhop
 
@@ -46,8 +47,15 @@ def retyped(value: Any) -> Any:
 
 # --- BFCL ----------------------------------------------------------------------------------------
 def _python_calls(calls: list[dict]) -> str:
-    return "[" + ", ".join(f"{name}(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")"
-                           for call in calls for name, args in call.items()) + "]"
+    return (
+        "["
+        + ", ".join(
+            f"{name}(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")"
+            for call in calls
+            for name, args in call.items()
+        )
+        + "]"
+    )
 
 
 def _bfcl_corrupt(item: dict, kind: str) -> str | None:
@@ -68,8 +76,9 @@ def _bfcl_corrupt(item: dict, kind: str) -> str | None:
         return _python_calls(bad)
     if len(calls) != 1:
         return None
-    p, v = next(((p, v) for p, v in args.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)),
-                (None, None))
+    p, v = next(
+        ((p, v) for p, v in args.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)), (None, None)
+    )
     if p is None:
         return None
     bad[0][name][p] = changed(v) if kind == "wrong_value" else retyped(v)
@@ -149,17 +158,25 @@ def toolhop_rows(items: Sequence[dict], gold: dict[str, list[dict]], mode: str =
 
 # --- the table -----------------------------------------------------------------------------------
 def _row(benchmark: str, output: str, accepted: list[float], results: list[dict] | None = None) -> dict:
-    row: dict[str, Any] = {"benchmark": benchmark, "output": output, "n": len(accepted),
-                           "expected %": 100.0 if output == "gold" else 0.0,
-                           "accepted %": round(100 * sum(accepted) / len(accepted), 2) if accepted else float("nan")}
+    row: dict[str, Any] = {
+        "benchmark": benchmark,
+        "output": output,
+        "n": len(accepted),
+        "expected %": 100.0 if output == "gold" else 0.0,
+        "accepted %": round(100 * sum(accepted) / len(accepted), 2) if accepted else float("nan"),
+    }
     for m in ("TS", "PI"):
         row[f"{m} %"] = round(100 * sum(r[m] for r in results) / len(results), 2) if results else float("nan")
     return row
 
 
-def corruption_table(toolhop_items: Sequence[dict] | None = None, gold: dict[str, list[dict]] | None = None,
-                     rotbench_items: Sequence[dict] | None = None, bfcl_items: Sequence[dict] | None = None,
-                     bfcl_limit: int | None = 20):
+def corruption_table(
+    toolhop_items: Sequence[dict] | None = None,
+    gold: dict[str, list[dict]] | None = None,
+    rotbench_items: Sequence[dict] | None = None,
+    bfcl_items: Sequence[dict] | None = None,
+    bfcl_limit: int | None = 20,
+):
     """Gold and corrupted outputs per benchmark (defaults: the ToolHop sample with gold calls
     derived in the sandbox, all RoTBench levels, the first ``bfcl_limit`` items of each BFCL
     AST category). One row per (benchmark, output kind)."""

@@ -10,11 +10,11 @@ functions:
 * ``score(items, outputs) -> list[dict]``: per-item results, pure Python (no model, no tools);
 * ``table(results) -> pandas.DataFrame``: the per-category numbers, as the benchmark reports them.
 
-A *policy* is either a :mod:`ftrl_lab.rollout` policy (``act(episodes)``: the local engine,
+A *policy* is either a :mod:`ftrl_lab.agent.rollout` policy (``act(episodes)``: the local engine,
 the API backend, the scripted policy) or a plain callable ``policy(conversations, tools)`` that
 returns one response per conversation, raw text (parsed here) or an OpenAI-style assistant
 message dict. :func:`respond` asks either kind; :func:`as_rollout_policy` makes a callable
-usable by :func:`ftrl_lab.rollout.rollout`.
+usable by :func:`ftrl_lab.agent.rollout.rollout`.
 
 No torch or transformers here: a benchmark is scored without a model.
 """
@@ -24,10 +24,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
-from ftrl_lab.environment import RecordError, append_jsonl
+from ftrl_lab.core.records import RecordError, append_jsonl
 
 Conversation = list[dict]
 Response = str | dict
@@ -55,8 +56,9 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[Any, dict]]:
             try:
                 yield json.loads(line), {"source": str(path), "line": lineno}
             except json.JSONDecodeError as e:
-                raise RecordError(f"malformed JSON ({e.msg} at column {e.colno})",
-                                  source=str(path), line=lineno) from None
+                raise RecordError(
+                    f"malformed JSON ({e.msg} at column {e.colno})", source=str(path), line=lineno
+                ) from None
 
 
 def _json_list(path: Path) -> list | None:
@@ -128,12 +130,16 @@ def in_item_order(items: Sequence[dict], rows: dict[str, dict]) -> list[dict]:
 
 def batches(seq: Sequence, size: int) -> Iterator[Sequence]:
     for i in range(0, len(seq), max(1, size)):
-        yield seq[i:i + size]
+        yield seq[i : i + size]
 
 
 # --- policies ------------------------------------------------------------------------------------
-def respond(policy: Any, conversations: Sequence[Conversation], tools: Sequence[list[dict] | None],
-            keys: Sequence[int] | None = None) -> list[Response]:
+def respond(
+    policy: Any,
+    conversations: Sequence[Conversation],
+    tools: Sequence[list[dict] | None],
+    keys: Sequence[int] | None = None,
+) -> list[Response]:
     """One response per conversation from either kind of policy (see the module docstring).
 
     ``keys`` (rollout policies only) are stable episode ids, so that a local engine keeps each
@@ -164,12 +170,14 @@ _fresh_ids = itertools.count(1 << 40)
 
 
 def _episodes(conversations, tools, keys):
-    from ftrl_lab.environment import EnvRecord
-    from ftrl_lab.rollout import new_episode
+    from ftrl_lab.agent.rollout import new_episode
+    from ftrl_lab.core.records import EnvRecord
 
     keys = list(keys) if keys is not None else new_keys(len(conversations))
-    return [new_episode(k, EnvRecord(messages=list(conv), tools=list(t or []), codes={}, unsolved_set={}))
-            for k, conv, t in zip(keys, conversations, tools)]
+    return [
+        new_episode(k, EnvRecord(messages=list(conv), tools=list(t or []), codes={}, unsolved_set={}))
+        for k, conv, t in zip(keys, conversations, tools)
+    ]
 
 
 def new_keys(n: int) -> list[int]:
@@ -185,13 +193,13 @@ def release(policy: Any, keys: Sequence[int]) -> None:
 
 
 class CallablePolicy:
-    """A plain ``policy(conversations, tools)`` callable as a :mod:`ftrl_lab.rollout` policy."""
+    """A plain ``policy(conversations, tools)`` callable as a :mod:`ftrl_lab.agent.rollout` policy."""
 
     def __init__(self, fn: Callable, fmt: str = "qwen"):
         self.fn, self.fmt = fn, fmt
 
     def act(self, episodes):
-        from ftrl_lab.rollout import PolicyOutput
+        from ftrl_lab.agent.rollout import PolicyOutput
 
         responses = list(self.fn([ep.messages for ep in episodes], [ep.record.tools or None for ep in episodes]))
         if len(responses) != len(episodes):
@@ -222,9 +230,14 @@ def response_text(response: Response) -> str:
 
 
 # --- tables --------------------------------------------------------------------------------------
-def category_table(results: Sequence[dict], metrics: Sequence[str], by: str = "category",
-                   order: Iterable[str] | None = None, overall: str = "macro",
-                   percent: bool = True):
+def category_table(
+    results: Sequence[dict],
+    metrics: Sequence[str],
+    by: str = "category",
+    order: Iterable[str] | None = None,
+    overall: str = "macro",
+    percent: bool = True,
+):
     """Per-category means of ``metrics`` (in percent), a count column ``n``, and an overall row.
 
     ``overall`` is ``"macro"`` (mean of the category rows, as the papers average over
@@ -265,4 +278,4 @@ def progress(iterable: Iterable, total: int | None = None, desc: str = "", enabl
 
 
 Executor = Callable[[dict, list], list]
-"""(codes, tool_calls) -> feedback strings, one per call (as :mod:`ftrl_lab.reward` uses)."""
+"""(codes, tool_calls) -> feedback strings, one per call (as :mod:`ftrl_lab.core.reward` uses)."""

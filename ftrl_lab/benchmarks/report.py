@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 METRICS = ("Solve-P", "Solve-R", "Solve-F1", "ToolHop AC", "tau Pass^1", "TS", "PI", "CF")
 COLUMNS = METRICS + ("Avg",)
@@ -56,8 +57,9 @@ def _overall(table: Any, column: str) -> float:
     return math.nan
 
 
-def measured_row(label: str, ftrl: Mapping[str, float] | None = None, toolhop: Any = None,
-                 taubench: Any = None, rotbench: Any = None) -> dict:
+def measured_row(
+    label: str, ftrl: Mapping[str, float] | None = None, toolhop: Any = None, taubench: Any = None, rotbench: Any = None
+) -> dict:
     """One Table 2 row from measurements. ``ftrl``: mean episode metrics as fractions
     (``solve_precision``, ``solve_rate``, ``solve_f1``) or percents under the column names;
     the others: the benchmark modules' ``table(...)`` DataFrames (their ``overall`` rows)."""
@@ -100,7 +102,7 @@ def ftrl_metrics(out_dir: str | os.PathLike) -> dict[str, float]:
     if path.exists():
         df = pd.read_csv(path).set_index("scenario")
     elif (Path(out_dir) / "transcripts.jsonl").exists():
-        from ftrl_lab.evaluate import load_transcripts, summarize
+        from ftrl_lab.agent.evaluate import load_transcripts, summarize
 
         df = summarize(load_transcripts(out_dir)).set_index("scenario")
     else:
@@ -111,19 +113,28 @@ def ftrl_metrics(out_dir: str | os.PathLike) -> dict[str, float]:
     return {k: float(part[k].mean()) for k in keys}
 
 
-def measured_from_runs(label: str, ftrl: str | os.PathLike | None = None, toolhop: str | os.PathLike | None = None,
-                       taubench: str | os.PathLike | None = None, rotbench: str | os.PathLike | None = None) -> dict:
+def measured_from_runs(
+    label: str,
+    ftrl: str | os.PathLike | None = None,
+    toolhop: str | os.PathLike | None = None,
+    taubench: str | os.PathLike | None = None,
+    rotbench: str | os.PathLike | None = None,
+) -> dict:
     """:func:`measured_row` from run folders (any may be None: its cells stay empty)."""
-    return measured_row(label, ftrl_metrics(ftrl) if ftrl else None,
-                        read_run(toolhop) if toolhop else None, read_run(taubench) if taubench else None,
-                        read_run(rotbench) if rotbench else None)
+    return measured_row(
+        label,
+        ftrl_metrics(ftrl) if ftrl else None,
+        read_run(toolhop) if toolhop else None,
+        read_run(taubench) if taubench else None,
+        read_run(rotbench) if rotbench else None,
+    )
 
 
 def _ftrl_note(out_dir: str | os.PathLike) -> str:
     """What an FTRL evaluation folder covers: episodes, scenarios, and whether it is complete."""
     import json
 
-    from ftrl_lab.evaluate import load_transcripts
+    from ftrl_lab.agent.evaluate import load_transcripts
 
     rows = load_transcripts(out_dir)
     scenarios = sorted({r.get("scenario", "?") for r in rows})
@@ -149,19 +160,24 @@ def suite_row(folder: str | os.PathLike, label: str | None = None, ftrl: str | o
     overall = summary[summary["summary_row"].astype(bool)].drop_duplicates("benchmark").set_index("benchmark")
     notes = []
     if "toolhop" in overall.index:
-        notes.append(f"ToolHop: {overall.loc['toolhop', 'selection']} of the 10-record sample x 3 modes "
-                     "(paper: 995 queries)")
+        notes.append(
+            f"ToolHop: {overall.loc['toolhop', 'selection']} of the 10-record sample x 3 modes (paper: 995 queries)"
+        )
     if "rotbench" in overall.index:
-        notes.append(f"RoTBench: {' + '.join(SUITE['rotbench'])} only (paper: 5 levels), "
-                     f"{overall.loc['rotbench', 'selection']}")
+        notes.append(
+            f"RoTBench: {' + '.join(SUITE['rotbench'])} only (paper: 5 levels), {overall.loc['rotbench', 'selection']}"
+        )
     notes.append("tau-bench not run, so no Avg")
     notes.append(_ftrl_note(ftrl) if ftrl else "Solve-P/R/F1 not measured here")
     row["notes"] = "; ".join(notes)
     return row
 
 
-def table2_from_suites(folders: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
-                       ftrl: Mapping[str, str | os.PathLike] | None = None, path: str | os.PathLike | None = None):
+def table2_from_suites(
+    folders: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
+    ftrl: Mapping[str, str | os.PathLike] | None = None,
+    path: str | os.PathLike | None = None,
+):
     """The paper's Table 2 (unverified secondary-source numbers, see ``data/paper_table2.md``)
     with one measured row per suite folder; ``folders`` is a list (labels: folder names) or a
     mapping label -> folder, ``ftrl`` maps a label to its FTRL evaluation folder. Folders
@@ -180,8 +196,7 @@ def oracle_tables(toolhop_items: Sequence[dict] | None = None, bfcl_limit: int |
 
     items = list(toolhop_items) if toolhop_items is not None else toolhop.load()
     gold = {it["id"]: toolhop.derive_gold_calls(it, strict=False) for it in items}
-    rows = toolhop.run(toolhop.OraclePolicy(items, gold), items, None, modes=["mandatory", "free"],
-                       show_progress=False)
+    rows = toolhop.run(toolhop.OraclePolicy(items, gold), items, None, modes=["mandatory", "free"], show_progress=False)
     rot = rotbench.load()
     bf = bfcl.load(bfcl.NON_LIVE_AST + bfcl.LIVE_AST, limit=bfcl_limit)
     return {
@@ -197,8 +212,10 @@ def table2(measured: Sequence[dict] = (), path: str | os.PathLike | None = None)
     import pandas as pd
 
     paper = paper_table2(path)
-    paper["notes"] = [f"{src}; {'verified' if v == 'yes' else 'UNVERIFIED secondary source'}"
-                      for src, v in zip(paper["source"], paper["verified"])]
+    paper["notes"] = [
+        f"{src}; {'verified' if v == 'yes' else 'UNVERIFIED secondary source'}"
+        for src, v in zip(paper["source"], paper["verified"])
+    ]
     rows = pd.DataFrame(list(measured)).set_index("row") if measured else None
     df = pd.concat([paper, rows]) if rows is not None else paper
     if "notes" not in df:
@@ -210,16 +227,21 @@ def table2(measured: Sequence[dict] = (), path: str | os.PathLike | None = None)
 def style_table2(df):
     """A styled Table 2: two decimals, empty cells as "–", measured rows shaded, the best
     value of each column in bold."""
+
     def shade(row):
         colour = "background-color: #eef6ee" if row.get("origin") == "measured" else ""
         return [colour] * len(row)
 
     numeric = [c for c in COLUMNS if c in df.columns]
-    return (df.style.format("{:.2f}", subset=numeric, na_rep="–")
-            .apply(shade, axis=1)
-            .highlight_max(subset=numeric, props="font-weight: bold")
-            .set_caption("FTRL Table 2: paper rows are unverified secondary-source numbers "
-                         "(data/paper_table2.md); shaded rows measured here (see notes)"))
+    return (
+        df.style.format("{:.2f}", subset=numeric, na_rep="–")
+        .apply(shade, axis=1)
+        .highlight_max(subset=numeric, props="font-weight: bold")
+        .set_caption(
+            "FTRL Table 2: paper rows are unverified secondary-source numbers "
+            "(data/paper_table2.md); shaded rows measured here (see notes)"
+        )
+    )
 
 
 def plot_table2(df, out: str | os.PathLike = "figures/table2_ours_vs_paper.png", title: str | None = None) -> Path:
@@ -235,8 +257,13 @@ def plot_table2(df, out: str | os.PathLike = "figures/table2_ours_vs_paper.png",
     width = 0.8 / n
     for k, (label, row) in enumerate(with_metrics.iterrows()):
         xs = [i + (k - (n - 1) / 2) * width for i in range(len(METRICS))]
-        bars = left.bar(xs, [row[c] if row[c] == row[c] else 0 for c in METRICS], width, label=label,
-                        hatch="//" if row.get("origin") == "measured" else None)
+        bars = left.bar(
+            xs,
+            [row[c] if row[c] == row[c] else 0 for c in METRICS],
+            width,
+            label=label,
+            hatch="//" if row.get("origin") == "measured" else None,
+        )
         if row.get("origin") == "measured":  # a measured 0 is a result, not a gap: label it
             left.bar_label(bars, labels=[f"{row[c]:.0f}" if row[c] == row[c] else "" for c in METRICS], fontsize=7)
     left.set_xticks(range(len(METRICS)), METRICS, rotation=20)
@@ -309,8 +336,10 @@ def findings(table: Any, base: str = "default", trained: str = "cpu-trained", co
     gains = [(m, g) for m, g in gains if not math.isnan(g)]
     if gains:
         lo, hi = min(g for _, g in gains), max(g for _, g in gains)
-        lines.append(f"- **The paper** (unverified secondary numbers): FTRL-GRPO raises Table 2's Avg by "
-                     f"{lo:+.1f} to {hi:+.1f} points over the base model ({len(gains)} models of 7B-14B).")
+        lines.append(
+            f"- **The paper** (unverified secondary numbers): FTRL-GRPO raises Table 2's Avg by "
+            f"{lo:+.1f} to {hi:+.1f} points over the base model ({len(gains)} models of 7B-14B)."
+        )
     measured = table[table["origin"] == "measured"]
     if base in measured.index and trained in measured.index:
         pairs = [(col, measured.loc[base, col], measured.loc[trained, col]) for col in METRICS]
@@ -318,12 +347,18 @@ def findings(table: Any, base: str = "default", trained: str = "cpu-trained", co
         key = ("bfcl", "non_live_ast", "accuracy")
         if compared is not None and {base, trained} <= set(compared.columns) and key in compared.index:
             pairs.append(("BFCL non-live AST", compared.loc[key, base], compared.loc[key, trained]))
-        lines.append(f"- **Ours**, `{base}` → `{trained}`: " + "; ".join(f"{c} {a:.1f} → {b:.1f}" for c, a, b in pairs) + ".")
+        lines.append(
+            f"- **Ours**, `{base}` → `{trained}`: " + "; ".join(f"{c} {a:.1f} → {b:.1f}" for c, a, b in pairs) + "."
+        )
         better, worse = sum(b > a for _, a, b in pairs), sum(b < a for _, a, b in pairs)
-        lines.append(f"- The trained model is higher on {better}, lower on {worse} and level on "
-                     f"{len(pairs) - better - worse} of these {len(pairs)} numbers. Without tau-bench there is no Avg "
-                     "to set beside the paper's; read each column with its `n` and the notes above.")
+        lines.append(
+            f"- The trained model is higher on {better}, lower on {worse} and level on "
+            f"{len(pairs) - better - worse} of these {len(pairs)} numbers. Without tau-bench there is no Avg "
+            "to set beside the paper's; read each column with its `n` and the notes above."
+        )
     elif len(measured):
-        lines.append(f"- **Ours**: {len(measured)} measured row(s) ({', '.join(measured.index)}); a trained-minus-base "
-                     f"reading needs both `{base}` and `{trained}`.")
+        lines.append(
+            f"- **Ours**: {len(measured)} measured row(s) ({', '.join(measured.index)}); a trained-minus-base "
+            f"reading needs both `{base}` and `{trained}`."
+        )
     return "\n".join(lines) if lines else "- No rows to read."

@@ -27,17 +27,33 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from ftrl_lab.benchmarks.common import (category_table, in_item_order, pending, progress, read_records,
-                                        require, respond, response_text, write_output)
-from ftrl_lab.environment import RecordError, shared_dir
+from ftrl_lab.benchmarks.common import (
+    category_table,
+    in_item_order,
+    pending,
+    progress,
+    read_records,
+    require,
+    respond,
+    response_text,
+    write_output,
+)
+from ftrl_lab.core.records import RecordError, shared_dir
 
 LEVELS = ("clean", "slight", "medium", "heavy", "union")
-SCENARIOS = {"TG": "Text Generation", "RS": "Real-Time Search", "DU": "Data Understanding",
-             "PL": "Personal Life", "AM": "Application Manipulation", "IR": "Information Retrieval",
-             "FT": "Financial Transactions"}
+SCENARIOS = {
+    "TG": "Text Generation",
+    "RS": "Real-Time Search",
+    "DU": "Data Understanding",
+    "PL": "Personal Life",
+    "AM": "Application Manipulation",
+    "IR": "Information Retrieval",
+    "FT": "Financial Transactions",
+}
 RULES = ("rotbench", "ftrl")
 METRICS = ("TS", "PI", "CF")
 
@@ -66,9 +82,9 @@ def parse_react(text: str) -> tuple[str, dict] | str:
         return "no 'Action Input:'"
     if b < a:
         return "'Action Input:' before 'Action:'"
-    action = text[a + len("Action:"):b].strip()
+    action = text[a + len("Action:") : b].strip()
     try:
-        args = json.loads(text[b + len("Action Input:"):].strip())
+        args = json.loads(text[b + len("Action Input:") :].strip())
     except json.JSONDecodeError as e:
         return f"Action Input is not valid JSON ({e.msg})"
     if not isinstance(args, dict):
@@ -86,8 +102,7 @@ def tool_names(system_prompt: str) -> list[str]:
 
 
 # --- loading -------------------------------------------------------------------------------------
-def load(path: str | os.PathLike | None = None, levels: Sequence[str] = LEVELS,
-         limit: int | None = None) -> list[dict]:
+def load(path: str | os.PathLike | None = None, levels: Sequence[str] = LEVELS, limit: int | None = None) -> list[dict]:
     """RoTBench items from a ``First_Turn`` folder (``<level>.json`` per noise level).
 
     Each item: ``id`` (``<level>/<index in the file>``), ``source_id``, ``category`` (the level), ``scenario``, ``messages``
@@ -116,8 +131,9 @@ def _item(rec: Any, loc: dict, level: str) -> dict:
         raise RecordError(f"expected system, user, ..., assistant turns, got {roles}", field="conversations", **loc)
     answers = conv[-1].get("value")
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-        raise RecordError("the last turn's value must be a non-empty list of answer strings",
-                          field="conversations[-1].value", **loc)
+        raise RecordError(
+            "the last turn's value must be a non-empty list of answer strings", field="conversations[-1].value", **loc
+        )
     for k, ans in enumerate(answers):
         parsed = parse_react(ans)
         if isinstance(parsed, str):
@@ -203,14 +219,19 @@ def table(results: Sequence[dict], by: str = "category"):
 
 
 # --- running -------------------------------------------------------------------------------------
-def run(policy: Any, items: Sequence[dict], out_path: str | os.PathLike | None = None,
-        batch_size: int = 8, show_progress: bool = True) -> list[dict]:
+def run(
+    policy: Any,
+    items: Sequence[dict],
+    out_path: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    show_progress: bool = True,
+) -> list[dict]:
     """Ask the policy once per item (no tools offered: the tools are in the system prompt);
     rows ``{id, output}`` are appended to ``out_path`` as they finish."""
     todo, done = pending(items, out_path)
     steps = range(0, len(todo), max(1, batch_size))
     for start in progress(steps, total=len(steps), desc="RoTBench", enabled=show_progress):
-        batch = todo[start:start + batch_size]
+        batch = todo[start : start + batch_size]
         responses = respond(policy, [it["messages"] for it in batch], [None] * len(batch))
         for it, out in zip(batch, responses):
             row = {"id": it["id"], "output": out}

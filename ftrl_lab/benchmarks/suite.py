@@ -28,9 +28,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ftrl_lab.benchmarks import bfcl, rotbench, toolhop
 
@@ -122,22 +123,38 @@ def _wanted_keys(name: str, items: Sequence[dict]) -> set:
 
 
 # --- running -------------------------------------------------------------------------------------
-def run_benchmark(name: str, policy: Any, items: Sequence[dict], folder: str | os.PathLike,
-                  settings: SuiteSettings, executor: Any = None, show_progress: bool = True):
+def run_benchmark(
+    name: str,
+    policy: Any,
+    items: Sequence[dict],
+    folder: str | os.PathLike,
+    settings: SuiteSettings,
+    executor: Any = None,
+    show_progress: bool = True,
+):
     """Run (resuming) and score one suite benchmark in ``folder``; returns its table."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     outputs = folder / "outputs.jsonl"
     if name == "toolhop":
-        rows = toolhop.run(policy, items, outputs, modes=SUITE["toolhop"], executor=executor,
-                           max_turns=settings.max_turns, batch_size=settings.batch_size, show_progress=show_progress)
+        rows = toolhop.run(
+            policy,
+            items,
+            outputs,
+            modes=SUITE["toolhop"],
+            executor=executor,
+            max_turns=settings.max_turns,
+            batch_size=settings.batch_size,
+            show_progress=show_progress,
+        )
         results = toolhop.score(items, rows)
     elif name == "rotbench":
         rows = rotbench.run(policy, items, outputs, batch_size=settings.batch_size, show_progress=show_progress)
         results = rotbench.score(items, rows, settings.rotbench_rules)
     elif name == "bfcl":
-        rows = bfcl.run(policy, items, outputs, mode=settings.bfcl_mode, batch_size=settings.batch_size,
-                        show_progress=show_progress)
+        rows = bfcl.run(
+            policy, items, outputs, mode=settings.bfcl_mode, batch_size=settings.batch_size, show_progress=show_progress
+        )
         results = bfcl.score(items, rows)
     else:
         raise ValueError(f"{name!r} is not in the suite ({list(SUITE)})")
@@ -173,8 +190,10 @@ def check_resumable(out: str | os.PathLike, settings: SuiteSettings) -> None:
     now, defaults = asdict(settings), asdict(SuiteSettings())
     for key in GUARDED:  # a key missing from an older suite.json had its default value
         if before.get(key, defaults[key]) != now[key]:
-            raise ValueError(f"{Path(out) / SUITE_JSON}: this folder's outputs were made with {key}="
-                             f"{before.get(key)!r}, not {now[key]!r}; use another --out (or delete the folder)")
+            raise ValueError(
+                f"{Path(out) / SUITE_JSON}: this folder's outputs were made with {key}="
+                f"{before.get(key)!r}, not {now[key]!r}; use another --out (or delete the folder)"
+            )
 
 
 def conflict(out: str | os.PathLike, settings: SuiteSettings) -> str | None:
@@ -187,22 +206,32 @@ def conflict(out: str | os.PathLike, settings: SuiteSettings) -> str | None:
     return None
 
 
-def run_suite(policy: Any, out: str | os.PathLike, settings: SuiteSettings | None = None, *,
-              model_info: dict | None = None, benchmarks: Sequence[str] = tuple(SUITE), executor: Any = None,
-              show_progress: bool = True):
+def run_suite(
+    policy: Any,
+    out: str | os.PathLike,
+    settings: SuiteSettings | None = None,
+    *,
+    model_info: dict | None = None,
+    benchmarks: Sequence[str] = tuple(SUITE),
+    executor: Any = None,
+    show_progress: bool = True,
+):
     """Run ``policy`` through the suite benchmarks into ``out`` (resuming) and write the summary.
 
     ``policy``: any benchmark policy (see :mod:`ftrl_lab.benchmarks.common`); ``model_info``
     describes it in the summary. Returns the summary DataFrame (:func:`summarize`)."""
-    from ftrl_lab.evaluate import machine_info
+    from ftrl_lab.agent.evaluate import machine_info
 
     settings = settings or SuiteSettings()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     check_resumable(out, settings)
     state = _read_state(out)
-    state.update(settings=asdict(settings), model=model_info or state.get("model") or {"model": settings.model},
-                 machine=machine_info())
+    state.update(
+        settings=asdict(settings),
+        model=model_info or state.get("model") or {"model": settings.model},
+        machine=machine_info(),
+    )
     state.setdefault("runs", [])
     _write_json(out / SUITE_JSON, state)
     for name in benchmarks:
@@ -212,13 +241,21 @@ def run_suite(policy: Any, out: str | os.PathLike, settings: SuiteSettings | Non
         t0 = time.perf_counter()
         try:
             run_benchmark(name, policy, items, out / name, settings, executor, show_progress)
-            state.setdefault("selected", {})[name] = {"limit_per_category": settings.limit_per_category,
-                                                       "available": available}
+            state.setdefault("selected", {})[name] = {
+                "limit_per_category": settings.limit_per_category,
+                "available": available,
+            }
         finally:  # an interrupted run still books its time and outputs
             n_new = len(_done_keys(name, out / name / "outputs.jsonl") & wanted) - len(before)
-            state["runs"].append({"benchmark": name, "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
-                                  "seconds": round(time.perf_counter() - t0, 2), "new_outputs": n_new,
-                                  "limit_per_category": settings.limit_per_category})
+            state["runs"].append(
+                {
+                    "benchmark": name,
+                    "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+                    "seconds": round(time.perf_counter() - t0, 2),
+                    "new_outputs": n_new,
+                    "limit_per_category": settings.limit_per_category,
+                }
+            )
             _write_json(out / SUITE_JSON, state)
     return write_summary(out)
 
@@ -246,8 +283,9 @@ def summarize(out: str | os.PathLike):
     out = Path(out)
     state = _read_state(out)
     if not state:
-        raise FileNotFoundError(f"{out / SUITE_JSON}: not a suite folder (run `python -m ftrl_lab.benchmarks suite "
-                                f"--out {out}` first)")
+        raise FileNotFoundError(
+            f"{out / SUITE_JSON}: not a suite folder (run `python -m ftrl_lab.benchmarks suite --out {out}` first)"
+        )
     settings = state["settings"]
     model = state.get("model", {})
     rows = []
@@ -267,18 +305,29 @@ def summarize(out: str | os.PathLike):
             n_avail = sum(available.get(c, 0) for c in cats)
             n = int(table.loc[category, "n"])
             for metric in HEADLINE[name]:
-                rows.append({
-                    "benchmark": name, "category": category, "metric": metric,
-                    "value": float(table.loc[category, metric]), "n": n, "available": n_avail,
-                    "selection": _selection(limit, n, n_avail, summary_row),
-                    "subsample": n < n_avail, "summary_row": summary_row,
-                    "model": model.get("model", settings.get("model")), "model_path": model.get("model_path"),
-                    "limit_per_category": limit, "max_new_tokens": settings["max_new_tokens"],
-                    "temperature": settings["temperature"], "max_turns": settings["max_turns"] if name == "toolhop" else None,
-                    "seconds": round(seconds, 1), "new_outputs": new,
-                    "seconds_per_output": round(seconds / new, 2) if new else math.nan,
-                    "machine": _machine_line(state.get("machine", {})),
-                })
+                rows.append(
+                    {
+                        "benchmark": name,
+                        "category": category,
+                        "metric": metric,
+                        "value": float(table.loc[category, metric]),
+                        "n": n,
+                        "available": n_avail,
+                        "selection": _selection(limit, n, n_avail, summary_row),
+                        "subsample": n < n_avail,
+                        "summary_row": summary_row,
+                        "model": model.get("model", settings.get("model")),
+                        "model_path": model.get("model_path"),
+                        "limit_per_category": limit,
+                        "max_new_tokens": settings["max_new_tokens"],
+                        "temperature": settings["temperature"],
+                        "max_turns": settings["max_turns"] if name == "toolhop" else None,
+                        "seconds": round(seconds, 1),
+                        "new_outputs": new,
+                        "seconds_per_output": round(seconds / new, 2) if new else math.nan,
+                        "machine": _machine_line(state.get("machine", {})),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -288,9 +337,14 @@ def write_summary(out: str | os.PathLike):
     df = summarize(out)
     state = _read_state(out)
     df.to_csv(out / "summary.csv", index=False)
-    payload = {"model": state.get("model"), "settings": state.get("settings"), "machine": state.get("machine"),
-               "subsample": bool(df["subsample"].any()) if len(df) else False,
-               "runs": state.get("runs", []), "rows": json.loads(df.to_json(orient="records"))}
+    payload = {
+        "model": state.get("model"),
+        "settings": state.get("settings"),
+        "machine": state.get("machine"),
+        "subsample": bool(df["subsample"].any()) if len(df) else False,
+        "runs": state.get("runs", []),
+        "rows": json.loads(df.to_json(orient="records")),
+    }
     _write_json(out / "summary.json", payload)
     (out / "summary.md").write_text(summary_markdown(df, state), encoding="utf-8")
     return df
@@ -315,21 +369,28 @@ def summary_markdown(df, state: dict) -> str:
     lines = [f"# Benchmark suite: {model.get('model', settings.get('model'))}", ""]
     if len(df) and df["subsample"].any():
         limits = sorted({int(v) for v in df.loc[df["subsample"], "limit_per_category"]})
-        lines.append(f"**SUBSAMPLE: the first {' / '.join(map(str, limits))} item(s) of each category in file order, "
-                     "not the full sets (see the selection column).**")
+        lines.append(
+            f"**SUBSAMPLE: the first {' / '.join(map(str, limits))} item(s) of each category in file order, "
+            "not the full sets (see the selection column).**"
+        )
     else:
         lines.append("Full sets (ToolHop: the shared 10-record sample, not the 995-query release).")
     name = model.get("model", settings.get("model"))
     path = model.get("model_path")
-    lines += ["", f"- model: `{name}`" + (f" at `{path}`" if path and path != name else "")
-                  + (f", loaded in {model['load_seconds']} s" if model.get("load_seconds") is not None else "")
-                  + (f" via {settings['api_base']}" if settings.get("api_base") else ""),
-              f"- decoding: greedy (temperature {settings.get('temperature')}), at most {settings.get('max_new_tokens')} "
-              f"new tokens per turn; ToolHop at most {settings.get('max_turns')} turns; BFCL prompt mode "
-              f"`{settings.get('bfcl_mode')}`; RoTBench rules `{settings.get('rotbench_rules')}`"
-              + ("; prefill under bf16 autocast" if settings.get("bf16_prefill") else ""),
-              f"- batch size {settings.get('batch_size')}, torch threads {settings.get('threads')}",
-              f"- machine: {_machine_line(state.get('machine', {}))}", ""]
+    lines += [
+        "",
+        f"- model: `{name}`"
+        + (f" at `{path}`" if path and path != name else "")
+        + (f", loaded in {model['load_seconds']} s" if model.get("load_seconds") is not None else "")
+        + (f" via {settings['api_base']}" if settings.get("api_base") else ""),
+        f"- decoding: greedy (temperature {settings.get('temperature')}), at most {settings.get('max_new_tokens')} "
+        f"new tokens per turn; ToolHop at most {settings.get('max_turns')} turns; BFCL prompt mode "
+        f"`{settings.get('bfcl_mode')}`; RoTBench rules `{settings.get('rotbench_rules')}`"
+        + ("; prefill under bf16 autocast" if settings.get("bf16_prefill") else ""),
+        f"- batch size {settings.get('batch_size')}, torch threads {settings.get('threads')}",
+        f"- machine: {_machine_line(state.get('machine', {}))}",
+        "",
+    ]
     for name in SUITE:
         part = df[df["benchmark"] == name] if len(df) else df
         if not len(part):
@@ -337,13 +398,21 @@ def summary_markdown(df, state: dict) -> str:
         wide = part.pivot_table(index="category", columns="metric", values="value", sort=False)
         first = part.drop_duplicates("category").set_index("category")
         metrics = list(HEADLINE[name])
-        rows = [[c, int(first.loc[c, "n"]), first.loc[c, "selection"], *[float(wide.loc[c, m]) for m in metrics]]
-                for c in first.index]
+        rows = [
+            [c, int(first.loc[c, "n"]), first.loc[c, "selection"], *[float(wide.loc[c, m]) for m in metrics]]
+            for c in first.index
+        ]
         seconds, new = first["seconds"].iloc[0], first["new_outputs"].iloc[0]
-        lines += [f"## {name} ({', '.join(metrics)} in %)", "",
-                  _md_table(["category", "n", "selection", *metrics], rows), "",
-                  f"{seconds:.1f} s for {new} model outputs ({seconds / new:.2f} s each)" if new else
-                  f"{seconds:.1f} s (no new outputs)", ""]
+        lines += [
+            f"## {name} ({', '.join(metrics)} in %)",
+            "",
+            _md_table(["category", "n", "selection", *metrics], rows),
+            "",
+            f"{seconds:.1f} s for {new} model outputs ({seconds / new:.2f} s each)"
+            if new
+            else f"{seconds:.1f} s (no new outputs)",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -377,8 +446,12 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ftrl_lab.benchmarks suite", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="default", help='local folder, "default", or the served name with --api-base')
     p.add_argument("--out", required=True, help="run folder, e.g. runs/bench/default (a rerun resumes)")
-    p.add_argument("--limit-per-category", type=int, default=None,
-                   help="first N items of each category (each ToolHop mode); default: all")
+    p.add_argument(
+        "--limit-per-category",
+        type=int,
+        default=None,
+        help="first N items of each category (each ToolHop mode); default: all",
+    )
     p.add_argument("--benchmarks", nargs="*", default=list(SUITE), choices=list(SUITE))
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--temperature", type=float, default=0.0)
@@ -401,10 +474,20 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     data = {name: str(getattr(args, f"{name}_data")) for name in SUITE if getattr(args, f"{name}_data")}
-    settings = SuiteSettings(model=args.model, api_base=args.api_base, limit_per_category=args.limit_per_category,
-                             max_new_tokens=args.max_new_tokens, temperature=args.temperature, max_turns=args.max_turns,
-                             bfcl_mode=args.bfcl_mode, rotbench_rules=args.rules, batch_size=args.batch_size,
-                             threads=args.threads, data=data, bf16_prefill=args.bf16_prefill)
+    settings = SuiteSettings(
+        model=args.model,
+        api_base=args.api_base,
+        limit_per_category=args.limit_per_category,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        max_turns=args.max_turns,
+        bfcl_mode=args.bfcl_mode,
+        rotbench_rules=args.rules,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        data=data,
+        bf16_prefill=args.bf16_prefill,
+    )
     try:
         check_resumable(args.out, settings)  # before loading a model
     except ValueError as e:
@@ -413,20 +496,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from ftrl_lab.evaluate import make_policy
+    from ftrl_lab.agent.evaluate import make_policy
 
     t0 = time.perf_counter()
-    policy, info = make_policy(args.model, api_base=args.api_base, api_key=args.api_key,
-                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                               temperature=args.temperature, device=args.device, dtype=args.dtype,
-                               bf16_prefill=args.bf16_prefill)
+    policy, info = make_policy(
+        args.model,
+        api_base=args.api_base,
+        api_key=args.api_key,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+        device=args.device,
+        dtype=args.dtype,
+        bf16_prefill=args.bf16_prefill,
+    )
     info["load_seconds"] = round(time.perf_counter() - t0, 1)
     if not args.api_base:
-        from ftrl_lab.models import resolve_model_path
+        from ftrl_lab.agent.models import resolve_model_path
 
         info["model_path"] = resolve_model_path(args.model)
-    df = run_suite(policy, args.out, settings, model_info=info, benchmarks=args.benchmarks,
-                   show_progress=not args.no_progress)
+    df = run_suite(
+        policy, args.out, settings, model_info=info, benchmarks=args.benchmarks, show_progress=not args.no_progress
+    )
     print((Path(args.out) / "summary.md").read_text(encoding="utf-8"))
     print(f"{len(df)} summary rows in {Path(args.out) / 'summary.csv'}", file=sys.stderr)
     return 0

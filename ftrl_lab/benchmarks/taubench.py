@@ -35,15 +35,26 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from ftrl_lab.benchmarks.common import (category_table, in_item_order, new_keys, pending, progress, read_records,
-                                        release, require, respond, write_output)
-from ftrl_lab.environment import RecordError
-from ftrl_lab.parsing import make_tool_call, parse_openai_message, parse_response
+from ftrl_lab.benchmarks.common import (
+    category_table,
+    in_item_order,
+    new_keys,
+    pending,
+    progress,
+    read_records,
+    release,
+    require,
+    respond,
+    write_output,
+)
+from ftrl_lab.core.parsing import make_tool_call, parse_openai_message, parse_response
+from ftrl_lab.core.records import RecordError
 
 STOP = "###STOP###"
 TERMINATE_TOOLS = ("transfer_to_human_agents",)
@@ -101,11 +112,16 @@ def load_domain(folder: str) -> TauDomain:
     missing = [t["function"]["name"] for t in tools if t["function"]["name"] not in codes]
     if missing:
         raise RecordError(f"no code for tool(s) {missing}", source=str(path / "codes.json"))
-    tables = {p.stem: json.loads(p.read_text(encoding="utf-8"))
-              for p in sorted(path.glob("*.json")) if p.name not in ("tools.json", "codes.json")}
+    tables = {
+        p.stem: json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted(path.glob("*.json"))
+        if p.name not in ("tools.json", "codes.json")
+    }
     if not tables:
-        raise FileNotFoundError(f"{path}: no database tables (*.json besides tools.json and codes.json); "
-                                "copy them from the tau-bench repository's envs/<domain>/data")
+        raise FileNotFoundError(
+            f"{path}: no database tables (*.json besides tools.json and codes.json); "
+            "copy them from the tau-bench repository's envs/<domain>/data"
+        )
     wiki = (path / "wiki.md").read_text(encoding="utf-8") if (path / "wiki.md").exists() else ""
     return TauDomain(path.name, tools, codes, tables, wiki, str(path))
 
@@ -124,15 +140,27 @@ def load(path: str | os.PathLike, info_dir: str | os.PathLike | None = None, lim
         domain = rec["data_source"].rsplit("/", 1)[-1]
         for k, action in enumerate(rec["actions"]):
             fn = action.get("function") if isinstance(action, dict) else None
-            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not isinstance(fn.get("arguments"), str):
+            if (
+                not isinstance(fn, dict)
+                or not isinstance(fn.get("name"), str)
+                or not isinstance(fn.get("arguments"), str)
+            ):
                 raise RecordError("not an OpenAI tool call {function: {name, arguments}}", field=f"actions[{k}]", **loc)
         outputs = rec.get("outputs") or []
         if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
             raise RecordError("expected a list of strings", field="outputs", **loc)
         index = counts.get(domain, 0)
         counts[domain] = index + 1
-        items.append({"id": f"{domain}/{index}", "category": domain, "instruction": rec["instruction"],
-                      "actions": rec["actions"], "outputs": outputs, "domain_dir": str(info / domain)})
+        items.append(
+            {
+                "id": f"{domain}/{index}",
+                "category": domain,
+                "instruction": rec["instruction"],
+                "actions": rec["actions"],
+                "outputs": outputs,
+                "domain_dir": str(info / domain),
+            }
+        )
     return items
 
 
@@ -146,17 +174,19 @@ def db_hash(db: Any) -> str:
 def _step_source(name: str, source: str) -> str:
     """A tool's source plus an entry point that runs it on a database passed in and returns
     the feedback string (FTRL's conversion and error text) with the updated database."""
-    return (f"{source}\n\n\ndef {_STEP}(db, arguments):\n"
-            f"    import json as _json\n"
-            f"    try:\n"
-            f"        out = {name}(**arguments, data=db)\n"
-            f"        if type(out) == dict or type(out) == list:\n"
-            f"            out = _json.dumps(out, ensure_ascii=False)\n"
-            f"        elif type(out) != str:\n"
-            f"            out = str(out)\n"
-            f"    except Exception as e:\n"
-            f"        out = 'an error occured when call {name}: ' + str(e)\n"
-            f"    return {{'output': out, 'db': db}}\n")
+    return (
+        f"{source}\n\n\ndef {_STEP}(db, arguments):\n"
+        f"    import json as _json\n"
+        f"    try:\n"
+        f"        out = {name}(**arguments, data=db)\n"
+        f"        if type(out) == dict or type(out) == list:\n"
+        f"            out = _json.dumps(out, ensure_ascii=False)\n"
+        f"        elif type(out) != str:\n"
+        f"            out = str(out)\n"
+        f"    except Exception as e:\n"
+        f"        out = 'an error occured when call {name}: ' + str(e)\n"
+        f"    return {{'output': out, 'db': db}}\n"
+    )
 
 
 class TauEnv:
@@ -196,7 +226,7 @@ class TauEnv:
 
 def tau_sandbox(**kwargs):
     """A sandbox sized for whole databases in and out (256 MB of output per call)."""
-    from ftrl_lab.sandbox import Sandbox
+    from ftrl_lab.core.sandbox import Sandbox
 
     return Sandbox(**{"n_workers": 1, "max_output": 1 << 28, "memory_bytes": 4 << 30, **kwargs})
 
@@ -224,7 +254,7 @@ class UserSimulator:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls) -> "UserSimulator":
+    def from_env(cls) -> UserSimulator:
         """From ``FTRL_USER_BASE_URL``, ``FTRL_USER_MODEL`` and ``FTRL_USER_API_KEY``."""
         base = os.environ.get("FTRL_USER_BASE_URL")
         model = os.environ.get("FTRL_USER_MODEL")
@@ -232,7 +262,8 @@ class UserSimulator:
             raise UserSimulatorNotConfigured(
                 "tau-bench needs a simulated user: pass user=UserSimulator(base_url=..., model=..., api_key=...) "
                 "or set FTRL_USER_BASE_URL and FTRL_USER_MODEL (and FTRL_USER_API_KEY) to an OpenAI-compatible "
-                "endpoint (the paper used gpt-4o-2024-08-06)")
+                "endpoint (the paper used gpt-4o-2024-08-06)"
+            )
         return cls(base_url=base, model=model, api_key=os.environ.get("FTRL_USER_API_KEY"))
 
     def messages(self, instruction: str, transcript: Transcript) -> list[dict]:
@@ -242,8 +273,15 @@ class UserSimulator:
         return msgs
 
     def __call__(self, instruction: str, transcript: Transcript) -> str:
-        body = json.dumps({"model": self.model, "messages": self.messages(instruction, transcript),
-                           "temperature": self.temperature, "max_tokens": self.max_tokens, **self.extra}).encode()
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": self.messages(instruction, transcript),
+                "temperature": self.temperature,
+                "max_tokens": self.max_tokens,
+                **self.extra,
+            }
+        ).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
@@ -267,22 +305,35 @@ def _first_call(response: Any, fmt: str):
     return parsed
 
 
-def episode(policy: Any, item: dict, user: Callable[[str, Transcript], str], sandbox: Any,
-            max_turns: int = MAX_TURNS, fmt: str = "qwen") -> dict:
+def episode(
+    policy: Any,
+    item: dict,
+    user: Callable[[str, Transcript], str],
+    sandbox: Any,
+    max_turns: int = MAX_TURNS,
+    fmt: str = "qwen",
+) -> dict:
     """One tau-bench episode; the output row (messages, final and gold database hashes)."""
     domain = load_domain(item["domain_dir"])
     env = TauEnv(domain, sandbox)
     transcript: Transcript = [("agent", FIRST_AGENT_LINE)]
     first = user(item["instruction"], transcript)
     transcript.append(("user", first))
-    messages = ([{"role": "system", "content": domain.wiki}] if domain.wiki else []) + [{"role": "user", "content": first}]
+    messages = ([{"role": "system", "content": domain.wiki}] if domain.wiki else []) + [
+        {"role": "user", "content": first}
+    ]
     key = new_keys(1)  # one episode id for the whole conversation: a local engine reuses its cache
     try:
         ended = _turns(policy, item, user, env, domain, messages, transcript, key, max_turns, fmt)
     finally:
         release(policy, key)
-    return {"id": item["id"], "messages": messages, "ended": ended, "db_hash": env.hash(),
-            "gold_db_hash": gold_hash(item, sandbox)}
+    return {
+        "id": item["id"],
+        "messages": messages,
+        "ended": ended,
+        "db_hash": env.hash(),
+        "gold_db_hash": gold_hash(item, sandbox),
+    }
 
 
 def _turns(policy, item, user, env, domain, messages, transcript, key, max_turns, fmt) -> str:
@@ -305,9 +356,16 @@ def _turns(policy, item, user, env, domain, messages, transcript, key, max_turns
     return "max_turns"
 
 
-def run(policy: Any, items: Sequence[dict], out_path: str | os.PathLike | None = None,
-        user: Callable[[str, Transcript], str] | None = None, max_turns: int = MAX_TURNS, fmt: str = "qwen",
-        sandbox: Any = None, show_progress: bool = True) -> list[dict]:
+def run(
+    policy: Any,
+    items: Sequence[dict],
+    out_path: str | os.PathLike | None = None,
+    user: Callable[[str, Transcript], str] | None = None,
+    max_turns: int = MAX_TURNS,
+    fmt: str = "qwen",
+    sandbox: Any = None,
+    show_progress: bool = True,
+) -> list[dict]:
     """Run the episodes one task at a time; each row is appended to ``out_path`` when done."""
     user = user if user is not None else UserSimulator.from_env()
     todo, done = pending(items, out_path)
@@ -327,8 +385,11 @@ def run(policy: Any, items: Sequence[dict], out_path: str | os.PathLike | None =
 # --- scoring -------------------------------------------------------------------------------------
 def outputs_said(messages: Sequence[dict], outputs: Sequence[str]) -> bool:
     """Every gold output occurs in some reply the agent sent the user (tau-bench's rule)."""
-    replies = [(m.get("content") or "").lower().replace(",", "") for m in messages
-               if m.get("role") == "assistant" and not m.get("tool_calls")]
+    replies = [
+        (m.get("content") or "").lower().replace(",", "")
+        for m in messages
+        if m.get("role") == "assistant" and not m.get("tool_calls")
+    ]
     return all(any(o.lower() in r for r in replies) for o in outputs)
 
 
@@ -340,8 +401,16 @@ def score(items: Sequence[dict], outputs: Sequence[dict]) -> list[dict]:
         row = by_id.get(str(it["id"]))
         db_ok = bool(row) and row["db_hash"] == row["gold_db_hash"]
         said = bool(row) and outputs_said(row["messages"], it["outputs"])
-        results.append({"id": it["id"], "category": it["category"], "pass": float(db_ok and said),
-                        "db_match": float(db_ok), "outputs_said": float(said), "ended": row["ended"] if row else None})
+        results.append(
+            {
+                "id": it["id"],
+                "category": it["category"],
+                "pass": float(db_ok and said),
+                "db_match": float(db_ok),
+                "outputs_said": float(said),
+                "ended": row["ended"] if row else None,
+            }
+        )
     return results
 
 

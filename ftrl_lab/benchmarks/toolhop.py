@@ -3,7 +3,7 @@
 Each record holds a question, its answer, the sub-questions (``sub_task``: sub-question ->
 answer), one tool document per sub-question (``tools``) and one Python source per tool
 (``functions``). The sources end with example code that runs (and prints) when the source is
-exec'd, so tools always run in the sandbox (:mod:`ftrl_lab.sandbox`), never in this process.
+exec'd, so tools always run in the sandbox (:mod:`ftrl_lab.core.sandbox`), never in this process.
 
 An item becomes an FTRL-like environment (:func:`to_env_record`: OpenAI tool documents, codes
 ``name -> source``, the sub-answers as ``unsolved_set``), so the same multi-turn loop runs it.
@@ -28,13 +28,14 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ftrl_lab.benchmarks.common import Executor, as_rollout_policy, category_table, read_records, require, write_output
-from ftrl_lab.environment import EnvRecord, RecordError, function_names_defined, shared_dir
-from ftrl_lab.parsing import make_tool_call, render_qwen_calls
-from ftrl_lab.reward import answer_verify, normalise
+from ftrl_lab.core.parsing import make_tool_call, render_qwen_calls
+from ftrl_lab.core.records import EnvRecord, RecordError, function_names_defined, shared_dir
+from ftrl_lab.core.reward import answer_verify, normalise
 
 MODES = ("direct", "mandatory", "free")
 MAX_TURNS = 9
@@ -49,9 +50,9 @@ PROMPTS = {
     "mandatory": (
         "Answer the following question with the tools you are given.\n"
         "Call a tool for every step of the reasoning: do not answer any step from your own knowledge, "
-        "and take the final answer from a tool's output.\n" + _FORMAT + "Question: {question}"),
-    "free": "Answer the following question; you may call the tools you are given.\n" + _FORMAT
-            + "Question: {question}",
+        "and take the final answer from a tool's output.\n" + _FORMAT + "Question: {question}"
+    ),
+    "free": "Answer the following question; you may call the tools you are given.\n" + _FORMAT + "Question: {question}",
 }
 
 
@@ -83,14 +84,18 @@ def load(path: str | os.PathLike | None = None, limit: int | None = None) -> lis
 
 
 def _item(rec: Any, loc: dict, index: int) -> dict:
-    require(rec, {"question": str, "answer": (str, int, float), "sub_task": dict, "tools": dict,
-                  "functions": (list, dict)}, loc)
+    require(
+        rec,
+        {"question": str, "answer": (str, int, float), "sub_task": dict, "tools": dict, "functions": (list, dict)},
+        loc,
+    )
     tools: dict[str, dict] = {}
     step_tool: dict[str, str] = {}
     for sub_q, schema in rec["tools"].items():
         if not isinstance(schema, dict) or not isinstance(schema.get("name"), str) or "parameters" not in schema:
-            raise RecordError(f"tool for {sub_q!r} is not a {{name, description, parameters}} schema",
-                              field="tools", **loc)
+            raise RecordError(
+                f"tool for {sub_q!r} is not a {{name, description, parameters}} schema", field="tools", **loc
+            )
         tools.setdefault(schema["name"], {"type": "function", "function": dict(schema)})
         step_tool[sub_q] = schema["name"]
     missing = [q for q in rec["sub_task"] if q not in step_tool]
@@ -112,8 +117,10 @@ def _item(rec: Any, loc: dict, index: int) -> dict:
     no_code = [n for n in tools if n not in codes]
     if no_code:
         raise RecordError(f"no function source defines tool(s) {no_code}", field="functions", **loc)
-    steps = chain([{"question": q, "answer": str(a), "tool": step_tool[q]} for q, a in rec["sub_task"].items()],
-                  str(rec["answer"]))
+    steps = chain(
+        [{"question": q, "answer": str(a), "tool": step_tool[q]} for q, a in rec["sub_task"].items()],
+        str(rec["answer"]),
+    )
     return {
         "id": str(rec.get("id", index)),
         "question": rec["question"],
@@ -139,8 +146,9 @@ def chain(steps: list[dict], final_answer: str = "") -> list[dict]:
     after it; among ready steps the file order is kept, and the one giving the final answer
     goes last."""
     n = len(steps)
-    deps = {i: {j for j in range(n) if j != i and _mentions(steps[i]["question"], steps[j]["answer"])}
-            for i in range(n)}
+    deps = {
+        i: {j for j in range(n) if j != i and _mentions(steps[i]["question"], steps[j]["answer"])} for i in range(n)
+    }
     order: list[int] = []
     while len(order) < n:
         ready = [i for i in range(n) if i not in order and deps[i] <= set(order)]
@@ -167,9 +175,16 @@ def to_env_record(item: dict, mode: str) -> EnvRecord:
     if mode != "direct":
         for step in item["steps"]:
             unsolved.setdefault(step["tool"], []).append(step["answer"])
-    return EnvRecord(messages=prompt(item, mode), tools=tools, codes={} if mode == "direct" else dict(item["codes"]),
-                     unsolved_set=unsolved, data_source=f"toolhop/{mode}", split="test", answer=item["answer"],
-                     extra={"id": item["id"]})
+    return EnvRecord(
+        messages=prompt(item, mode),
+        tools=tools,
+        codes={} if mode == "direct" else dict(item["codes"]),
+        unsolved_set=unsolved,
+        data_source=f"toolhop/{mode}",
+        split="test",
+        answer=item["answer"],
+        extra={"id": item["id"]},
+    )
 
 
 # --- scoring -------------------------------------------------------------------------------------
@@ -180,7 +195,11 @@ def answer_correct(messages: Sequence[dict], answer: str) -> bool:
         return False
     if answer_verify(messages[-1]["content"], answer):
         return True
-    return len(messages) > 1 and messages[-2].get("role") == "tool" and answer_verify(messages[-2].get("content") or "", answer)
+    return (
+        len(messages) > 1
+        and messages[-2].get("role") == "tool"
+        and answer_verify(messages[-2].get("content") or "", answer)
+    )
 
 
 def score(items: Sequence[dict], outputs: Sequence[dict]) -> list[dict]:
@@ -194,8 +213,15 @@ def score(items: Sequence[dict], outputs: Sequence[dict]) -> list[dict]:
             row = by_key.get((str(it["id"]), mode))
             messages = row["messages"] if row else []
             calls = sum(len(m.get("tool_calls") or []) for m in messages if m.get("role") == "assistant")
-            results.append({"id": it["id"], "category": mode, "AC": float(answer_correct(messages, it["answer"])),
-                            "calls": calls, "missing": row is None})
+            results.append(
+                {
+                    "id": it["id"],
+                    "category": mode,
+                    "AC": float(answer_correct(messages, it["answer"])),
+                    "calls": calls,
+                    "missing": row is None,
+                }
+            )
     return results
 
 
@@ -205,14 +231,22 @@ def table(results: Sequence[dict]):
 
 
 # --- running -------------------------------------------------------------------------------------
-def run(policy: Any, items: Sequence[dict], out_path: str | os.PathLike | None = None,
-        modes: Sequence[str] = MODES, executor: Any = None, max_turns: int = MAX_TURNS,
-        fmt: str = "qwen", batch_size: int = 8, show_progress: bool = True) -> list[dict]:
-    """Play the items in each mode with :func:`ftrl_lab.rollout.rollout` (tools in the sandbox
+def run(
+    policy: Any,
+    items: Sequence[dict],
+    out_path: str | os.PathLike | None = None,
+    modes: Sequence[str] = MODES,
+    executor: Any = None,
+    max_turns: int = MAX_TURNS,
+    fmt: str = "qwen",
+    batch_size: int = 8,
+    show_progress: bool = True,
+) -> list[dict]:
+    """Play the items in each mode with :func:`ftrl_lab.agent.rollout.rollout` (tools in the sandbox
     by default; ``executor`` is a rollout tool executor). Rows ``{id, mode, messages, calls,
     solved, total}`` are appended to ``out_path`` as episodes finish; (item, mode) pairs already
     there are skipped."""
-    from ftrl_lab.rollout import rollout
+    from ftrl_lab.agent.rollout import rollout
 
     rows = _read_mode_rows(out_path)
     policy = as_rollout_policy(policy, fmt)
@@ -223,14 +257,27 @@ def run(policy: Any, items: Sequence[dict], out_path: str | os.PathLike | None =
 
         def save(ep, mode=mode, todo=todo):
             it = todo[ep.index]
-            row = {"id": it["id"], "mode": mode, "messages": ep.messages, "calls": ep.calls,
-                   "solved": ep.solved, "total": ep.total}
+            row = {
+                "id": it["id"],
+                "mode": mode,
+                "messages": ep.messages,
+                "calls": ep.calls,
+                "solved": ep.solved,
+                "total": ep.total,
+            }
             rows[(str(it["id"]), mode)] = row
             write_output(out_path, row)
 
-        rollout([to_env_record(it, mode) for it in todo], policy, max_turns=1 if mode == "direct" else max_turns,
-                max_active=batch_size, executor=executor, on_episode=save, progress=show_progress,
-                desc=f"ToolHop {mode}")
+        rollout(
+            [to_env_record(it, mode) for it in todo],
+            policy,
+            max_turns=1 if mode == "direct" else max_turns,
+            max_active=batch_size,
+            executor=executor,
+            on_episode=save,
+            progress=show_progress,
+            desc=f"ToolHop {mode}",
+        )
     return [rows[(str(it["id"]), m)] for m in modes for it in items if (str(it["id"]), m) in rows]
 
 
@@ -317,7 +364,7 @@ def _example_calls(source: str, name: str, positional: list[str]) -> list[dict]:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    node = ast.parse(text[start:end + 1], mode="eval").body
+                    node = ast.parse(text[start : end + 1], mode="eval").body
             except (SyntaxError, ValueError, RecursionError):
                 continue
             if not isinstance(node, ast.Call):
@@ -393,14 +440,21 @@ def _date_forms(text: str) -> list[str]:
         except ValueError:
             continue
         day, month, year = f"{d.day:02d}", f"{d.month:02d}", f"{d.year:04d}"
-        return [f"{day} {month} {year}", f"{d.day} {d.month} {d.year}", f"{year}-{month}-{day}",
-                f"{month}/{day}/{year}", f"{day}/{month}/{year}", f"{day}-{month}-{year}"]
+        return [
+            f"{day} {month} {year}",
+            f"{d.day} {d.month} {d.year}",
+            f"{year}-{month}-{day}",
+            f"{month}/{day}/{year}",
+            f"{day}/{month}/{year}",
+            f"{day}-{month}-{year}",
+        ]
     return []
 
 
 def _fallback(spec: dict) -> Any:
-    return {"string": "default", "integer": 1, "number": 1.0, "boolean": True, "array": [],
-            "object": {}}.get(spec.get("type"), "default")
+    return {"string": "default", "integer": 1, "number": 1.0, "boolean": True, "array": [], "object": {}}.get(
+        spec.get("type"), "default"
+    )
 
 
 def candidate_arguments(item: dict, step: dict, known: Sequence[str], limit: int = 96) -> list[dict]:
@@ -412,7 +466,7 @@ def candidate_arguments(item: dict, step: dict, known: Sequence[str], limit: int
     fn = _function_def(item["codes"][name], name)
     positional = [a.arg for a in fn.args.args] if fn else list(props)
     if fn:  # parameters without a default value must be given, whatever the schema says
-        required |= set(positional[:len(positional) - len(fn.args.defaults)]) & set(props)
+        required |= set(positional[: len(positional) - len(fn.args.defaults)]) & set(props)
     params = set(props) | set(positional)
     equal, allowed = _branch_constants(fn, params) if fn else ({}, {})
     examples = _example_calls(item["codes"][name], name, positional)
@@ -470,8 +524,7 @@ class GoldCalls(list):
         self.skipped = skipped or []
 
 
-def derive_gold_calls(item: dict, executor: Executor | None = None, strict: bool = True,
-                      limit: int = 96) -> GoldCalls:
+def derive_gold_calls(item: dict, executor: Executor | None = None, strict: bool = True, limit: int = 96) -> GoldCalls:
     """One OpenAI-style call per step, in chain order, whose output contains the step's answer.
 
     The candidates of a step (:func:`candidate_arguments`) run in the sandbox as one batch.
@@ -480,7 +533,7 @@ def derive_gold_calls(item: dict, executor: Executor | None = None, strict: bool
     ``result.skipped``. Later steps use the gold sub-answers either way.
     """
     if executor is None:
-        from ftrl_lab.reward import default_executor as executor
+        from ftrl_lab.core.reward import default_executor as executor
     calls, skipped, known = [], [], []
     for k, step in enumerate(item["steps"]):
         candidates = candidate_arguments(item, step, known, limit)
@@ -491,8 +544,10 @@ def derive_gold_calls(item: dict, executor: Executor | None = None, strict: bool
         if hit is not None:
             calls.append({**hit, "id": f"gold_{k}"})
             continue
-        why = (f"{item['id']}: step {k} ({step['question']!r}): none of {len(batch)} candidate calls of "
-               f"{step['tool']} returns {step['answer']!r}")
+        why = (
+            f"{item['id']}: step {k} ({step['question']!r}): none of {len(batch)} candidate calls of "
+            f"{step['tool']} returns {step['answer']!r}"
+        )
         if strict:
             raise GoldCallError(why)
         skipped.append(why)

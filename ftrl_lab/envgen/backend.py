@@ -13,7 +13,7 @@ import re
 from abc import ABC, abstractmethod
 from typing import Any
 
-from ftrl_lab.environment import EnvRecord
+from ftrl_lab.core.records import EnvRecord
 from ftrl_lab.envgen.decompose import SCENARIOS, DecomposeConfig, decompose
 from ftrl_lab.envgen.deploy import deploy
 from ftrl_lab.envgen.documents import generate_documents
@@ -22,8 +22,13 @@ from ftrl_lab.envgen.scaling import MAX_LEVEL, scale
 from ftrl_lab.envgen.spec import STRATEGIES, EnvDraft
 from ftrl_lab.envgen.world import World, build_world
 
-STRATEGY_ALIASES = {"fg": "functional", "pe": "parameters", "pt": "types", "te": "toolset",
-                    **{s: s for s in STRATEGIES}}
+STRATEGY_ALIASES = {
+    "fg": "functional",
+    "pe": "parameters",
+    "pt": "types",
+    "te": "toolset",
+    **{s: s for s in STRATEGIES},
+}
 
 
 class GenerationError(Exception):
@@ -40,8 +45,14 @@ class EnvGenerator(ABC):
     name: str = "generator"
 
     @abstractmethod
-    def generate(self, scenario: str, levels: dict[str, int], rng: random.Random, split: str = "train",
-                 meta: dict[str, Any] | None = None) -> EnvRecord:
+    def generate(
+        self,
+        scenario: str,
+        levels: dict[str, int],
+        rng: random.Random,
+        split: str = "train",
+        meta: dict[str, Any] | None = None,
+    ) -> EnvRecord:
         """One FTRL record with ``env_meta`` (raises GenerationError)."""
 
     def describe(self) -> dict[str, Any]:
@@ -68,8 +79,14 @@ class ProceduralBackend(EnvGenerator):
         scaled = scale(integrated, levels, rng)
         return {"documents": documents, "integrated": integrated, "scaled": scaled}
 
-    def generate(self, scenario: str, levels: dict[str, int], rng: random.Random, split: str = "train",
-                 meta: dict[str, Any] | None = None) -> EnvRecord:
+    def generate(
+        self,
+        scenario: str,
+        levels: dict[str, int],
+        rng: random.Random,
+        split: str = "train",
+        meta: dict[str, Any] | None = None,
+    ) -> EnvRecord:
         try:
             draft = self.stages(scenario, levels, rng)["scaled"]
             return deploy(draft, self.world, rng, split, meta)

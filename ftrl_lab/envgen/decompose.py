@@ -25,8 +25,9 @@ SCENARIOS = ("single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_h
 class DecomposeConfig:
     """Shape of the generated questions; defaults mirror FTRL's test-set statistics."""
 
-    multi_hop_lengths: dict[int, float] = field(default_factory=lambda: {
-        2: 10, 3: 12, 4: 13, 5: 13, 6: 12, 7: 11, 8: 10, 9: 10, 10: 9})
+    multi_hop_lengths: dict[int, float] = field(
+        default_factory=lambda: {2: 10, 3: 12, 4: 13, 5: 13, 6: 12, 7: 11, 8: 10, 9: 10, 10: 9}
+    )
     parallel_single_k: dict[int, float] = field(default_factory=lambda: {2: 0.92, 3: 0.08})
     parallel_chains: dict[int, float] = field(default_factory=lambda: {2: 0.75, 3: 0.25})
     parallel_chain_length: tuple[int, int] = (2, 4)
@@ -96,8 +97,15 @@ def _anchor_types(config: DecomposeConfig) -> list:
     return types
 
 
-def walk(world: World, rng: random.Random, length: int, banned: set[str], config: DecomposeConfig,
-         end_filter=None, tries: int = 50) -> list[tuple[str, str, str]]:
+def walk(
+    world: World,
+    rng: random.Random,
+    length: int,
+    banned: set[str],
+    config: DecomposeConfig,
+    end_filter=None,
+    tries: int = 50,
+) -> list[tuple[str, str, str]]:
     """A chain of `length` steps (entity type, field, subject name), visiting distinct entities.
 
     All steps but the last follow relations; the last asks an attribute (or a relation).
@@ -120,8 +128,11 @@ def walk(world: World, rng: random.Random, length: int, banned: set[str], config
             continue
         et = entity_type(e.type)
         attrs = [a for a in et.attributes if end_filter is None or end_filter(et.name, a.name)]
-        rels = [r for r in et.relations if world.value(e.name, r.name) not in seen | banned
-                and (end_filter is None or end_filter(et.name, r.name))]
+        rels = [
+            r
+            for r in et.relations
+            if world.value(e.name, r.name) not in seen | banned and (end_filter is None or end_filter(et.name, r.name))
+        ]
         if attrs and (not rels or rng.random() < config.final_attribute_prob):
             steps.append((et.name, rng.choice(attrs).name, e.name))
         elif rels:
@@ -139,11 +150,19 @@ def _chain_subs(world: World, rng: random.Random, steps, chain: int, start: int)
     for i, (tname, fname, subject) in enumerate(steps):
         f = entity_type(tname).get_field(fname)
         sid = f"q{start + i + 1}"
-        subs.append(SubQuestion(
-            id=sid, text=fill(rng.choice(question_templates(tname, fname)), subject),
-            answer=world.answer(subject, fname), kind="relation" if f.is_relation else "attribute",
-            entity_type=tname, field=fname, subject=subject,
-            depends_on=[subs[-1].id] if subs else [], chain=chain))
+        subs.append(
+            SubQuestion(
+                id=sid,
+                text=fill(rng.choice(question_templates(tname, fname)), subject),
+                answer=world.answer(subject, fname),
+                kind="relation" if f.is_relation else "attribute",
+                entity_type=tname,
+                field=fname,
+                subject=subject,
+                depends_on=[subs[-1].id] if subs else [],
+                chain=chain,
+            )
+        )
         if i < len(steps) - 1:
             np = _np(rng, tname, fname, np)
     return subs, np
@@ -153,7 +172,10 @@ def _chain_subs(world: World, rng: random.Random, steps, chain: int, start: int)
 _JOIN = {2: "{0} and {1}", 3: "{0}, {1} and {2}"}
 COMBINE_TEMPLATES = {
     "sum": ("What is the sum of {items}?", "What is the combined total of {items}?", "What do {items} add up to?"),
-    "difference": ("What is the difference between {items}?", "By how much does the larger of {items} exceed the smaller?"),
+    "difference": (
+        "What is the difference between {items}?",
+        "By how much does the larger of {items} exceed the smaller?",
+    ),
     "year_gap": ("How many years apart are {items}?", "How many years separate {items}?"),
     "max": ("Which is larger, {either}? Give the larger value.", "What is the largest value among {items}?"),
     "min": ("Which year comes first, {either}?", "What is the earliest year among {items}?"),
@@ -222,9 +244,17 @@ def _aggregate_sub(composition: str, ends: list[SubQuestion], answer: str, sid: 
     if op == "subtract":
         values = sorted(values, key=parse_number, reverse=True)
     symbol = {"add": " + ", "subtract": " - "}.get(op)
-    text = (f"What is {symbol.join(values)}?" if symbol else f"What is the {op}imum of {', '.join(values)}?")
-    return SubQuestion(id=sid, text=text, answer=answer, kind="aggregate", depends_on=[s.id for s in ends],
-                       chain=-1, operation=op, operands=[s.id for s in ends])
+    text = f"What is {symbol.join(values)}?" if symbol else f"What is the {op}imum of {', '.join(values)}?"
+    return SubQuestion(
+        id=sid,
+        text=text,
+        answer=answer,
+        kind="aggregate",
+        depends_on=[s.id for s in ends],
+        chain=-1,
+        operation=op,
+        operands=[s.id for s in ends],
+    )
 
 
 # --- the four scenarios ---------------------------------------------------------------------
@@ -251,8 +281,9 @@ def decompose(world: World, scenario: str, rng: random.Random, config: Decompose
     raise ValueError(f"unknown scenario '{scenario}' (choose from {SCENARIOS})")
 
 
-def _parallel(world: World, rng: random.Random, config: DecomposeConfig, lengths: list[int],
-              scenario: str) -> Decomposition:
+def _parallel(
+    world: World, rng: random.Random, config: DecomposeConfig, lengths: list[int], scenario: str
+) -> Decomposition:
     banned: set[str] = set()
     chains, phrases, subs = [], [], []
     same_field = len(set(lengths)) == 1 and lengths[0] == 1 and rng.random() < config.same_field_prob
@@ -265,8 +296,10 @@ def _parallel(world: World, rng: random.Random, config: DecomposeConfig, lengths
                 t0, f0 = chains[0][-1].entity_type, chains[0][-1].field
                 match = lambda t, f, t0=t0, f0=f0: (t, f) == (t0, f0)  # noqa: E731
             else:
-                match = lambda t, f, k=first_kind: (entity_type(t).get_field(f).kind,  # noqa: E731
-                                                    entity_type(t).get_field(f).unit) == k
+
+                def match(t, f, k=first_kind):
+                    return (entity_type(t).get_field(f).kind, entity_type(t).get_field(f).unit) == k
+
             steps = None
             for _ in range(12):  # prefer a branch whose end combines arithmetically with the first
                 try:
@@ -279,8 +312,11 @@ def _parallel(world: World, rng: random.Random, config: DecomposeConfig, lengths
             steps = walk(world, rng, length, banned, config, end_filter=end_filter)
         chain_subs, np = _chain_subs(world, rng, steps, c, len(subs))
         last = chain_subs[-1]
-        phrases.append(_np(rng, last.entity_type, last.field, np) if length > 1 else
-                       _np(rng, last.entity_type, last.field, last.subject))
+        phrases.append(
+            _np(rng, last.entity_type, last.field, np)
+            if length > 1
+            else _np(rng, last.entity_type, last.field, last.subject)
+        )
         banned |= {s.subject for s in chain_subs} | {s.answer for s in chain_subs}
         chains.append(chain_subs)
         subs.extend(chain_subs)

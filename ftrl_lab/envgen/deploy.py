@@ -18,16 +18,23 @@ import json
 import random
 from typing import Any
 
-from ftrl_lab.environment import FTRL_INSTRUCTION, EnvRecord
+from ftrl_lab.core.records import FTRL_INSTRUCTION, EnvRecord
+from ftrl_lab.core.reward import normalise
 from ftrl_lab.envgen.options import OPTIONS_BY_NAME
 from ftrl_lab.envgen.schema import entity_type
 from ftrl_lab.envgen.spec import EnvDraft, Param, Tool
 from ftrl_lab.envgen.world import World
-from ftrl_lab.reward import normalise
 
 GENERATOR_VERSION = 1
 _to_json = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False), built once
-_TYPE_WORDS = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "array": "list", "object": "dict"}
+_TYPE_WORDS = {
+    "string": "str",
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "array": "list",
+    "object": "dict",
+}
 
 
 # --- code rendering -------------------------------------------------------------------------
@@ -64,8 +71,14 @@ def _expectation(p: Param) -> tuple[list[str], str]:
     """(conditions that make the value invalid, in short-circuit order; what a valid value is)."""
     v = p.name
     conds = [_type_test(v, p.type)]
-    want = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
-            "array": "a list", "object": "an object"}[p.type]
+    want = {
+        "string": "a string",
+        "integer": "an integer",
+        "number": "a number",
+        "boolean": "a boolean",
+        "array": "a list",
+        "object": "an object",
+    }[p.type]
     if p.type == "string" and p.required:
         conds.append(f"not {v}.strip()")
         want = "a non-empty string"
@@ -89,8 +102,13 @@ def _expectation(p: Param) -> tuple[list[str], str]:
         if hi is not None:
             conds.append(f"len({v}) > {hi}")
         if lo is not None or hi is not None:
-            want += (f" of {lo} to {hi} items" if lo is not None and hi is not None
-                     else f" of at least {lo} items" if lo is not None else f" of at most {hi} items")
+            want += (
+                f" of {lo} to {hi} items"
+                if lo is not None and hi is not None
+                else f" of at least {lo} items"
+                if lo is not None
+                else f" of at most {hi} items"
+            )
         item = p.items or {}
         if "enum" in item:
             conds.append(f"any(x not in {item['enum']!r} for x in {v})")
@@ -179,8 +197,11 @@ def _lookup_body(code: _Code, tool: Tool, rows: dict[str, dict]) -> None:
     field_expr = sel.name if sel is not None else repr(tool.fields[0])
     code.add(f"value = row[{field_expr}]")
     labels = {f: t.get_field(f).label for f in tool.fields}
-    flags = [(p, OPTIONS_BY_NAME[p.name].effect) for p in tool.params
-             if p.role == "option" and OPTIONS_BY_NAME[p.name].effect]
+    flags = [
+        (p, OPTIONS_BY_NAME[p.name].effect)
+        for p in tool.params
+        if p.role == "option" and OPTIONS_BY_NAME[p.name].effect
+    ]
     if tool.output_style == "text":
         code.add(f"labels = {labels!r}")
         code.add(f"text = 'The ' + labels[{field_expr}] + ' of ' + row['name'] + ' is ' + str(value) + '.'")
@@ -245,8 +266,9 @@ def _calculator_body(code: _Code, tool: Tool) -> None:
 
 
 # --- tables ------------------------------------------------------------------------------------
-def build_rows(tool: Tool, world: World, rng: random.Random, golds: list[str],
-               n_decoys: tuple[int, int] = (3, 6)) -> tuple[dict[str, dict], list[str]]:
+def build_rows(
+    tool: Tool, world: World, rng: random.Random, golds: list[str], n_decoys: tuple[int, int] = (3, 6)
+) -> tuple[dict[str, dict], list[str]]:
     """The tool's table: its subjects' rows plus decoys whose values contain no gold answer."""
     names = list(dict.fromkeys(tool.subjects))
     pool = [e for e in world.by_type[tool.entity_type] if e.name not in names]
@@ -268,8 +290,9 @@ def build_rows(tool: Tool, world: World, rng: random.Random, golds: list[str],
     return rows, decoys
 
 
-def deploy(draft: EnvDraft, world: World, rng: random.Random, split: str = "train",
-           meta: dict[str, Any] | None = None) -> EnvRecord:
+def deploy(
+    draft: EnvDraft, world: World, rng: random.Random, split: str = "train", meta: dict[str, Any] | None = None
+) -> EnvRecord:
     """The FTRL record of a draft (gold plan and generator knowledge in `env_meta`)."""
     dec = draft.decomposition
     answers = {s.id: s.answer for s in dec.subs}
@@ -287,10 +310,15 @@ def deploy(draft: EnvDraft, world: World, rng: random.Random, split: str = "trai
         if tool.name in unsolved:
             decoys[tool.name] = dec_names
     env_meta = {
-        "generator": "procedural", "version": GENERATOR_VERSION, "world_seed": world.seed,
+        "generator": "procedural",
+        "version": GENERATOR_VERSION,
+        "world_seed": world.seed,
         **(meta or {}),
-        "scenario": dec.scenario, "levels": dict(draft.levels), "composition": dec.composition,
-        "sub_questions": [s.to_dict() for s in dec.subs], "edges": [list(e) for e in dec.edges],
+        "scenario": dec.scenario,
+        "levels": dict(draft.levels),
+        "composition": dec.composition,
+        "sub_questions": [s.to_dict() for s in dec.subs],
+        "edges": [list(e) for e in dec.edges],
         "gold_plan": [c.to_dict() for c in draft.calls],
         "integration": draft.notes.get("integration", {}),
         "tool_origin": {t.name: t.origin for t in draft.tools},
@@ -298,6 +326,12 @@ def deploy(draft: EnvDraft, world: World, rng: random.Random, split: str = "trai
     }
     return EnvRecord(
         messages=[{"role": "user", "content": FTRL_INSTRUCTION + dec.question}],
-        tools=draft.documents(), codes=codes, unsolved_set=unsolved, solve_rate=0.0,
-        data_source=f"self/{dec.scenario}", split=split, answer=dec.answer,
-        extra={"env_meta": _to_json(env_meta)})
+        tools=draft.documents(),
+        codes=codes,
+        unsolved_set=unsolved,
+        solve_rate=0.0,
+        data_source=f"self/{dec.scenario}",
+        split=split,
+        answer=dec.answer,
+        extra={"env_meta": _to_json(env_meta)},
+    )

@@ -44,20 +44,46 @@ def lookup_tool(type_name: str, field_name: str, rng: random.Random, taken: set[
     else:
         suffix = rng.choice(ATTRIBUTE_SUFFIXES)
         desc = f"Returns the {f.label} of a {t.noun}."
-    return Tool(name=unique_name(f"{type_name}_{field_name}_{suffix}", taken), description=desc,
-                params=[key_param(type_name)], kind="lookup", entity_type=type_name, fields=[field_name],
-                output_style=rng.choice(["dict", "dict", "text"]), error_style=rng.choice(["dict", "text"]))
+    return Tool(
+        name=unique_name(f"{type_name}_{field_name}_{suffix}", taken),
+        description=desc,
+        params=[key_param(type_name)],
+        kind="lookup",
+        entity_type=type_name,
+        fields=[field_name],
+        output_style=rng.choice(["dict", "dict", "text"]),
+        error_style=rng.choice(["dict", "text"]),
+    )
 
 
 def calculator_tool(rng: random.Random, taken: set[str]) -> Tool:
     name = unique_name(rng.choice(["arithmetic_calculator", "basic_calculator", "number_cruncher"]), taken)
-    return Tool(name=name, description="Performs an arithmetic operation on a list of numbers.",
-                params=[Param("operation", "string", "The operation to perform: add, subtract, max or min.",
-                              required=True, role="operation", enum=None),
-                        Param("operands", "array", "The numbers to operate on, in order.", required=True,
-                              role="operands", items={"type": "number"})],
-                kind="calculator", fields=list(CALCULATOR_OPERATIONS),
-                output_style="dict", error_style=rng.choice(["dict", "text"]))
+    return Tool(
+        name=name,
+        description="Performs an arithmetic operation on a list of numbers.",
+        params=[
+            Param(
+                "operation",
+                "string",
+                "The operation to perform: add, subtract, max or min.",
+                required=True,
+                role="operation",
+                enum=None,
+            ),
+            Param(
+                "operands",
+                "array",
+                "The numbers to operate on, in order.",
+                required=True,
+                role="operands",
+                items={"type": "number"},
+            ),
+        ],
+        kind="calculator",
+        fields=list(CALCULATOR_OPERATIONS),
+        output_style="dict",
+        error_style=rng.choice(["dict", "text"]),
+    )
 
 
 def gold_call(sub: SubQuestion, tool: Tool, decomposition: Decomposition) -> GoldCall:
@@ -67,8 +93,9 @@ def gold_call(sub: SubQuestion, tool: Tool, decomposition: Decomposition) -> Gol
         numbers = [parse_number(v) for v in values]
         if sub.operation == "subtract":
             numbers = sorted(numbers, reverse=True)
-        return GoldCall(sub.id, tool.name, {"operation": sub.operation, "operands": numbers},
-                        {"operands": list(sub.operands)})
+        return GoldCall(
+            sub.id, tool.name, {"operation": sub.operation, "operands": numbers}, {"operands": list(sub.operands)}
+        )
     key = tool.by_role("key").name
     return GoldCall(sub.id, tool.name, {key: sub.subject}, {key: list(sub.depends_on)} if sub.depends_on else {})
 

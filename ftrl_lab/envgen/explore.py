@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from ftrl_lab.environment import EnvRecord
+from ftrl_lab.core.records import EnvRecord
+from ftrl_lab.core.reward import update_unsolved
 from ftrl_lab.envgen.backend import ProceduralBackend
 from ftrl_lab.envgen.decompose import SCENARIOS, DecomposeConfig
 from ftrl_lab.envgen.deploy import deploy
@@ -24,7 +25,6 @@ from ftrl_lab.envgen.schema import DOMAINS, TYPES
 from ftrl_lab.envgen.spec import STRATEGIES, EnvDraft
 from ftrl_lab.envgen.validate import BatchExecutor, GateResult, env_meta, sandbox_executor, validate_batch
 from ftrl_lab.envgen.world import World, build_world
-from ftrl_lab.reward import update_unsolved
 
 
 @dataclass
@@ -47,8 +47,13 @@ def _levels(level: int | dict[str, int]) -> dict[str, int]:
     return dict(level) if isinstance(level, dict) else {s: int(level) for s in STRATEGIES}
 
 
-def build_example(scenario: str = "multi_hop", level: int | dict[str, int] = 3, domain: str | None = None,
-                  seed: int = 0, world_seed: int = 0) -> Example:
+def build_example(
+    scenario: str = "multi_hop",
+    level: int | dict[str, int] = 3,
+    domain: str | None = None,
+    seed: int = 0,
+    world_seed: int = 0,
+) -> Example:
     """Run the five stages for one environment (anchors restricted to `domain` if given)."""
     config = DecomposeConfig(domains=(domain,) if domain and domain != "any" else None)
     backend = ProceduralBackend(world_seed, config=config)
@@ -83,9 +88,19 @@ def sample_entities(type_name: str, n: int = 3, world: World | None = None) -> p
 def subquestion_table(example: Example) -> pd.DataFrame:
     """Sub-questions with gold answers, dependencies and the tool that answers each."""
     tool_of = {c.sub_id: c.tool for c in example.stages["scaled"].calls}
-    return pd.DataFrame([{"id": s.id, "sub-question": s.text, "gold answer": s.answer,
-                          "depends on": ", ".join(s.depends_on), "kind": s.kind, "tool": tool_of.get(s.id, "")}
-                         for s in example.decomposition.subs]).set_index("id")
+    return pd.DataFrame(
+        [
+            {
+                "id": s.id,
+                "sub-question": s.text,
+                "gold answer": s.answer,
+                "depends on": ", ".join(s.depends_on),
+                "kind": s.kind,
+                "tool": tool_of.get(s.id, ""),
+            }
+            for s in example.decomposition.subs
+        ]
+    ).set_index("id")
 
 
 def documents_frame(docs: list[dict]) -> pd.DataFrame:
@@ -97,22 +112,44 @@ def documents_frame(docs: list[dict]) -> pd.DataFrame:
         types: dict[str, int] = {}
         for p in props.values():
             types[p.get("type", "?")] = types.get(p.get("type", "?"), 0) + 1
-        rows.append({"tool": f["name"], "params": len(props), "required": ", ".join(f["parameters"].get("required", [])),
-                     "types": ", ".join(f"{k}:{v}" for k, v in sorted(types.items())),
-                     "enums": sum("enum" in p for p in props.values()),
-                     "description": f.get("description", "")[:90]})
+        rows.append(
+            {
+                "tool": f["name"],
+                "params": len(props),
+                "required": ", ".join(f["parameters"].get("required", [])),
+                "types": ", ".join(f"{k}:{v}" for k, v in sorted(types.items())),
+                "enums": sum("enum" in p for p in props.values()),
+                "description": f.get("description", "")[:90],
+            }
+        )
     return pd.DataFrame(rows).set_index("tool")
 
 
 def scaling_trace(example: Example) -> pd.DataFrame:
     """Tools, parameters per tool and types after integration and after each scaling strategy."""
-    rows = [{"step": "documents (1 per sub-question)", "level": "", "tools": len(example.stages["documents"].tools),
-             "params_per_tool": round(sum(len(t.params) for t in example.stages["documents"].tools)
-                                      / len(example.stages["documents"].tools), 2)}]
+    rows = [
+        {
+            "step": "documents (1 per sub-question)",
+            "level": "",
+            "tools": len(example.stages["documents"].tools),
+            "params_per_tool": round(
+                sum(len(t.params) for t in example.stages["documents"].tools) / len(example.stages["documents"].tools),
+                2,
+            ),
+        }
+    ]
     for name, level, s in example.stages["scaled"].notes["scaling_trace"]:
-        rows.append({"step": name if name == "integrated" else f"+ {name}", "level": level, "tools": s["tools"],
-                     "params_per_tool": s["params_per_tool"], "enums": s["enums"], "defaults": s["with_default"],
-                     "types": ", ".join(f"{k}:{v}" for k, v in sorted(s["types"].items()))})
+        rows.append(
+            {
+                "step": name if name == "integrated" else f"+ {name}",
+                "level": level,
+                "tools": s["tools"],
+                "params_per_tool": s["params_per_tool"],
+                "enums": s["enums"],
+                "defaults": s["with_default"],
+                "types": ", ".join(f"{k}:{v}" for k, v in sorted(s["types"].items())),
+            }
+        )
     return pd.DataFrame(rows).set_index("step")
 
 
@@ -125,8 +162,9 @@ def _depths(subs) -> dict[str, int]:
 
 def draw_graph(example: Example, ax=None):
     """The decomposition as a DAG: one box per sub-question (id, question, gold answer)."""
-    import matplotlib.pyplot as plt
     import textwrap
+
+    import matplotlib.pyplot as plt
 
     subs = example.decomposition.subs
     depth = _depths(subs)
@@ -143,14 +181,22 @@ def draw_graph(example: Example, ax=None):
     for s in subs:
         for d in s.depends_on:
             (x0, y0), (x1, y1) = pos[d], pos[s.id]
-            ax.annotate("", xy=(x1 - 0.36, y1), xytext=(x0 + 0.36, y0),
-                        arrowprops=dict(arrowstyle="->", color="0.4", lw=1.2))
+            ax.annotate(
+                "", xy=(x1 - 0.36, y1), xytext=(x0 + 0.36, y0), arrowprops=dict(arrowstyle="->", color="0.4", lw=1.2)
+            )
     colors = {"attribute": "#cfe8ff", "relation": "#ffe7c2", "aggregate": "#d9f2d0"}
     for s in subs:
         x, y = pos[s.id]
         label = f"{s.id}: " + "\n".join(textwrap.wrap(s.text, 26)[:3]) + f"\n→ {s.answer}"
-        ax.text(x, y, label, ha="center", va="center", fontsize=7,
-                bbox=dict(boxstyle="round,pad=0.4", fc=colors.get(s.kind, "#eee"), ec="0.5"))
+        ax.text(
+            x,
+            y,
+            label,
+            ha="center",
+            va="center",
+            fontsize=7,
+            bbox=dict(boxstyle="round,pad=0.4", fc=colors.get(s.kind, "#eee"), ec="0.5"),
+        )
     ax.set_xlim(-0.6, width - 0.4)
     ax.set_ylim(-height + 0.4, 0.6)
     ax.axis("off")
@@ -161,17 +207,29 @@ def draw_graph(example: Example, ax=None):
 def gold_plan_trace(record: EnvRecord, executor: BatchExecutor | None = None) -> pd.DataFrame:
     """Run the gold plan in the sandbox: per call its arguments, output and the answer it solves."""
     meta = env_meta(record)
-    calls = [{"id": f"call_{i}", "type": "function",
-              "function": {"name": c["tool"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
-             for i, c in enumerate(meta["gold_plan"])]
+    calls = [
+        {
+            "id": f"call_{i}",
+            "type": "function",
+            "function": {"name": c["tool"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)},
+        }
+        for i, c in enumerate(meta["gold_plan"])
+    ]
     outputs = (executor or sandbox_executor())([(record.codes, calls)])[0]
     remaining = {k: list(v) for k, v in record.unsolved_set.items()}
     rows = []
     for c, call, out in zip(meta["gold_plan"], calls, outputs):
         solved = update_unsolved(remaining, [call], [out])[0]
-        rows.append({"sub-question": c["sub_id"], "tool": c["tool"], "arguments": call["function"]["arguments"],
-                     "output": str(out)[:160], "solved": solved,
-                     "still unsolved": sum(len(v) for v in remaining.values())})
+        rows.append(
+            {
+                "sub-question": c["sub_id"],
+                "tool": c["tool"],
+                "arguments": call["function"]["arguments"],
+                "output": str(out)[:160],
+                "solved": solved,
+                "still unsolved": sum(len(v) for v in remaining.values()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -185,15 +243,23 @@ def level_table(n_per_level: int = 40, seed: int = 0) -> pd.DataFrame:
     backend = ProceduralBackend(seed)
     rows = []
     for level in range(4):
-        recs = [backend.generate(SCENARIOS[i % 4], _levels(level), random.Random(f"levels:{seed}:{level}:{i}"))
-                for i in range(n_per_level)]
+        recs = [
+            backend.generate(SCENARIOS[i % 4], _levels(level), random.Random(f"levels:{seed}:{level}:{i}"))
+            for i in range(n_per_level)
+        ]
         params = [p for r in recs for t in r.tools for p in t["function"]["parameters"]["properties"].values()]
-        rows.append({"level": level, "tools per env": round(sum(len(r.tools) for r in recs) / len(recs), 2),
-                     "params per tool": round(len(params) / sum(len(r.tools) for r in recs), 2),
-                     "non-string params": round(sum(p["type"] != "string" for p in params) / len(params), 3),
-                     "with enum": round(sum("enum" in p for p in params) / len(params), 3),
-                     "code lines per tool": round(sum(c.count("\n") for r in recs for c in r.codes.values())
-                                                  / sum(len(r.codes) for r in recs), 1)})
+        rows.append(
+            {
+                "level": level,
+                "tools per env": round(sum(len(r.tools) for r in recs) / len(recs), 2),
+                "params per tool": round(len(params) / sum(len(r.tools) for r in recs), 2),
+                "non-string params": round(sum(p["type"] != "string" for p in params) / len(params), 3),
+                "with enum": round(sum("enum" in p for p in params) / len(params), 3),
+                "code lines per tool": round(
+                    sum(c.count("\n") for r in recs for c in r.codes.values()) / sum(len(r.codes) for r in recs), 1
+                ),
+            }
+        )
     return pd.DataFrame(rows).set_index("level")
 
 
@@ -215,8 +281,13 @@ class ToolCaller:
         call = {"id": f"call_{len(self.history)}", "type": "function", "function": {"name": tool, "arguments": args}}
         out = self.executor([(self.record.codes, [call])])[0][0]
         solved = update_unsolved(self.remaining, [call], [out])[0]
-        entry = {"tool": tool, "arguments": args, "output": out, "solved": solved,
-                 "still unsolved": sum(len(v) for v in self.remaining.values())}
+        entry = {
+            "tool": tool,
+            "arguments": args,
+            "output": out,
+            "solved": solved,
+            "still unsolved": sum(len(v) for v in self.remaining.values()),
+        }
         self.history.append(entry)
         return entry
 
@@ -231,14 +302,18 @@ class ToolCaller:
 
         def prefill(*_):
             doc = next(t for t in self.record.tools if t["function"]["name"] == tool.value)
-            example = self.examples.get(tool.value) or {r: "" for r in doc["function"]["parameters"].get("required", [])}
+            example = self.examples.get(tool.value) or {
+                r: "" for r in doc["function"]["parameters"].get("required", [])
+            }
             args.value = json.dumps(example, ensure_ascii=False)
 
         def on_click(_):
             entry = self.call(tool.value, args.value)
             with out:
-                print(f"{entry['tool']}({entry['arguments']})\n  -> {entry['output'][:400]}\n  solved: "
-                      f"{entry['solved']!r}; still unsolved: {entry['still unsolved']}")
+                print(
+                    f"{entry['tool']}({entry['arguments']})\n  -> {entry['output'][:400]}\n  solved: "
+                    f"{entry['solved']!r}; still unsolved: {entry['still unsolved']}"
+                )
 
         tool.observe(prefill, names="value")
         prefill()
@@ -262,8 +337,12 @@ class EnvExplorer:
         from IPython.display import Markdown, display
 
         ex = self.example()
-        display(Markdown(f"**Question:** {ex.record.question}  \n**Final answer:** `{ex.record.answer}`  \n"
-                         f"**unsolved_set:** `{json.dumps(ex.record.unsolved_set, ensure_ascii=False)}`"))
+        display(
+            Markdown(
+                f"**Question:** {ex.record.question}  \n**Final answer:** `{ex.record.answer}`  \n"
+                f"**unsolved_set:** `{json.dumps(ex.record.unsolved_set, ensure_ascii=False)}`"
+            )
+        )
         fig = draw_graph(ex)
         display(fig)
         plt.close(fig)

@@ -23,10 +23,21 @@ def selector_param(name: str, fields: list[str], type_name: str, as_enum: bool) 
     t = entity_type(type_name)
     labels = ", ".join(fields)
     if as_enum:
-        return Param(name, "string", f"Which information about the {t.noun} to return.", required=True,
-                     role="selector", enum=list(fields))
-    return Param(name, "string", f"Which information about the {t.noun} to return; one of: {labels}.",
-                 required=True, role="selector")
+        return Param(
+            name,
+            "string",
+            f"Which information about the {t.noun} to return.",
+            required=True,
+            role="selector",
+            enum=list(fields),
+        )
+    return Param(
+        name,
+        "string",
+        f"Which information about the {t.noun} to return; one of: {labels}.",
+        required=True,
+        role="selector",
+    )
 
 
 def integrate(draft: EnvDraft, rng: random.Random) -> EnvDraft:
@@ -53,12 +64,20 @@ def integrate(draft: EnvDraft, rng: random.Random) -> EnvDraft:
             taken -= {t.name for t in members}
             selector = selector_param(rng.choice(SELECTOR_NAMES), fields, type_name, as_enum=True)
             labels = [entity_type(type_name).get_field(f).label for f in fields]
-            keep = Tool(name=unique_name(f"{type_name}_{rng.choice(MERGED_SUFFIXES)}", taken),
-                        description=(f"Retrieves information about a {entity_type(type_name).noun}: "
-                                     + ", ".join(labels) + "."),
-                        params=[members[0].by_role("key"), selector], kind="lookup", entity_type=type_name,
-                        fields=fields, origin="gold", output_style=members[0].output_style,
-                        error_style=members[0].error_style, subjects=subjects)
+            keep = Tool(
+                name=unique_name(f"{type_name}_{rng.choice(MERGED_SUFFIXES)}", taken),
+                description=(
+                    f"Retrieves information about a {entity_type(type_name).noun}: " + ", ".join(labels) + "."
+                ),
+                params=[members[0].by_role("key"), selector],
+                kind="lookup",
+                entity_type=type_name,
+                fields=fields,
+                origin="gold",
+                output_style=members[0].output_style,
+                error_style=members[0].error_style,
+                subjects=subjects,
+            )
             taken.add(keep.name)
         for t in members:
             rename[t.name] = keep.name

@@ -22,10 +22,11 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from ftrl_lab.environment import FTRL_INSTRUCTION, EnvRecord, tool_schema_errors
+from ftrl_lab.core.records import FTRL_INSTRUCTION, EnvRecord, tool_schema_errors
 from ftrl_lab.envgen.backend import EnvGenerator, GenerationError
 from ftrl_lab.envgen.decompose import SCENARIOS
 from ftrl_lab.envgen.schema import DOMAINS
@@ -55,7 +56,7 @@ def urllib_transport(url: str, headers: dict, payload: dict, timeout: float) -> 
             return json.loads(resp.read().decode("utf-8"))
     except urllib.error.HTTPError as e:
         raise TransportError(e.code, e.read().decode("utf-8", "replace")) from None
-    except (socket.timeout, TimeoutError) as e:
+    except TimeoutError as e:
         raise TimeoutError(f"no reply in {timeout} s") from e
     except urllib.error.URLError as e:
         if isinstance(e.reason, (socket.timeout, TimeoutError)):
@@ -86,8 +87,12 @@ class OpenAIChat:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        payload = {"model": self.model, "messages": messages, "temperature": self.temperature,
-                   "max_tokens": self.max_tokens}
+        payload = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             if attempt:
@@ -122,7 +127,7 @@ class TransformersChat:
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
 
     @classmethod
-    def from_pretrained(cls, path: str, **kwargs: Any) -> "TransformersChat":
+    def from_pretrained(cls, path: str, **kwargs: Any) -> TransformersChat:
         """Load from a LOCAL directory (never downloads)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -133,9 +138,13 @@ class TransformersChat:
     def __call__(self, messages: list[dict]) -> str:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
         sample = self.temperature > 0
-        out = self.model.generate(ids, max_new_tokens=self.max_new_tokens, do_sample=sample,
-                                  **({"temperature": self.temperature} if sample else {}))
-        return self.tokenizer.decode(out[0][ids.shape[-1]:], skip_special_tokens=True)
+        out = self.model.generate(
+            ids,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=sample,
+            **({"temperature": self.temperature} if sample else {}),
+        )
+        return self.tokenizer.decode(out[0][ids.shape[-1] :], skip_special_tokens=True)
 
 
 # --- reply parsing -------------------------------------------------------------------------------
@@ -151,7 +160,7 @@ def extract_json(text: str) -> Any:
     for chunk in candidates:
         for m in re.finditer(r"[{\[]", chunk):
             try:
-                obj, _ = decoder.raw_decode(chunk[m.start():])
+                obj, _ = decoder.raw_decode(chunk[m.start() :])
             except json.JSONDecodeError:
                 continue
             if isinstance(obj, (dict, list)):
@@ -160,40 +169,52 @@ def extract_json(text: str) -> Any:
 
 
 # --- prompts -------------------------------------------------------------------------------------
-SYSTEM = ("You build tool-use training environments for language models. Every name, date and number you "
-          "write is invented (a fictional world), so that answers cannot come from memory. Reply with ONE JSON "
-          "object and nothing else.")
+SYSTEM = (
+    "You build tool-use training environments for language models. Every name, date and number you "
+    "write is invented (a fictional world), so that answers cannot come from memory. Reply with ONE JSON "
+    "object and nothing else."
+)
 SCENARIO_RULES = {
     "single_hop": "exactly 1 sub-question; the final answer is its answer.",
     "parallel_single_hop": "2 or 3 independent sub-questions (empty depends_on); the final answer combines "
-                           "their answers (a sum, a difference, a comparison or a list).",
+    "their answers (a sum, a difference, a comparison or a list).",
     "multi_hop": "a chain of 2 to 10 sub-questions, each q_i depending on q_(i-1) (its answer is needed to ask "
-                 "it); the final answer is the last one's answer.",
+    "it); the final answer is the last one's answer.",
     "parallel_multi_hop": "5 to 11 sub-questions in all: 2 or 3 independent chains of at least 2 steps, and "
-                          "optionally a last arithmetic step depending on the chain ends.",
+    "optionally a last arithmetic step depending on the chain ends.",
 }
 STRATEGY_PROMPTS = {
-    "functional": ("Functional generalization, level {level} of 3 (1: broader wording; 2: a more general tool "
-                   "that also returns related information; 3: a comprehensive multi-purpose tool). Keep every "
-                   "tool name and every existing parameter."),
-    "parameters": ("Parameter expansion, level {level} of 3 (1: add one or two optional parameters; 2: two to "
-                   "four; 3: about seven parameters per tool in total). Optional parameters get sensible "
-                   "defaults. Keep every tool name and existing parameter."),
-    "types": ("Parameter-type generalization, level {level} of 3 (1: enums for categorical strings; 2: numbers, "
-              "integers and booleans with minimum/maximum; 3: arrays and objects with item / property "
-              "schemas). Keep every tool name and parameter name."),
-    "toolset": ("Toolset extension, level {level} of 3: add {k} distractor tool(s), some from unrelated domains "
-                "and some near-duplicates of existing tools that do something slightly different. Do not change "
-                "the existing tools."),
+    "functional": (
+        "Functional generalization, level {level} of 3 (1: broader wording; 2: a more general tool "
+        "that also returns related information; 3: a comprehensive multi-purpose tool). Keep every "
+        "tool name and every existing parameter."
+    ),
+    "parameters": (
+        "Parameter expansion, level {level} of 3 (1: add one or two optional parameters; 2: two to "
+        "four; 3: about seven parameters per tool in total). Optional parameters get sensible "
+        "defaults. Keep every tool name and existing parameter."
+    ),
+    "types": (
+        "Parameter-type generalization, level {level} of 3 (1: enums for categorical strings; 2: numbers, "
+        "integers and booleans with minimum/maximum; 3: arrays and objects with item / property "
+        "schemas). Keep every tool name and parameter name."
+    ),
+    "toolset": (
+        "Toolset extension, level {level} of 3: add {k} distractor tool(s), some from unrelated domains "
+        "and some near-duplicates of existing tools that do something slightly different. Do not change "
+        "the existing tools."
+    ),
 }
-DEPLOY_RULES = ("Write the Python implementation as ONE function `def {name}(...)` taking the documented "
-                "parameters as keyword arguments (required ones default to None and are checked; optional ones "
-                "have their documented defaults; accept **kwargs and reject unknown names). Validate every "
-                "argument and RETURN an error dict or string (never raise) for missing required parameters, wrong "
-                "types, bad enum values and out-of-range numbers. Answer from a small hard-coded table holding "
-                "the rows needed below plus a few plausible other rows; no imports beyond json/datetime, no "
-                "randomness, deterministic output (a dict or a sentence). Never echo an argument back unless it "
-                "matched a table row.")
+DEPLOY_RULES = (
+    "Write the Python implementation as ONE function `def {name}(...)` taking the documented "
+    "parameters as keyword arguments (required ones default to None and are checked; optional ones "
+    "have their documented defaults; accept **kwargs and reject unknown names). Validate every "
+    "argument and RETURN an error dict or string (never raise) for missing required parameters, wrong "
+    "types, bad enum values and out-of-range numbers. Answer from a small hard-coded table holding "
+    "the rows needed below plus a few plausible other rows; no imports beyond json/datetime, no "
+    "randomness, deterministic output (a dict or a sentence). Never echo an argument back unless it "
+    "matched a table row."
+)
 
 
 def _tools_json(tools: list[dict]) -> str:
@@ -203,8 +224,11 @@ def _tools_json(tools: list[dict]) -> str:
 def _as_tool(d: Any, where: str) -> dict:
     if not isinstance(d, dict) or not isinstance(d.get("name"), str):
         raise LLMError("llm_invalid", f"{where}: a tool needs a name: {str(d)[:120]}")
-    fn = {"name": d["name"], "description": str(d.get("description", "")),
-          "parameters": d.get("parameters") or {"type": "object", "properties": {}}}
+    fn = {
+        "name": d["name"],
+        "description": str(d.get("description", "")),
+        "parameters": d.get("parameters") or {"type": "object", "properties": {}},
+    }
     tool = {"type": "function", "function": fn}
     problems = tool_schema_errors(tool)
     if problems:
@@ -215,7 +239,7 @@ def _as_tool(d: Any, where: str) -> dict:
 def _tool_list(obj: Any, where: str) -> list[dict]:
     tools = obj.get("tools") if isinstance(obj, dict) else None
     if not isinstance(tools, list) or not tools:
-        raise LLMError("llm_invalid", f"{where}: expected {{\"tools\": [...]}}")
+        raise LLMError("llm_invalid", f'{where}: expected {{"tools": [...]}}')
     out = [_as_tool(t, where) for t in tools]
     names = [t["function"]["name"] for t in out]
     if len(set(names)) != len(names):
@@ -246,29 +270,38 @@ class LLMBackend(EnvGenerator):
                 return check(extract_json(reply))
             except LLMError as e:
                 error = e
-                messages += [{"role": "assistant", "content": reply},
-                             {"role": "user", "content": f"That reply has a problem: {e.detail}. Reply again "
-                                                         f"with the corrected JSON object only."}]
+                messages += [
+                    {"role": "assistant", "content": reply},
+                    {
+                        "role": "user",
+                        "content": f"That reply has a problem: {e.detail}. Reply again "
+                        f"with the corrected JSON object only.",
+                    },
+                ]
         detail = error.detail if error.detail.startswith(stage) else f"{stage}: {error.detail}"
         raise LLMError(error.reason, detail)
 
     # --- stages ------------------------------------------------------------------------------
     def decompose(self, scenario: str, rng: random.Random) -> dict:
-        prompt = (f"Create one question of the scenario type '{scenario}': {SCENARIO_RULES[scenario]}\n"
-                  f"Topic: {rng.choice(DOMAINS)}. Variation seed: {rng.randrange(10**6)}.\n"
-                  "Each sub-question is answered by one tool call; gold answers are short strings (a name, a "
-                  "number, a date YYYY-MM-DD).\nReturn {\"question\": str, \"answer\": str, \"sub_questions\": "
-                  "[{\"id\": \"q1\", \"question\": str, \"answer\": str, \"depends_on\": []}]}.")
+        prompt = (
+            f"Create one question of the scenario type '{scenario}': {SCENARIO_RULES[scenario]}\n"
+            f"Topic: {rng.choice(DOMAINS)}. Variation seed: {rng.randrange(10**6)}.\n"
+            "Each sub-question is answered by one tool call; gold answers are short strings (a name, a "
+            'number, a date YYYY-MM-DD).\nReturn {"question": str, "answer": str, "sub_questions": '
+            '[{"id": "q1", "question": str, "answer": str, "depends_on": []}]}.'
+        )
         return self.ask("decompose", prompt, lambda obj: check_decomposition(obj, scenario))
 
     def documents(self, dec: dict) -> list[dict]:
         subs = [{"id": s["id"], "question": s["question"]} for s in dec["sub_questions"]]
-        prompt = ("For each sub-question write the OpenAI function schema of ONE tool that answers it (one tool "
-                  "per sub-question): a snake_case name, a description, and parameters as a JSON-Schema object "
-                  "with typed properties, 'required', enums for categorical values and defaults for optional "
-                  "parameters. Never put an answer into a document.\n"
-                  f"Sub-questions: {json.dumps(subs, ensure_ascii=False)}\n"
-                  "Return {\"tools\": [{\"sub_id\": \"q1\", \"name\": ..., \"description\": ..., \"parameters\": {...}}]}.")
+        prompt = (
+            "For each sub-question write the OpenAI function schema of ONE tool that answers it (one tool "
+            "per sub-question): a snake_case name, a description, and parameters as a JSON-Schema object "
+            "with typed properties, 'required', enums for categorical values and defaults for optional "
+            "parameters. Never put an answer into a document.\n"
+            f"Sub-questions: {json.dumps(subs, ensure_ascii=False)}\n"
+            'Return {"tools": [{"sub_id": "q1", "name": ..., "description": ..., "parameters": {...}}]}.'
+        )
 
         def check(obj: Any) -> list[dict]:
             tools = _tool_list(obj, "documents")
@@ -280,12 +313,14 @@ class LLMBackend(EnvGenerator):
         return self.ask("documents", prompt, check)
 
     def integrate(self, dec: dict, tools: list[dict]) -> tuple[list[dict], dict[str, str]]:
-        prompt = ("Merge tools whose functions overlap into one more general tool (for example several lookups "
-                  "about the same kind of entity become one tool with an enum parameter choosing the "
-                  "information); keep the other tools unchanged.\n"
-                  f"Tools: {_tools_json(tools)}\nSub-question -> tool now: "
-                  f"{json.dumps({s['id']: t['function']['name'] for s, t in zip(dec['sub_questions'], tools)})}\n"
-                  "Return {\"tools\": [...], \"mapping\": {\"q1\": \"tool_name\", ...}} covering every sub-question.")
+        prompt = (
+            "Merge tools whose functions overlap into one more general tool (for example several lookups "
+            "about the same kind of entity become one tool with an enum parameter choosing the "
+            "information); keep the other tools unchanged.\n"
+            f"Tools: {_tools_json(tools)}\nSub-question -> tool now: "
+            f"{json.dumps({s['id']: t['function']['name'] for s, t in zip(dec['sub_questions'], tools)})}\n"
+            'Return {"tools": [...], "mapping": {"q1": "tool_name", ...}} covering every sub-question.'
+        )
 
         def check(obj: Any) -> tuple[list[dict], dict]:
             merged = _tool_list(obj, "integrate")
@@ -293,23 +328,28 @@ class LLMBackend(EnvGenerator):
             names = {t["function"]["name"] for t in merged}
             want = {s["id"] for s in dec["sub_questions"]}
             if not isinstance(mapping, dict) or set(mapping) != want or not set(mapping.values()) <= names:
-                raise LLMError("llm_invalid", f"integrate: mapping {mapping} must send each of {sorted(want)} "
-                                              f"to one of {sorted(names)}")
+                raise LLMError(
+                    "llm_invalid",
+                    f"integrate: mapping {mapping} must send each of {sorted(want)} to one of {sorted(names)}",
+                )
             return merged, {k: str(v) for k, v in mapping.items()}
 
         return self.ask("integrate", prompt, check)
 
-    def scale(self, tools: list[dict], mapping: dict[str, str], levels: dict[str, int],
-              rng: random.Random) -> list[dict]:
+    def scale(
+        self, tools: list[dict], mapping: dict[str, str], levels: dict[str, int], rng: random.Random
+    ) -> list[dict]:
         for strategy in STRATEGIES:
             level = levels.get(strategy, 0)
             if level == 0:
                 continue
             k = {1: rng.randint(1, 2), 2: rng.randint(2, 4), 3: rng.randint(4, 8)}[level]
-            prompt = (STRATEGY_PROMPTS[strategy].format(level=level, k=k) + f"\nTools: {_tools_json(tools)}\n"
-                      "Return {\"tools\": [...]} with the full list of tools.")
+            prompt = (
+                STRATEGY_PROMPTS[strategy].format(level=level, k=k) + f"\nTools: {_tools_json(tools)}\n"
+                'Return {"tools": [...]} with the full list of tools.'
+            )
 
-            def check(obj: Any, before=len(tools), strategy=strategy) -> list[dict]:
+            def check(obj: Any, before=len(tools), strategy=strategy) -> list[dict]:  # noqa: B008 - binds the count now
                 new = _tool_list(obj, f"scale/{strategy}")
                 names = {t["function"]["name"] for t in new}
                 lost = sorted(set(mapping.values()) - names)
@@ -324,13 +364,26 @@ class LLMBackend(EnvGenerator):
 
     def deploy_tool(self, tool: dict, subs: list[dict], answers: dict[str, str]) -> tuple[str, dict]:
         name = tool["function"]["name"]
-        asks = [{"id": s["id"], "question": s["question"], "answer": s["answer"],
-                 "uses_answers_of": {d: answers[d] for d in s.get("depends_on", [])}} for s in subs]
-        prompt = (DEPLOY_RULES.format(name=name) + f"\nTool: {json.dumps(tool['function'], ensure_ascii=False)}\n"
-                  + (f"It must answer these sub-questions: {json.dumps(asks, ensure_ascii=False)}\n" if asks else
-                     "It answers no sub-question of this environment (a distractor): return plausible invented data.\n")
-                  + "Return {\"code\": \"<python source>\", \"calls\": [{\"sub_id\": \"q1\", \"arguments\": {...}}]} "
-                    "where calls give the exact arguments answering each listed sub-question.")
+        asks = [
+            {
+                "id": s["id"],
+                "question": s["question"],
+                "answer": s["answer"],
+                "uses_answers_of": {d: answers[d] for d in s.get("depends_on", [])},
+            }
+            for s in subs
+        ]
+        prompt = (
+            DEPLOY_RULES.format(name=name)
+            + f"\nTool: {json.dumps(tool['function'], ensure_ascii=False)}\n"
+            + (
+                f"It must answer these sub-questions: {json.dumps(asks, ensure_ascii=False)}\n"
+                if asks
+                else "It answers no sub-question of this environment (a distractor): return plausible invented data.\n"
+            )
+            + 'Return {"code": "<python source>", "calls": [{"sub_id": "q1", "arguments": {...}}]} '
+            "where calls give the exact arguments answering each listed sub-question."
+        )
         want = {s["id"] for s in subs}
 
         def check(obj: Any) -> tuple[str, dict]:
@@ -340,18 +393,28 @@ class LLMBackend(EnvGenerator):
             try:
                 compile(code, name, "exec")
             except SyntaxError as e:
-                raise LLMError("llm_invalid", f"deploy/{name}: code does not compile: {e.msg} (line {e.lineno})") from None
+                raise LLMError(
+                    "llm_invalid", f"deploy/{name}: code does not compile: {e.msg} (line {e.lineno})"
+                ) from None
             calls = obj.get("calls") or []
             got = {str(c.get("sub_id")): c.get("arguments") for c in calls if isinstance(c, dict)}
             if set(got) != want or not all(isinstance(a, dict) for a in got.values()):
-                raise LLMError("llm_invalid", f"deploy/{name}: need arguments for exactly {sorted(want)}, got {sorted(got)}")
+                raise LLMError(
+                    "llm_invalid", f"deploy/{name}: need arguments for exactly {sorted(want)}, got {sorted(got)}"
+                )
             return code, got
 
         return self.ask(f"deploy/{name}", prompt, check)
 
     # --- the whole environment ---------------------------------------------------------------
-    def generate(self, scenario: str, levels: dict[str, int], rng: random.Random, split: str = "train",
-                 meta: dict[str, Any] | None = None) -> EnvRecord:
+    def generate(
+        self,
+        scenario: str,
+        levels: dict[str, int],
+        rng: random.Random,
+        split: str = "train",
+        meta: dict[str, Any] | None = None,
+    ) -> EnvRecord:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario '{scenario}' (choose from {SCENARIOS})")
         dec = self.decompose(scenario, rng)
@@ -366,28 +429,55 @@ class LLMBackend(EnvGenerator):
             subs = [s for s in dec["sub_questions"] if mapping[s["id"]] == name]
             codes[name], args = self.deploy_tool(tool, subs, answers)
             for s in subs:
-                uses = {p: [d] for p, v in args[s["id"]].items() for d in s.get("depends_on", [])
-                        if isinstance(v, str) and v.strip().lower() == answers[d].strip().lower()}
+                uses = {
+                    p: [d]
+                    for p, v in args[s["id"]].items()
+                    for d in s.get("depends_on", [])
+                    if isinstance(v, str) and v.strip().lower() == answers[d].strip().lower()
+                }
                 plan.append({"sub_id": s["id"], "tool": name, "arguments": args[s["id"]], "uses": uses})
         order = {s["id"]: i for i, s in enumerate(dec["sub_questions"])}
         plan.sort(key=lambda c: order[c["sub_id"]])
         unsolved: dict[str, list[str]] = {}
         for c in plan:
             unsolved.setdefault(c["tool"], []).append(answers[c["sub_id"]])
-        subs_meta = [{"id": s["id"], "text": s["question"], "answer": s["answer"], "kind": "llm",
-                      "depends_on": list(s.get("depends_on", []))} for s in dec["sub_questions"]]
-        env_meta = {"generator": "llm", **self.describe(), **(meta or {}), "scenario": scenario,
-                    "levels": dict(levels), "composition": "llm", "sub_questions": subs_meta,
-                    "edges": [[d, s["id"]] for s in subs_meta for d in s["depends_on"]], "gold_plan": plan,
-                    "integration": {"n": len(dec["sub_questions"]), "m": len(set(mapping.values())),
-                                    "merged": {}},
-                    "tool_origin": {t["function"]["name"]: ("gold" if t["function"]["name"] in unsolved
-                                                            else "distractor") for t in tools},
-                    "decoys": {}}
-        return EnvRecord(messages=[{"role": "user", "content": FTRL_INSTRUCTION + dec["question"]}],
-                         tools=tools, codes=codes, unsolved_set=unsolved, solve_rate=0.0,
-                         data_source=f"self/{scenario}", split=split, answer=str(dec["answer"]),
-                         extra={"env_meta": json.dumps(env_meta, ensure_ascii=False)})
+        subs_meta = [
+            {
+                "id": s["id"],
+                "text": s["question"],
+                "answer": s["answer"],
+                "kind": "llm",
+                "depends_on": list(s.get("depends_on", [])),
+            }
+            for s in dec["sub_questions"]
+        ]
+        env_meta = {
+            "generator": "llm",
+            **self.describe(),
+            **(meta or {}),
+            "scenario": scenario,
+            "levels": dict(levels),
+            "composition": "llm",
+            "sub_questions": subs_meta,
+            "edges": [[d, s["id"]] for s in subs_meta for d in s["depends_on"]],
+            "gold_plan": plan,
+            "integration": {"n": len(dec["sub_questions"]), "m": len(set(mapping.values())), "merged": {}},
+            "tool_origin": {
+                t["function"]["name"]: ("gold" if t["function"]["name"] in unsolved else "distractor") for t in tools
+            },
+            "decoys": {},
+        }
+        return EnvRecord(
+            messages=[{"role": "user", "content": FTRL_INSTRUCTION + dec["question"]}],
+            tools=tools,
+            codes=codes,
+            unsolved_set=unsolved,
+            solve_rate=0.0,
+            data_source=f"self/{scenario}",
+            split=split,
+            answer=str(dec["answer"]),
+            extra={"env_meta": json.dumps(env_meta, ensure_ascii=False)},
+        )
 
 
 def check_decomposition(obj: Any, scenario: str) -> dict:
@@ -417,8 +507,9 @@ def check_decomposition(obj: Any, scenario: str) -> dict:
         raise LLMError("llm_invalid", f"decompose: single_hop needs 1 sub-question, got {n}")
     if scenario == "parallel_single_hop" and (not 2 <= n <= 3 or any(s["depends_on"] for s in subs)):
         raise LLMError("llm_invalid", "decompose: parallel_single_hop needs 2-3 independent sub-questions")
-    if scenario == "multi_hop" and (not 2 <= n <= 10 or any(s["depends_on"] != [subs[i - 1]["id"]]
-                                                            for i, s in enumerate(subs) if i)):
+    if scenario == "multi_hop" and (
+        not 2 <= n <= 10 or any(s["depends_on"] != [subs[i - 1]["id"]] for i, s in enumerate(subs) if i)
+    ):
         raise LLMError("llm_invalid", "decompose: multi_hop needs a chain of 2-10, each on the previous one")
     if scenario == "parallel_multi_hop" and (not 5 <= n <= 11 or sum(not s["depends_on"] for s in subs) < 2):
         raise LLMError("llm_invalid", "decompose: parallel_multi_hop needs 5-11 sub-questions in >= 2 chains")

@@ -21,19 +21,29 @@ import random
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from ftrl_lab.environment import EnvRecord, RecordError, append_jsonl, load_records
+from ftrl_lab.core.records import EnvRecord, RecordError, append_jsonl, load_records
 from ftrl_lab.envgen.backend import EnvGenerator, GenerationError, ProceduralBackend, draw_levels, parse_complexity
 from ftrl_lab.envgen.decompose import SCENARIOS
-from ftrl_lab.envgen.validate import (PROBE_TOOLS, PROBES, BatchExecutor, GateReport, GateResult, judge,
-                                      normalise_question, prepare, sandbox_executor)
+from ftrl_lab.envgen.validate import (
+    PROBE_TOOLS,
+    PROBES,
+    BatchExecutor,
+    GateReport,
+    GateResult,
+    judge,
+    normalise_question,
+    prepare,
+    sandbox_executor,
+)
 
 log = logging.getLogger(__name__)
 SWITCH_INTERVAL = 0.0005  # seconds; see Pipeline.run
@@ -73,9 +83,16 @@ class PipelineConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings (and generator code) a resumed file must share."""
-        return {"seed": self.seed, "split": self.split, "world_seed": self.effective_world_seed,
-                "scenarios": list(self.scenarios), "complexity": self.complexity,
-                "probes": list(self.probes), "probe_tools": self.probe_tools, "code": generator_fingerprint()}
+        return {
+            "seed": self.seed,
+            "split": self.split,
+            "world_seed": self.effective_world_seed,
+            "scenarios": list(self.scenarios),
+            "complexity": self.complexity,
+            "probes": list(self.probes),
+            "probe_tools": self.probe_tools,
+            "code": generator_fingerprint(),
+        }
 
 
 @lru_cache(maxsize=1)
@@ -115,8 +132,9 @@ def _read_existing(out: Path, config: PipelineConfig) -> list[dict]:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 if i != len(lines) - 1:  # only an unterminated last line can be an interrupted write
-                    raise RecordError("malformed JSON line in the file being resumed", source=str(out),
-                                      line=i + 1) from None
+                    raise RecordError(
+                        "malformed JSON line in the file being resumed", source=str(out), line=i + 1
+                    ) from None
                 log.warning("%s: dropping a torn last line (interrupted write)", out)
                 with open(out, "r+b") as f:
                     f.truncate(offset)
@@ -130,11 +148,16 @@ def _read_existing(out: Path, config: PipelineConfig) -> list[dict]:
             complete = bool(rows) and max(json.loads(r["env_meta"])["slot"] for r in rows) + 1 >= config.n
             differ = sorted(k for k in want if got[k] != want[k])
             if not complete:
-                raise RecordError(f"written with other settings ({', '.join(differ)}: {[got[k] for k in differ]} "
-                                  f"vs now {[want[k] for k in differ]}); use another --out or delete the file",
-                                  source=str(out), line=i + 1, field="env_meta")
-            log.warning("%s is complete but was written with other settings (%s); not regenerated", out,
-                        ", ".join(differ))
+                raise RecordError(
+                    f"written with other settings ({', '.join(differ)}: {[got[k] for k in differ]} "
+                    f"vs now {[want[k] for k in differ]}); use another --out or delete the file",
+                    source=str(out),
+                    line=i + 1,
+                    field="env_meta",
+                )
+            log.warning(
+                "%s is complete but was written with other settings (%s); not regenerated", out, ", ".join(differ)
+            )
             break
     return rows
 
@@ -146,10 +169,13 @@ def integration_stats(metas: list[dict]) -> dict[str, Any]:
         pairs = [(m["integration"]["n"], m["integration"]["m"]) for m in group if m.get("integration")]
         if not pairs:
             continue
-        out[name] = {"envs": len(pairs), "mean_n": round(sum(a for a, _ in pairs) / len(pairs), 3),
-                     "mean_m": round(sum(b for _, b in pairs) / len(pairs), 3),
-                     "merged_envs": sum(a > b for a, b in pairs),
-                     "n_to_m": dict(Counter(f"{a}->{b}" for a, b in pairs).most_common())}
+        out[name] = {
+            "envs": len(pairs),
+            "mean_n": round(sum(a for a, _ in pairs) / len(pairs), 3),
+            "mean_m": round(sum(b for _, b in pairs) / len(pairs), 3),
+            "merged_envs": sum(a > b for a, b in pairs),
+            "n_to_m": dict(Counter(f"{a}->{b}" for a, b in pairs).most_common()),
+        }
     return out
 
 
@@ -174,8 +200,15 @@ class _Timing:
 class Pipeline:
     """One generation run (see the module docstring)."""
 
-    def __init__(self, config: PipelineConfig, out: str | Path, backend: EnvGenerator | None = None,
-                 executor: BatchExecutor | None = None, progress: bool = True, processes: int | None = None):
+    def __init__(
+        self,
+        config: PipelineConfig,
+        out: str | Path,
+        backend: EnvGenerator | None = None,
+        executor: BatchExecutor | None = None,
+        progress: bool = True,
+        processes: int | None = None,
+    ):
         self.config, self.out = config, Path(out)
         self.backend = backend or ProceduralBackend(config.effective_world_seed)
         if processes is None:  # a thread: on 2 cores a generator process only adds contention and pickling
@@ -318,8 +351,9 @@ class Pipeline:
         dispatcher) or one thread (e.g. an LLM backend, which waits on the network)."""
         if self.processes > 0:
             ctx = multiprocessing.get_context("spawn")  # never fork a process that holds sandbox sockets
-            return ProcessPoolExecutor(self.processes, mp_context=ctx, initializer=_worker_init,
-                                       initargs=(self.config, self.backend))
+            return ProcessPoolExecutor(
+                self.processes, mp_context=ctx, initializer=_worker_init, initargs=(self.config, self.backend)
+            )
         return ThreadPoolExecutor(1, thread_name_prefix="envgen-generate")
 
     def _submit(self, pool, ahead: deque, slots: list[int] | None) -> None:
@@ -351,12 +385,19 @@ class Pipeline:
         metas = self._metas
         gate = GateReport.from_dict(previous["gate"]) if previous else GateReport()
         gate.merge(self.gate)
-        runs = (previous or {}).get("runs", []) + [{
-            "written": written, "seconds": round(elapsed, 3),
-            "envs_per_s": round(written / elapsed, 2) if elapsed > 0 else None,
-            "phases": self.timing.to_dict(), "exhausted_slots": self.exhausted}]
+        runs = (previous or {}).get("runs", []) + [
+            {
+                "written": written,
+                "seconds": round(elapsed, 3),
+                "envs_per_s": round(written / elapsed, 2) if elapsed > 0 else None,
+                "phases": self.timing.to_dict(),
+                "exhausted_slots": self.exhausted,
+            }
+        ]
         report = {
-            "out": str(self.out), "config": asdict(self.config), "backend": self.backend.describe(),
+            "out": str(self.out),
+            "config": asdict(self.config),
+            "backend": self.backend.describe(),
             "records": len(metas),
             "per_scenario": dict(Counter(m.get("scenario") for m in metas)),
             "levels": dict(Counter(json.dumps(m.get("levels"), sort_keys=True) for m in metas)),
@@ -371,7 +412,7 @@ class Pipeline:
         return report
 
 
-_WORKER: "Pipeline | None" = None
+_WORKER: Pipeline | None = None
 
 
 def _worker_init(config: PipelineConfig, backend: EnvGenerator) -> None:
@@ -388,9 +429,14 @@ def _worker_generate(keys: list[tuple[int, int]]) -> tuple:
     return _WORKER._timed_generate(keys)
 
 
-def generate_split(config: PipelineConfig, out: str | Path, backend: EnvGenerator | None = None,
-                   executor: BatchExecutor | None = None, progress: bool = True,
-                   processes: int | None = None) -> dict[str, Any]:
+def generate_split(
+    config: PipelineConfig,
+    out: str | Path,
+    backend: EnvGenerator | None = None,
+    executor: BatchExecutor | None = None,
+    progress: bool = True,
+    processes: int | None = None,
+) -> dict[str, Any]:
     """Generate (or resume) a split into `out` (JSONL); returns the report (also written beside it).
 
     `processes`: generator processes working ahead of the sandbox (default 1 for the procedural
@@ -401,12 +447,20 @@ def generate_split(config: PipelineConfig, out: str | Path, backend: EnvGenerato
     return Pipeline(config, out, backend, executor, progress, processes).run()
 
 
-def generate_records(n: int, seed: int = 0, scenarios: Iterable[str] = SCENARIOS, complexity: str = "3",
-                     split: str = "train", backend: EnvGenerator | None = None,
-                     executor: BatchExecutor | None = None, probes: Iterable[str] = PROBES) -> tuple[list[EnvRecord], GateReport]:
+def generate_records(
+    n: int,
+    seed: int = 0,
+    scenarios: Iterable[str] = SCENARIOS,
+    complexity: str = "3",
+    split: str = "train",
+    backend: EnvGenerator | None = None,
+    executor: BatchExecutor | None = None,
+    probes: Iterable[str] = PROBES,
+) -> tuple[list[EnvRecord], GateReport]:
     """In-memory generation of n validated records (for notebooks and tests)."""
-    config = PipelineConfig(n=n, split=split, seed=seed, scenarios=tuple(scenarios), complexity=complexity,
-                            probes=tuple(probes))
+    config = PipelineConfig(
+        n=n, split=split, seed=seed, scenarios=tuple(scenarios), complexity=complexity, probes=tuple(probes)
+    )
     pipe = Pipeline(config, Path("/nonexistent/in-memory.jsonl"), backend, executor, progress=False)
     pipe._excluded = set()
     seen: set[str] = set()
@@ -419,5 +473,12 @@ def generate_records(n: int, seed: int = 0, scenarios: Iterable[str] = SCENARIOS
     return records, pipe.gate
 
 
-__all__ = ["PipelineConfig", "Pipeline", "generate_split", "generate_records", "question_set", "report_path",
-           "integration_stats"]
+__all__ = [
+    "PipelineConfig",
+    "Pipeline",
+    "generate_split",
+    "generate_records",
+    "question_set",
+    "report_path",
+    "integration_stats",
+]

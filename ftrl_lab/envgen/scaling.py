@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from functools import lru_cache
+from functools import cache
 
 from ftrl_lab.envgen.documents import lookup_tool, unique_name
 from ftrl_lab.envgen.integrate import SELECTOR_NAMES, selector_param
@@ -28,7 +28,11 @@ from ftrl_lab.envgen.spec import STRATEGIES, EnvDraft, Param, Tool
 
 MAX_LEVEL = 3
 TOOLSET_TARGETS: dict[str, tuple[int, int]] = {
-    "single_hop": (5, 11), "parallel_single_hop": (3, 12), "multi_hop": (7, 14), "parallel_multi_hop": (8, 15)}
+    "single_hop": (5, 11),
+    "parallel_single_hop": (3, 12),
+    "multi_hop": (7, 14),
+    "parallel_multi_hop": (8, 15),
+}
 """Tools per environment at toolset level 3 (FTRL test set: 5-11, 1-12, 2-14, 8-15)."""
 PARAMS_PER_TOOL: dict[int, float] = {4: 6, 5: 12, 6: 16, 7: 20, 8: 18, 9: 13, 10: 9, 11: 6}
 """Parameters per tool at expansion level 3 (weights; mean about 7.3, FTRL 7.1)."""
@@ -47,20 +51,24 @@ def _check_level(level: int, strategy: str) -> None:
 def _describe(tool: Tool, level: int) -> str:
     if tool.kind == "calculator":
         ops = ", ".join(_ops(tool))
-        return [tool.description,
-                f"A calculator tool that applies an arithmetic operation ({ops}) to a list of numbers.",
-                f"A general-purpose calculator for numerical questions: supports {ops} over any number of operands.",
-                f"An advanced arithmetic engine designed to combine and compare numerical values; "
-                f"supported operations are {ops}, with configurable output."][level]
+        return [
+            tool.description,
+            f"A calculator tool that applies an arithmetic operation ({ops}) to a list of numbers.",
+            f"A general-purpose calculator for numerical questions: supports {ops} over any number of operands.",
+            f"An advanced arithmetic engine designed to combine and compare numerical values; "
+            f"supported operations are {ops}, with configurable output.",
+        ][level]
     t = entity_type(tool.entity_type)
     labels = ", ".join(t.get_field(f).label for f in tool.fields)
-    return [tool.description,
-            f"A tool for looking up {t.plural}. Given a {t.noun}'s name it returns its {labels}.",
-            f"Retrieves structured information about {t.plural} in the {t.domain} domain, such as the {labels}, "
-            f"from a curated registry.",
-            f"An advanced, comprehensive tool designed to retrieve and cross-check detailed information about "
-            f"{t.plural} ({t.domain} domain), including the {labels}, with options for filtering, sources and "
-            f"output control."][level]
+    return [
+        tool.description,
+        f"A tool for looking up {t.plural}. Given a {t.noun}'s name it returns its {labels}.",
+        f"Retrieves structured information about {t.plural} in the {t.domain} domain, such as the {labels}, "
+        f"from a curated registry.",
+        f"An advanced, comprehensive tool designed to retrieve and cross-check detailed information about "
+        f"{t.plural} ({t.domain} domain), including the {labels}, with options for filtering, sources and "
+        f"output control.",
+    ][level]
 
 
 def _ops(tool: Tool) -> list[str]:
@@ -68,8 +76,9 @@ def _ops(tool: Tool) -> list[str]:
     return list(p.enum) if p.enum else list(tool.fields)
 
 
-def functional_generalization(draft: EnvDraft, level: int, rng: random.Random,
-                              reserved: set[tuple[str, str]] = frozenset(), copy: bool = True) -> EnvDraft:
+def functional_generalization(
+    draft: EnvDraft, level: int, rng: random.Random, reserved: set[tuple[str, str]] = frozenset(), copy: bool = True
+) -> EnvDraft:
     """Broaden what each tool does and says it does.
 
     `reserved` (entity type, field) pairs are never added to a tool: distractors must not
@@ -106,8 +115,11 @@ def functional_generalization(draft: EnvDraft, level: int, rng: random.Random,
                 sel.enum = list(tool.fields)
             else:
                 sel.description = f"Which information about the {t.noun} to return; one of: {', '.join(tool.fields)}."
-            base = (f"{rng.choice(BROAD_PREFIXES)}_{t.name}_{rng.choice(GENERIC_SUFFIXES)}" if level == 3
-                    else f"{t.name}_{rng.choice(GENERIC_SUFFIXES)}")
+            base = (
+                f"{rng.choice(BROAD_PREFIXES)}_{t.name}_{rng.choice(GENERIC_SUFFIXES)}"
+                if level == 3
+                else f"{t.name}_{rng.choice(GENERIC_SUFFIXES)}"
+            )
             taken.discard(tool.name)
             new = unique_name(base, taken)
             draft.rename_tool(tool.name, new)
@@ -145,8 +157,9 @@ def parameter_expansion(draft: EnvDraft, level: int, rng: random.Random, copy: b
         for opt in pool[: max(0, target - len(tool.params))]:
             has_default, default = default_of(opt, generalized=False)
             desc = opt.description + opt.hint + (f" Default is '{default}'." if has_default else "")
-            tool.params.append(Param(opt.name, "string", desc, required=False, role="option",
-                                     default=default, has_default=has_default))
+            tool.params.append(
+                Param(opt.name, "string", desc, required=False, role="option", default=default, has_default=has_default)
+            )
     return draft
 
 
@@ -177,16 +190,27 @@ def type_generalization(draft: EnvDraft, level: int, rng: random.Random, copy: b
     return draft
 
 
-@lru_cache(maxsize=None)
+@cache
 def _generalized(name: str) -> Param:
     """An option's generalized parameter (a shared template: use a copy)."""
     opt = OPTIONS_BY_NAME[name]
     s = dict(opt.schema)
     has_default, default = default_of(opt, generalized=True)
-    return Param(name, s.pop("type"), opt.description + (f" Default is {json.dumps(default)}." if has_default else ""),
-                 required=False, role="option", enum=s.pop("enum", None), default=s.pop("default", None),
-                 has_default=has_default, minimum=s.pop("minimum", None), maximum=s.pop("maximum", None),
-                 items=s.pop("items", None), properties=s.pop("properties", None), extra=s)
+    return Param(
+        name,
+        s.pop("type"),
+        opt.description + (f" Default is {json.dumps(default)}." if has_default else ""),
+        required=False,
+        role="option",
+        enum=s.pop("enum", None),
+        default=s.pop("default", None),
+        has_default=has_default,
+        minimum=s.pop("minimum", None),
+        maximum=s.pop("maximum", None),
+        items=s.pop("items", None),
+        properties=s.pop("properties", None),
+        extra=s,
+    )
 
 
 # --- toolset extension ---------------------------------------------------------------------------
@@ -263,8 +287,14 @@ def scale(draft: EnvDraft, levels: dict[str, int], rng: random.Random) -> EnvDra
     if unknown:
         raise ValueError(f"unknown strategy name(s) {sorted(unknown)} (use {STRATEGIES})")
     trace = [("integrated", 0, summarize(draft))]
-    for i, (strategy, step) in enumerate((("functional", functional_generalization), ("parameters", parameter_expansion),
-                                          ("types", type_generalization), ("toolset", toolset_extension))):
+    for i, (strategy, step) in enumerate(
+        (
+            ("functional", functional_generalization),
+            ("parameters", parameter_expansion),
+            ("types", type_generalization),
+            ("toolset", toolset_extension),
+        )
+    ):
         draft = step(draft, levels.get(strategy, 0), rng, copy=i == 0)  # one copy; the later steps edit it
         trace.append((strategy, levels.get(strategy, 0), summarize(draft)))
     draft.notes["scaling_trace"] = trace
@@ -277,6 +307,10 @@ def summarize(draft: EnvDraft) -> dict:
     types: dict[str, int] = {}
     for p in params:
         types[p.type] = types.get(p.type, 0) + 1
-    return {"tools": len(draft.tools), "params_per_tool": round(len(params) / max(len(draft.tools), 1), 2),
-            "enums": sum(p.enum is not None for p in params), "with_default": sum(p.has_default for p in params),
-            "types": types}
+    return {
+        "tools": len(draft.tools),
+        "params_per_tool": round(len(params) / max(len(draft.tools), 1), 2),
+        "enums": sum(p.enum is not None for p in params),
+        "with_default": sum(p.has_default for p in params),
+        "types": types,
+    }

@@ -13,8 +13,9 @@ from ftrl_lab.envgen.decompose import SCENARIOS
 from ftrl_lab.envgen.explore import Example, _depths, build_example, draw_graph
 
 
-def scenario_examples(level: int = 3, seed: int = 0, min_hops: int = 3, max_hops: int = 4,
-                      tries: int = 50) -> dict[str, Example]:
+def scenario_examples(
+    level: int = 3, seed: int = 0, min_hops: int = 3, max_hops: int = 4, tries: int = 50
+) -> dict[str, Example]:
     """One environment per scenario: the first seed from `seed` on whose multi-hop chains are
     `min_hops` to `max_hops` steps deep (long enough to show the chain, short enough for one row
     of a figure; single-hop scenarios have depth 1)."""
@@ -37,8 +38,13 @@ def tool_lines(example: Example) -> list[tuple[str, bool]]:
     """(label, is_gold) per tool: gold tools first, each with its parameter count."""
     gold = set(example.record.unsolved_set)
     tools = sorted(example.record.tools, key=lambda t: (t["function"]["name"] not in gold, t["function"]["name"]))
-    return [(f"{t['function']['name']} ({len(t['function']['parameters'].get('properties', {}))} params)",
-             t["function"]["name"] in gold) for t in tools]
+    return [
+        (
+            f"{t['function']['name']} ({len(t['function']['parameters'].get('properties', {}))} params)",
+            t["function"]["name"] in gold,
+        )
+        for t in tools
+    ]
 
 
 def _draw_tools(ax, example: Example) -> None:
@@ -48,9 +54,16 @@ def _draw_tools(ax, example: Example) -> None:
     ax.set_title(f"{len(lines)} tools ({sum(g for _, g in lines)} answer a sub-question)", fontsize=8, loc="left")
     for i, (label, gold) in enumerate(lines):
         col, row = divmod(i, per_col)
-        ax.text(0.02 + 0.5 * col, 1 - (row + 0.5) / per_col, ("● " if gold else "○ ") + label, fontsize=6.5,
-                transform=ax.transAxes, va="center", color="#1f4e9c" if gold else "0.45",
-                fontweight="bold" if gold else "normal")
+        ax.text(
+            0.02 + 0.5 * col,
+            1 - (row + 0.5) / per_col,
+            ("● " if gold else "○ ") + label,
+            fontsize=6.5,
+            transform=ax.transAxes,
+            va="center",
+            color="#1f4e9c" if gold else "0.45",
+            fontweight="bold" if gold else "normal",
+        )
 
 
 def draw_scenario_examples(examples: dict[str, Example] | None = None, level: int = 3, seed: int = 0):
@@ -59,12 +72,20 @@ def draw_scenario_examples(examples: dict[str, Example] | None = None, level: in
 
     examples = examples or scenario_examples(level, seed)
     heights = [1.2 + 1.1 * len({s.chain for s in ex.decomposition.subs if s.chain >= 0}) for ex in examples.values()]
-    fig, axes = plt.subplots(len(examples), 2, figsize=(18, sum(heights) + 0.6), squeeze=False,
-                             gridspec_kw={"width_ratios": [3, 2], "height_ratios": heights})
+    fig, axes = plt.subplots(
+        len(examples),
+        2,
+        figsize=(18, sum(heights) + 0.6),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [3, 2], "height_ratios": heights},
+    )
     for (graph_ax, tools_ax), ex in zip(axes, examples.values()):
         draw_graph(ex, graph_ax)
         _draw_tools(tools_ax, ex)
-    fig.suptitle("Four scenarios of generated environments (cf. FTRL Fig. 1): question, sub-question graph "
-                 "with gold answers, tools (● gold, ○ distractor)", fontsize=10)
+    fig.suptitle(
+        "Four scenarios of generated environments (cf. FTRL Fig. 1): question, sub-question graph "
+        "with gold answers, tools (● gold, ○ distractor)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig

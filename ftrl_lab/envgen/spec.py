@@ -37,7 +37,7 @@ class SubQuestion:
         return _plain(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SubQuestion":
+    def from_dict(cls, d: dict) -> SubQuestion:
         return cls(**d)
 
 
@@ -63,15 +63,28 @@ class Decomposition:
         raise KeyError(f"no sub-question '{sub_id}' (have {[s.id for s in self.subs]})")
 
     def to_dict(self) -> dict:
-        return {"scenario": self.scenario, "question": self.question, "answer": self.answer,
-                "composition": self.composition, "sub_questions": [s.to_dict() for s in self.subs],
-                "edges": [list(e) for e in self.edges]}
+        return {
+            "scenario": self.scenario,
+            "question": self.question,
+            "answer": self.answer,
+            "composition": self.composition,
+            "sub_questions": [s.to_dict() for s in self.subs],
+            "edges": [list(e) for e in self.edges],
+        }
 
 
 def _plain(obj: Any) -> dict:
     """`dataclasses.asdict` for a dataclass of plain values, lists and flat dicts (much faster)."""
-    return {k: (list(v) if isinstance(v, list) else {a: (list(b) if isinstance(b, list) else b) for a, b in v.items()}
-                if isinstance(v, dict) else v) for k, v in vars(obj).items()}
+    return {
+        k: (
+            list(v)
+            if isinstance(v, list)
+            else {a: (list(b) if isinstance(b, list) else b) for a, b in v.items()}
+            if isinstance(v, dict)
+            else v
+        )
+        for k, v in vars(obj).items()
+    }
 
 
 def _shallow(obj: Any) -> Any:
@@ -104,7 +117,7 @@ class Param:
     properties: dict | None = None  # object property schemas
     extra: dict = dfield(default_factory=dict)  # minLength, format, minItems, maxItems, ...
 
-    def copy(self) -> "Param":
+    def copy(self) -> Param:
         """A copy whose lists / dicts can be changed (items and properties are replaced, never edited)."""
         new = _shallow(self)
         new.enum = None if self.enum is None else list(self.enum)
@@ -145,7 +158,7 @@ class Tool:
     error_style: str = "dict"  # dict | text
     subjects: list[str] = dfield(default_factory=list)  # entities whose rows it must hold
 
-    def copy(self) -> "Tool":
+    def copy(self) -> Tool:
         new = _shallow(self)
         new.params = [p.copy() for p in self.params]
         new.fields, new.subjects = list(self.fields), list(self.subjects)
@@ -162,12 +175,18 @@ class Tool:
 
     def to_openai(self) -> dict:
         """The OpenAI function-calling document FTRL stores in `tools`."""
-        return {"type": "function", "function": {
-            "name": self.name,
-            "description": self.description,
-            "parameters": {"type": "object",
-                           "properties": {p.name: p.schema() for p in self.params},
-                           "required": [p.name for p in self.params if p.required]}}}
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": {
+                    "type": "object",
+                    "properties": {p.name: p.schema() for p in self.params},
+                    "required": [p.name for p in self.params if p.required],
+                },
+            },
+        }
 
 
 @dataclass
@@ -182,7 +201,7 @@ class GoldCall:
     def to_dict(self) -> dict:
         return _plain(self)
 
-    def copy(self) -> "GoldCall":
+    def copy(self) -> GoldCall:
         return GoldCall(self.sub_id, self.tool, dict(self.arguments), {k: list(v) for k, v in self.uses.items()})
 
 
@@ -209,10 +228,15 @@ class EnvDraft:
             if c.tool == old:
                 c.tool = new
 
-    def copy(self) -> "EnvDraft":
+    def copy(self) -> EnvDraft:
         """A copy a stage may edit; the decomposition is shared (stages never change it)."""
-        return EnvDraft(self.decomposition, [t.copy() for t in self.tools], [c.copy() for c in self.calls],
-                        dict(self.levels), dict(self.notes))
+        return EnvDraft(
+            self.decomposition,
+            [t.copy() for t in self.tools],
+            [c.copy() for c in self.calls],
+            dict(self.levels),
+            dict(self.notes),
+        )
 
     def documents(self) -> list[dict]:
         return [t.to_openai() for t in self.tools]

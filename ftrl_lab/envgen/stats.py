@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import pandas as pd
 
-from ftrl_lab.environment import SCENARIOS, EnvRecord, default_test_set, load_records
+from ftrl_lab.core.records import SCENARIOS, EnvRecord, default_test_set, load_records
 
 METRICS = ("tools", "gold", "params")
 FTRL_PUBLISHED = {  # the brief's / benchmarks README's numbers: mean, min, max
@@ -47,8 +47,13 @@ def record_stats(records: str | Path | Iterable[EnvRecord]) -> pd.DataFrame:
         }
         row = {"scenario": name, "n": len(group)}
         for m, v in values.items():
-            row.update({f"{m}_mean": round(sum(v) / len(v), 2) if v else float("nan"),
-                        f"{m}_min": min(v) if v else None, f"{m}_max": max(v) if v else None})
+            row.update(
+                {
+                    f"{m}_mean": round(sum(v) / len(v), 2) if v else float("nan"),
+                    f"{m}_min": min(v) if v else None,
+                    f"{m}_max": max(v) if v else None,
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows).set_index("scenario")
 
@@ -74,8 +79,13 @@ def ftrl_stats(path: str | Path | None = None) -> pd.DataFrame:
         return record_stats(path)
     rows = []
     for s, d in FTRL_PUBLISHED.items():
-        row = {"scenario": s, "n": 200 if s == "all" else 50,
-               "params_mean": FTRL_PARAMS_PER_TOOL, "params_min": None, "params_max": None}
+        row = {
+            "scenario": s,
+            "n": 200 if s == "all" else 50,
+            "params_mean": FTRL_PARAMS_PER_TOOL,
+            "params_min": None,
+            "params_max": None,
+        }
         for m, (mean, lo, hi) in d.items():
             row.update({f"{m}_mean": mean, f"{m}_min": lo, f"{m}_max": hi})
         rows.append(row)
@@ -102,8 +112,9 @@ def compare_to_ftrl(ours: str | Path | Iterable[EnvRecord], ftrl: pd.DataFrame |
     return out
 
 
-def within_ranges(ours: pd.DataFrame, ftrl: pd.DataFrame, metrics: Sequence[str] = ("tools", "gold"),
-                  params_tolerance: float = 1.0) -> list[str]:
+def within_ranges(
+    ours: pd.DataFrame, ftrl: pd.DataFrame, metrics: Sequence[str] = ("tools", "gold"), params_tolerance: float = 1.0
+) -> list[str]:
     """Violations: our per-scenario min/max outside FTRL's range, or mean params per tool off by more
     than `params_tolerance`. Empty when the generated set lands within FTRL's ranges."""
     problems = []
@@ -113,8 +124,9 @@ def within_ranges(ours: pd.DataFrame, ftrl: pd.DataFrame, metrics: Sequence[str]
         for m in metrics:
             lo, hi = ftrl.loc[s, f"{m}_min"], ftrl.loc[s, f"{m}_max"]
             if ours.loc[s, f"{m}_min"] < lo or ours.loc[s, f"{m}_max"] > hi:
-                problems.append(f"{s} {m}: ours [{ours.loc[s, f'{m}_min']}-{ours.loc[s, f'{m}_max']}] "
-                                f"outside FTRL [{lo}-{hi}]")
+                problems.append(
+                    f"{s} {m}: ours [{ours.loc[s, f'{m}_min']}-{ours.loc[s, f'{m}_max']}] outside FTRL [{lo}-{hi}]"
+                )
     if "all" in ours.index:
         ref = ftrl.loc["all", "params_mean"] if "all" in ftrl.index else FTRL_PARAMS_PER_TOOL
         if abs(ours.loc["all", "params_mean"] - ref) > params_tolerance:
@@ -122,8 +134,12 @@ def within_ranges(ours: pd.DataFrame, ftrl: pd.DataFrame, metrics: Sequence[str]
     return problems
 
 
-def plot_comparison(ours: pd.DataFrame, ftrl: pd.DataFrame, path: str | Path | None = None,
-                    labels: tuple[str, str] = ("generated", "FTRL test")):
+def plot_comparison(
+    ours: pd.DataFrame,
+    ftrl: pd.DataFrame,
+    path: str | Path | None = None,
+    labels: tuple[str, str] = ("generated", "FTRL test"),
+):
     """Bar chart (mean with min-max whiskers) per scenario for each metric; saved when `path` is given."""
     import matplotlib
 
@@ -139,10 +155,14 @@ def plot_comparison(ours: pd.DataFrame, ftrl: pd.DataFrame, path: str | Path | N
         for j, (df, label) in enumerate(((ours, labels[0]), (ftrl, labels[1]))):
             xs = [i + (j - 0.5) * width for i in range(len(scen))]
             means = [df.loc[s, f"{m}_mean"] if s in df.index else 0 for s in scen]
-            lo = [means[i] - (df.loc[s, f"{m}_min"] if s in df.index and not pd.isna(df.loc[s, f"{m}_min"]) else means[i])
-                  for i, s in enumerate(scen)]
-            hi = [(df.loc[s, f"{m}_max"] if s in df.index and not pd.isna(df.loc[s, f"{m}_max"]) else means[i]) - means[i]
-                  for i, s in enumerate(scen)]
+            lo = [
+                means[i] - (df.loc[s, f"{m}_min"] if s in df.index and not pd.isna(df.loc[s, f"{m}_min"]) else means[i])
+                for i, s in enumerate(scen)
+            ]
+            hi = [
+                (df.loc[s, f"{m}_max"] if s in df.index and not pd.isna(df.loc[s, f"{m}_max"]) else means[i]) - means[i]
+                for i, s in enumerate(scen)
+            ]
             ax.bar(xs, means, width, yerr=[lo, hi], capsize=3, label=label, alpha=0.85)
         ax.set_xticks(range(len(scen)))
         ax.set_xticklabels([s.replace("parallel_", "par. ").replace("_", " ") for s in scen], rotation=20, fontsize=8)

@@ -25,11 +25,12 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
-from ftrl_lab.environment import EnvRecord, code_errors, validate_record
-from ftrl_lab.reward import answer_verify, update_unsolved
+from ftrl_lab.core.records import EnvRecord, code_errors, validate_record
+from ftrl_lab.core.reward import answer_verify, update_unsolved
 
 BatchExecutor = Callable[[list], list]
 """[(codes, tool_calls), ...] -> one list of FTRL feedback strings per environment, in call order."""
@@ -77,7 +78,7 @@ class GateReport:
     def pass_rate(self) -> float:
         return self.passed / self.checked if self.checked else 0.0
 
-    def merge(self, other: "GateReport") -> None:
+    def merge(self, other: GateReport) -> None:
         self.checked += other.checked
         self.passed += other.passed
         self.rejections.update(other.rejections)
@@ -85,13 +86,22 @@ class GateReport:
             self.examples.setdefault(k, []).extend(v[: self.max_examples - len(self.examples.get(k, []))])
 
     def to_dict(self) -> dict:
-        return {"checked": self.checked, "passed": self.passed, "pass_rate": round(self.pass_rate, 4),
-                "rejections": dict(self.rejections.most_common()), "examples": self.examples}
+        return {
+            "checked": self.checked,
+            "passed": self.passed,
+            "pass_rate": round(self.pass_rate, 4),
+            "rejections": dict(self.rejections.most_common()),
+            "examples": self.examples,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GateReport":
-        return cls(d.get("checked", 0), d.get("passed", 0), Counter(d.get("rejections", {})),
-                   {k: list(v) for k, v in d.get("examples", {}).items()})
+    def from_dict(cls, d: dict) -> GateReport:
+        return cls(
+            d.get("checked", 0),
+            d.get("passed", 0),
+            Counter(d.get("rejections", {})),
+            {k: list(v) for k, v in d.get("examples", {}).items()},
+        )
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -145,13 +155,18 @@ def example_value(schema: dict) -> Any:
     return "Example"
 
 
-WRONG_TYPE = {"string": 12345, "integer": "not a number", "number": "not a number", "boolean": "yes",
-              "array": "not a list", "object": "not an object"}
+WRONG_TYPE = {
+    "string": 12345,
+    "integer": "not a number",
+    "number": "not a number",
+    "boolean": "yes",
+    "array": "not a list",
+    "object": "not an object",
+}
 
 
 def _call(name: str, args: dict, i: int) -> dict:
-    return {"id": f"call_{i}", "type": "function",
-            "function": {"name": name, "arguments": _to_json(args)}}
+    return {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": _to_json(args)}}
 
 
 def _is_error(content: str) -> bool:
@@ -182,8 +197,12 @@ def static_checks(record: EnvRecord, meta: dict, parse_codes: bool = True) -> li
             got = c["arguments"].get(param)
             feeds = [subs[s]["answer"] for s in sources if s in subs]
             if len(feeds) != len(sources) or not _fed_by(got, feeds):
-                problems.append(("plan_inconsistent", f"{c['sub_id']}: argument '{param}'={got!r} "
-                                                      f"is not the answer(s) of {sources}"))
+                problems.append(
+                    (
+                        "plan_inconsistent",
+                        f"{c['sub_id']}: argument '{param}'={got!r} is not the answer(s) of {sources}",
+                    )
+                )
     if expected != record.unsolved_set:
         problems.append(("plan_inconsistent", f"unsolved_set {record.unsolved_set} != gold plan answers {expected}"))
     golds = [s["answer"] for s in subs.values()] + [record.answer]
@@ -231,8 +250,9 @@ def _checks_for(k: int, record: EnvRecord, meta: dict, probes: Sequence[str], pr
         out.append(_Check(k, "gold", _call(c["tool"], c["arguments"], len(out)), answer, c["tool"]))
         gold_args.setdefault(c["tool"], c["arguments"])
         params = docs.get(c["tool"], {}).get("properties", {})
-        key = next((p for p, v in c["arguments"].items() if isinstance(v, str)
-                    and params.get(p, {}).get("enum") is None), None)
+        key = next(
+            (p for p, v in c["arguments"].items() if isinstance(v, str) and params.get(p, {}).get("enum") is None), None
+        )
         if key is None:
             continue
         options = decoys.get(c["tool"], [])
@@ -269,8 +289,12 @@ def _judge(record: EnvRecord, checks: list[_Check], contents: list[str]) -> list
         if out.startswith(EXCEPTION_PREFIX):
             problems.append(("gold_call_error", f"{c.tool}: {out[:200]}"))
         elif hit != c.answer:
-            problems.append(("gold_not_solved", f"{c.tool}{c.call['function']['arguments']} -> {out[:200]!r}"
-                                                f" solved {hit!r}, expected {c.answer!r}"))
+            problems.append(
+                (
+                    "gold_not_solved",
+                    f"{c.tool}{c.call['function']['arguments']} -> {out[:200]!r} solved {hit!r}, expected {c.answer!r}",
+                )
+            )
     left = sum(len(v) for v in remaining.values())
     if left and not problems:
         problems.append(("gold_not_solved", f"{left} gold answer(s) left unsolved: {remaining}"))
@@ -304,8 +328,8 @@ def _code_problems(record: EnvRecord, names: Iterable[str]) -> bool:
 
 
 def sandbox_executor(**sandbox_kwargs: Any) -> BatchExecutor:
-    """Batch executor over the project's shared, isolated sandbox (`ftrl_lab.sandbox`)."""
-    from ftrl_lab.sandbox import get_sandbox
+    """Batch executor over the project's shared, isolated sandbox (`ftrl_lab.core.sandbox`)."""
+    from ftrl_lab.core.sandbox import get_sandbox
 
     def run(items: list) -> list[list[str]]:
         return [[r.content for r in results] for results in get_sandbox(**sandbox_kwargs).run_batch(items)]
@@ -371,17 +395,25 @@ def judge(records: Sequence[EnvRecord], prepared: Prepared, outputs: list) -> li
     return results  # type: ignore[return-value]
 
 
-def validate_batch(records: Sequence[EnvRecord], executor: BatchExecutor | None = None,
-                   probes: Sequence[str] = PROBES, probe_tools: str = "all") -> list[GateResult]:
+def validate_batch(
+    records: Sequence[EnvRecord],
+    executor: BatchExecutor | None = None,
+    probes: Sequence[str] = PROBES,
+    probe_tools: str = "all",
+) -> list[GateResult]:
     """Gate many environments with ONE batched sandbox run."""
     prepared = prepare(records, probes, probe_tools)
     outputs = (executor or sandbox_executor())(prepared.items) if prepared.items else []
     return judge(records, prepared, outputs)
 
 
-def validate_records(records: Sequence[EnvRecord], executor: BatchExecutor | None = None,
-                     probes: Sequence[str] = PROBES, report: GateReport | None = None,
-                     probe_tools: str = "all") -> GateReport:
+def validate_records(
+    records: Sequence[EnvRecord],
+    executor: BatchExecutor | None = None,
+    probes: Sequence[str] = PROBES,
+    report: GateReport | None = None,
+    probe_tools: str = "all",
+) -> GateReport:
     """Gate a record set (e.g. a generated file) and report pass rate and reasons."""
     report = report or GateReport()
     seen: set[str] = set()

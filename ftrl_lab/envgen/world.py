@@ -14,14 +14,39 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 from ftrl_lab.envgen.schema import TYPES, TYPES_BY_NAME, EntityType, entity_type
 
-_ONSETS = ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr",
-           "kr", "st", "tr", "th", "sh", "gl", "")
+_ONSETS = (
+    "b",
+    "d",
+    "f",
+    "g",
+    "h",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "z",
+    "br",
+    "dr",
+    "kr",
+    "st",
+    "tr",
+    "th",
+    "sh",
+    "gl",
+    "",
+)
 _VOWELS = ("a", "e", "i", "o", "u", "a", "e", "o", "ai", "ei", "ou", "y")
 _CODAS = ("n", "r", "l", "s", "th", "k", "m", "x", "nd", "rn", "v", "sk")
 
@@ -100,9 +125,11 @@ class World:
 
     def _name(self, t: EntityType, rng: random.Random) -> str:
         pattern = rng.choice(t.names)
-        return (pattern.replace("{C}", self._core(rng))
-                .replace("{c}", self._core(rng).lower())
-                .replace("{F}", rng.choice(self.first_names)))
+        return (
+            pattern.replace("{C}", self._core(rng))
+            .replace("{c}", self._core(rng).lower())
+            .replace("{F}", rng.choice(self.first_names))
+        )
 
     def _value(self, attr, rng: random.Random) -> Any:
         if attr.kind == "count":

@@ -1,0 +1,358 @@
+"""Evaluation on the FTRL test set: Solve-P / Solve-R / Solve-F1 per scenario and overall.
+
+:func:`evaluate` plays every record with a policy (FTRL's loop, :mod:`ftrl_lab.agent.rollout`;
+greedy for local models, as FTRL evaluates at temperature 0), appends one transcript line per
+finished record to ``<out>/transcripts.jsonl`` (flushed, so nothing finished is ever lost),
+and writes the table to ``<out>/results.csv`` and ``<out>/results.json`` (with wall time and
+machine). A rerun skips the records already in the transcripts.
+
+Command line::
+
+    python -m ftrl_lab.evaluate ftrl --model default --data ../shared/benchmarks/ftrl/test.parquet \\
+        --out runs/eval/default-ftrl [--limit 20] [--max-turns 20] [--max-new-tokens 512] [--batch-size 8]
+    python -m ftrl_lab.evaluate ftrl --api-base http://127.0.0.1:8000/v1 --model Qwen2.5-7B-Instruct ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ftrl_lab.agent.rollout import Episode, Policy, ToolExecutor, episode_key, rollout
+from ftrl_lab.agent.trajectories import read_jsonl_lines, rewrite_jsonl
+from ftrl_lab.core.records import SCENARIOS, EnvRecord, append_jsonl, default_test_set, load_records
+
+TRANSCRIPTS, RESULTS_CSV, RESULTS_JSON = "transcripts.jsonl", "results.csv", "results.json"
+METRICS = ("solve_precision", "solve_rate", "solve_f1")
+
+
+def load_transcripts(out_dir: str | os.PathLike) -> list[dict]:
+    """Finished transcripts of a run folder (a cut-off last line is dropped and the file repaired)."""
+    path = Path(out_dir) / TRANSCRIPTS
+    rows, cut = read_jsonl_lines(path)
+    if cut:
+        rewrite_jsonl(path, rows)
+    return rows
+
+
+def summarize(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Per-scenario and overall means of the episode metrics (one row per scenario + "overall")."""
+    df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows
+    columns = ["scenario", "n", *METRICS, "turns", "calls", "solved", "total", "completion_tokens"]
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    numeric = [c for c in columns[2:] if c in df.columns]
+
+    def block(part: pd.DataFrame, name: str) -> dict:
+        return {"scenario": name, "n": len(part), **part[numeric].mean().to_dict()}
+
+    order = [s for s in SCENARIOS if s in set(df["scenario"])] + sorted(set(df["scenario"]) - set(SCENARIOS))
+    table = [block(df[df["scenario"] == s], s) for s in order] + [block(df, "overall")]
+    return pd.DataFrame(table, columns=[c for c in columns if c in ("scenario", "n") or c in numeric])
+
+
+def per_scenario(records: Sequence[EnvRecord], k: int | None) -> list[EnvRecord]:
+    """The first ``k`` records of each scenario, in file order (all records when ``k`` is None)."""
+    if k is None:
+        return list(records)
+    counts: dict[str, int] = {}
+    out = []
+    for rec in records:
+        if counts.get(rec.scenario, 0) < k:
+            counts[rec.scenario] = counts.get(rec.scenario, 0) + 1
+            out.append(rec)
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a run happened: host, CPU, cores, Python/torch versions, accelerator."""
+    info = {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    try:
+        import torch
+
+        info.update(
+            torch=torch.__version__,
+            threads=torch.get_num_threads(),
+            cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        )
+    except ImportError:
+        pass
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+@dataclass
+class EvalResult:
+    """The outcome of :func:`evaluate`: the table, per-episode rows and what this call did."""
+
+    table: pd.DataFrame
+    episodes: pd.DataFrame
+    out_dir: Path
+    wall_seconds: float
+    new_episodes: int
+    skipped: int
+
+
+def evaluate(
+    records: Sequence[EnvRecord],
+    policy: Policy,
+    out_dir: str | os.PathLike,
+    *,
+    max_turns: int = 20,
+    max_active: int = 8,
+    executor: ToolExecutor | None = None,
+    progress: bool = True,
+    meta: dict | None = None,
+) -> EvalResult:
+    """Evaluate ``policy`` on ``records``, resumably, writing transcripts and results to ``out_dir``.
+
+    ``meta`` (model, data, settings) is stored in ``results.json``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keys = [episode_key(r) for r in records]
+    done = {row["key"] for row in load_transcripts(out_dir)}
+    todo, seen = [], set(done)
+    for i, (rec, key) in enumerate(zip(records, keys)):
+        if key not in seen:  # a repeated question is played once, as FTRL keys on it
+            seen.add(key)
+            todo.append((i, rec))
+    path = out_dir / TRANSCRIPTS
+    t0 = time.perf_counter()
+    new = 0
+
+    def save(ep: Episode) -> None:
+        nonlocal new
+        append_jsonl(path, [ep.to_dict()])
+        new += 1
+
+    try:
+        if todo:
+            rollout(
+                [r for _, r in todo],
+                policy,
+                max_turns=max_turns,
+                max_active=max_active,
+                executor=executor,
+                on_episode=save,
+                indices=[i for i, _ in todo],
+                progress=progress,
+                desc="evaluate",
+            )
+    finally:
+        wall = time.perf_counter() - t0
+        result = _write_results(out_dir, set(keys), len(set(keys)), wall, new, meta or {})
+    return EvalResult(result[0], result[1], out_dir, wall, new, len(set(keys)) - len(todo))
+
+
+def _write_results(
+    out_dir: Path, keys: set[str], n_records: int, wall: float, new: int, meta: dict
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = [r for r in load_transcripts(out_dir) if r["key"] in keys]
+    summary_cols = [
+        "key",
+        "index",
+        "scenario",
+        "turns",
+        "calls",
+        "solved",
+        "total",
+        *METRICS,
+        "prompt_tokens",
+        "prefilled_tokens",
+        "completion_tokens",
+        "gen_seconds",
+        "tool_seconds",
+        "seconds",
+    ]
+    episodes = pd.DataFrame([{c: r.get(c) for c in summary_cols} for r in rows], columns=summary_cols)
+    table = summarize(episodes)
+    table.to_csv(out_dir / RESULTS_CSV, index=False)
+    previous = {}
+    if (out_dir / RESULTS_JSON).exists():
+        try:
+            previous = json.loads((out_dir / RESULTS_JSON).read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            previous = {}
+    runs = list(previous.get("runs", [])) + [
+        {
+            "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+            "wall_seconds": round(wall, 2),
+            "new_episodes": new,
+        }
+    ]
+    results = {
+        "benchmark": "ftrl",
+        **meta,
+        "n_records": n_records,
+        "n_done": len(rows),
+        "complete": len(rows) == n_records,
+        "table": table.to_dict(orient="records"),
+        "wall_seconds_total": round(sum(r["wall_seconds"] for r in runs), 2),
+        "episode_seconds_sum": round(float(episodes["seconds"].sum()), 2) if len(episodes) else 0.0,
+        "runs": runs,
+        "machine": machine_info(),
+    }
+    tmp = out_dir / (RESULTS_JSON + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, out_dir / RESULTS_JSON)
+    return table, episodes
+
+
+# --- command line ----------------------------------------------------------------------------
+def make_policy(
+    model: str = "default",
+    *,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    max_new_tokens: int = 512,
+    batch_size: int = 8,
+    temperature: float = 0.0,
+    device: str = "auto",
+    dtype: str = "auto",
+    bf16_prefill: bool = False,
+) -> tuple[Policy, dict]:
+    """A policy and a description of it: a local model (folder or "default") or, with
+    ``api_base``, a served model behind an OpenAI-compatible endpoint. ``bf16_prefill``: see
+    :class:`ftrl_lab.agent.engine.Engine`."""
+    if api_base:
+        from ftrl_lab.agent.api_client import APIPolicy, ChatClient
+
+        client = ChatClient(api_base, model, api_key, concurrency=batch_size)
+        return APIPolicy(client, temperature=temperature, max_tokens=max_new_tokens), {
+            "backend": "api",
+            "api_base": api_base,
+            "model": model,
+        }
+    from ftrl_lab.agent.engine import Engine, SamplingParams
+    from ftrl_lab.agent.models import load_model, model_info
+    from ftrl_lab.agent.rollout import LocalPolicy
+
+    lm, tokenizer = load_model(model, dtype=dtype, device=device)
+    engine = Engine(lm, tokenizer, batch_size=batch_size, bf16_prefill=bf16_prefill)
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature)
+    return LocalPolicy(engine, params), {
+        "backend": "local",
+        "model": model,
+        "model_info": model_info(lm),
+        "bf16_prefill": engine.bf16_prefill,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ftrl_lab.evaluate", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="benchmark", required=True)
+    p = sub.add_parser("ftrl", help="FTRL's test set (Solve-P/R/F1)")
+    p.add_argument("--model", default="default", help='local folder, "default", or the served name with --api-base')
+    p.add_argument("--data", default=str(default_test_set()), help="records (.parquet or .jsonl)")
+    p.add_argument("--out", required=True, help="run folder (transcripts, results); a rerun resumes")
+    p.add_argument("--limit", type=int, default=None, help="only the first N records")
+    p.add_argument("--max-turns", type=int, default=20)
+    p.add_argument("--max-new-tokens", type=int, default=512, help="per turn (FTRL: 1024)")
+    p.add_argument("--batch-size", type=int, default=8, help="environments played (and decoded) together")
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--api-key", default=None, help="default: $OPENAI_API_KEY")
+    p.add_argument(
+        "--executor",
+        choices=("sandbox", "inprocess"),
+        default="sandbox",
+        help="where tool code runs (inprocess: FTRL's unisolated exec, trusted code only)",
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument(
+        "--bf16-prefill",
+        action="store_true",
+        help="prefill an fp32 model under bf16 autocast (faster on CPUs with bf16)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    records = load_records(args.data)
+    if args.limit is not None:
+        records = records[: args.limit]
+    policy, info = make_policy(
+        args.model,
+        api_base=args.api_base,
+        api_key=args.api_key,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+        device=args.device,
+        dtype=args.dtype,
+        bf16_prefill=args.bf16_prefill,
+    )
+    from ftrl_lab.agent.rollout import inprocess_executor, sandbox_executor
+
+    executor = inprocess_executor() if args.executor == "inprocess" else sandbox_executor()
+    meta = {
+        **info,
+        "data": str(args.data),
+        "settings": {
+            k: getattr(args, k)
+            for k in (
+                "limit",
+                "max_turns",
+                "max_new_tokens",
+                "batch_size",
+                "temperature",
+                "executor",
+                "threads",
+                "bf16_prefill",
+            )
+        },
+    }
+    result = evaluate(
+        records,
+        policy,
+        args.out,
+        max_turns=args.max_turns,
+        max_active=args.batch_size,
+        executor=executor,
+        progress=not args.no_progress,
+        meta=meta,
+    )
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(result.table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(
+        f"{result.new_episodes} new, {result.skipped} already done; {result.wall_seconds:.1f} s; "
+        f"results in {result.out_dir}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

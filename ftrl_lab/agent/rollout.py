@@ -1,0 +1,437 @@
+"""Multi-turn tool-use episodes, batched across environments (FTRL's agent loop).
+
+Per environment, as FTRL's evaluation and sampler do::
+
+    messages = record.messages; unsolved = copy(record.unsolved_set)
+    for turn in range(max_turns):
+        response = policy(messages, tools)            # rendered with the chat template
+        parsed = parse(response); messages.append(parsed.to_message())
+        if not parsed.tool_calls: break
+        feedback = run tools in the sandbox; messages.extend(tool messages)
+        solved = update_unsolved(unsolved, calls, feedback); calls += len(calls)
+    metrics = episode_metrics(solved, calls, total)
+
+:func:`rollout` runs up to ``max_active`` environments at once, turn by turn: one policy
+call per turn for all of them (the local engine decodes them as a batch), one sandbox batch
+for all their tool calls, and a finished environment's place goes to the next one.
+
+Policies: :class:`LocalPolicy` (the cache-reusing :class:`ftrl_lab.agent.engine.Engine`),
+:class:`HFGeneratePolicy` (plain ``model.generate`` on the re-encoded conversation, one
+environment at a time: the FTRL reference), :class:`ScriptedPolicy` (fixed outputs, for
+tests) and :class:`ftrl_lab.agent.api_client.APIPolicy` (an OpenAI-compatible endpoint).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from ftrl_lab.core.parsing import ParsedResponse, parse_openai_message, parse_response
+from ftrl_lab.core.records import EnvRecord
+from ftrl_lab.core.reward import episode_metrics, update_unsolved
+
+ToolExecutor = Callable[[list[tuple[dict, list[dict]]]], list[list[str]]]
+"""``[(codes, tool_calls), ...]`` (one item per environment) -> feedback strings per call."""
+
+
+# --- episodes --------------------------------------------------------------------------------
+@dataclass
+class PolicyOutput:
+    """What a policy said for one environment this turn, and what it cost."""
+
+    response: Any  # model text, or an OpenAI assistant message (dict)
+    prompt_tokens: int = 0
+    prefilled_tokens: int = 0  # prompt tokens actually run (the rest came from a KV cache)
+    completion_tokens: int = 0
+    finish_reason: str = ""
+    seconds: float = 0.0  # generation wall time attributed to this environment
+    generated: Any = None  # what the model said when a script overrode it (ForcedTurnsPolicy)
+
+
+@dataclass
+class Turn:
+    """One assistant turn: raw response, parsed calls, tool outputs and the answers they solved."""
+
+    response: Any
+    message: dict  # the assistant message appended to the conversation
+    malformed: bool
+    tool_outputs: list[str]
+    solved: list[str | None]  # per call, the gold answer it solved (None: nothing)
+    messages_end: int  # len(messages) after this turn (and its tool messages)
+    prompt_tokens: int = 0
+    prefilled_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""
+    gen_seconds: float = 0.0
+    tool_seconds: float = 0.0
+    generated: Any = None  # the model's own output on a scripted turn (ForcedTurnsPolicy)
+
+    @property
+    def tool_calls(self) -> list[dict]:
+        return self.message.get("tool_calls") or []
+
+
+@dataclass
+class Episode:
+    """One environment played to the end: the transcript, per-turn details, metrics, costs."""
+
+    index: int
+    record: EnvRecord
+    messages: list[dict]
+    unsolved: dict[str, list[str]]
+    total: int
+    turns: list[Turn] = field(default_factory=list)
+    seconds: float = 0.0
+    done: bool = False
+
+    @property
+    def key(self) -> str:
+        return episode_key(self.record)
+
+    @property
+    def calls(self) -> int:
+        return sum(len(t.tool_calls) for t in self.turns)
+
+    @property
+    def solved(self) -> int:
+        return sum(s is not None for t in self.turns for s in t.solved)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return episode_metrics(self.solved, self.calls, self.total)
+
+    def summary(self) -> dict[str, Any]:
+        """Flat per-episode numbers (for tables)."""
+        return {
+            "key": self.key,
+            "index": self.index,
+            "scenario": self.record.scenario,
+            "turns": len(self.turns),
+            "calls": self.calls,
+            "solved": self.solved,
+            "total": self.total,
+            **self.metrics,
+            "prompt_tokens": sum(t.prompt_tokens for t in self.turns),
+            "prefilled_tokens": sum(t.prefilled_tokens for t in self.turns),
+            "completion_tokens": sum(t.completion_tokens for t in self.turns),
+            "gen_seconds": round(sum(t.gen_seconds for t in self.turns), 4),
+            "tool_seconds": round(sum(t.tool_seconds for t in self.turns), 4),
+            "seconds": round(self.seconds, 4),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready transcript: summary, question, answer, messages and every turn (``steps``)."""
+        return {
+            **self.summary(),
+            "data_source": self.record.data_source,
+            "question": self.record.question,
+            "answer": self.record.answer,
+            "unsolved_set": self.record.unsolved_set,
+            "remaining": self.unsolved,
+            "messages": self.messages,
+            "steps": [asdict(t) for t in self.turns],
+        }
+
+
+def episode_key(record: EnvRecord) -> str:
+    """A stable id of an environment: sha256 of its first user message (FTRL keys on that text)."""
+    first = next((m.get("content") or "" for m in record.messages if m.get("role") == "user"), "")
+    return hashlib.sha256(str(first).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def new_episode(index: int, record: EnvRecord) -> Episode:
+    unsolved = copy.deepcopy(record.unsolved_set)
+    return Episode(
+        index=index,
+        record=record,
+        messages=copy.deepcopy(record.messages),
+        unsolved=unsolved,
+        total=sum(len(v) for v in unsolved.values()),
+    )
+
+
+# --- policies --------------------------------------------------------------------------------
+class Policy(Protocol):
+    """Answers the current conversation of each given episode (one output per episode)."""
+
+    fmt: str
+
+    def act(self, episodes: Sequence[Episode]) -> list[PolicyOutput]: ...
+
+    def release(self, episode: Episode) -> None: ...
+
+
+class LocalPolicy:
+    """A local model through the batched, cache-reusing :class:`~ftrl_lab.agent.engine.Engine`.
+
+    ``reuse_cache=False`` re-prefills the whole conversation every turn (still batched).
+    """
+
+    fmt = "qwen"
+
+    def __init__(self, engine, params=None, *, reuse_cache: bool = True, fmt: str = "qwen"):
+        from ftrl_lab.agent.engine import SamplingParams
+
+        self.engine, self.params = engine, params or SamplingParams()
+        self.reuse_cache, self.fmt = reuse_cache, fmt
+        self.states: dict[int, Any] = {}
+
+    def act(self, episodes: Sequence[Episode]) -> list[PolicyOutput]:
+        from ftrl_lab.agent.engine import KVState
+
+        prompts = [self.engine.encode_chat(ep.messages, ep.record.tools) for ep in episodes]
+        states = [self.states.setdefault(ep.index, KVState()) for ep in episodes] if self.reuse_cache else None
+        gens = self.engine.generate(prompts, self.params, states)
+        return [
+            PolicyOutput(
+                g.text,
+                g.prompt_tokens,
+                g.prefilled_tokens,
+                g.completion_tokens,
+                g.finish_reason,
+                g.prefill_seconds + g.decode_seconds,
+            )
+            for g in gens
+        ]
+
+    def release(self, episode: Episode) -> None:
+        self.states.pop(episode.index, None)
+
+
+class HFGeneratePolicy:
+    """FTRL's way: ``model.generate`` on the freshly encoded conversation, one episode at a time.
+
+    Greedy when ``temperature == 0``. The reference the engine is checked against.
+    """
+
+    fmt = "qwen"
+
+    def __init__(self, model, tokenizer, max_new_tokens: int = 512, temperature: float = 0.0, fmt: str = "qwen"):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_new_tokens, self.temperature, self.fmt = max_new_tokens, temperature, fmt
+
+    def act(self, episodes: Sequence[Episode]) -> list[PolicyOutput]:
+        import torch
+
+        out = []
+        device = next(self.model.parameters()).device
+        for ep in episodes:
+            t0 = time.perf_counter()
+            text = self.tokenizer.apply_chat_template(
+                ep.messages, tools=ep.record.tools or None, tokenize=False, add_generation_prompt=True
+            )
+            ids = torch.tensor([self.tokenizer(text, add_special_tokens=False)["input_ids"]], device=device)
+            sampling = (
+                {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+            )
+            with torch.inference_mode():
+                gen = self.model.generate(
+                    ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens, **sampling
+                )
+            new = gen[0, ids.shape[1] :].tolist()
+            stops = self.model.generation_config.eos_token_id
+            stops = set(stops if isinstance(stops, list) else [stops])
+            reason = "stop" if new and new[-1] in stops else "length"
+            out.append(
+                PolicyOutput(
+                    self.tokenizer.decode(new, skip_special_tokens=True),
+                    ids.shape[1],
+                    ids.shape[1],
+                    len(new),
+                    reason,
+                    time.perf_counter() - t0,
+                )
+            )
+        return out
+
+    def release(self, episode: Episode) -> None:
+        pass
+
+
+Script = Callable[[Episode], Any] | Sequence[Any] | Mapping[str, Sequence[Any]]
+
+
+class ScriptedPolicy:
+    """Replays fixed responses, for tests and demos.
+
+    ``script``: a list of responses (turn ``t`` of every episode gets ``script[t]``); a mapping
+    from :func:`episode_key` or question text to such a list; or a function of the episode.
+    Past the end of its list an episode gets ``default`` (no call: the episode ends).
+    ``fail_after``: raise ``RuntimeError`` once this many episodes have been released (to test
+    interrupted runs).
+    """
+
+    def __init__(self, script: Script, default: Any = "", fmt: str = "qwen", fail_after: int | None = None):
+        self.script, self.default, self.fmt = script, default, fmt
+        self.fail_after, self.released = fail_after, 0
+
+    def act(self, episodes: Sequence[Episode]) -> list[PolicyOutput]:
+        if self.fail_after is not None and self.released >= self.fail_after:
+            raise RuntimeError(f"ScriptedPolicy: simulated failure after {self.released} episodes")
+        return [PolicyOutput(self._response(ep), finish_reason="stop") for ep in episodes]
+
+    def _response(self, ep: Episode) -> Any:
+        if callable(self.script):
+            return self.script(ep)
+        if isinstance(self.script, Mapping):
+            lines = self.script.get(ep.key, self.script.get(ep.record.question, ()))
+        else:
+            lines = self.script
+        t = len(ep.turns)
+        return lines[t] if t < len(lines) else self.default
+
+    def release(self, episode: Episode) -> None:
+        self.released += 1
+
+
+class ForcedTurnsPolicy:
+    """Scripted first turns on top of a real policy: for the first ``turns`` turns of each
+    episode the response is ``script(episode)``, afterwards the inner policy's own.
+
+    The inner policy generates on every turn (its cost is paid and its text is kept in
+    ``Turn.generated``), so episodes are multi-turn even with a model that rarely calls
+    tools, while every model input is still exactly what an FTRL loop would feed it.
+    """
+
+    def __init__(self, inner: Policy, script: Callable[[Episode], Any], turns: int = 1):
+        self.inner, self.script, self.turns = inner, script, turns
+        self.fmt = getattr(inner, "fmt", "qwen")
+
+    def act(self, episodes: Sequence[Episode]) -> list[PolicyOutput]:
+        outputs = self.inner.act(episodes)
+        for ep, out in zip(episodes, outputs):
+            if len(ep.turns) < self.turns:
+                out.generated, out.response = out.response, self.script(ep)
+        return outputs
+
+    def release(self, episode: Episode) -> None:
+        self.inner.release(episode)
+
+
+# --- tool execution --------------------------------------------------------------------------
+def sandbox_executor(sandbox=None) -> ToolExecutor:
+    """Run tool calls in the isolated sandbox (the shared one by default), all envs at once."""
+
+    def run(items: list[tuple[dict, list[dict]]]) -> list[list[str]]:
+        from ftrl_lab.core.sandbox import get_sandbox
+
+        box = sandbox or get_sandbox()
+        return [[r.content for r in results] for results in box.run_batch(items)]
+
+    return run
+
+
+def inprocess_executor(timeout: float = 10.0) -> ToolExecutor:
+    """FTRL's unisolated in-process executor (trusted tool code only; fast, for tests)."""
+
+    def run(items: list[tuple[dict, list[dict]]]) -> list[list[str]]:
+        from ftrl_lab.core.ftrl_executor import inprocess_feedback
+
+        return [inprocess_feedback(codes, calls, timeout) for codes, calls in items]
+
+    return run
+
+
+def parse_output(response: Any, fmt: str = "qwen") -> ParsedResponse:
+    """An OpenAI message with ``tool_calls`` is taken as is; otherwise its text is parsed in ``fmt``."""
+    if isinstance(response, dict):
+        if response.get("tool_calls"):
+            return parse_openai_message(response)
+        response = response.get("content") or ""
+    return parse_response(response, fmt)
+
+
+# --- the loop --------------------------------------------------------------------------------
+def rollout(
+    records: Sequence[EnvRecord],
+    policy: Policy,
+    *,
+    max_turns: int = 20,
+    max_active: int = 8,
+    executor: ToolExecutor | None = None,
+    on_episode: Callable[[Episode], None] | None = None,
+    indices: Sequence[int] | None = None,
+    progress: bool = True,
+    desc: str = "rollout",
+) -> list[Episode]:
+    """Play every record to the end with ``policy``; episodes come back in input order.
+
+    ``max_active`` environments are played at once (one policy call and one tool batch per
+    turn); ``on_episode`` is called as each one finishes (e.g. to save it); ``indices`` gives
+    the episodes' ids (default 0..n-1). An exception from the policy propagates; episodes
+    already passed to ``on_episode`` are kept by the caller.
+    """
+    if max_turns < 1 or max_active < 1:
+        raise ValueError(f"max_turns and max_active must be >= 1, got {max_turns}, {max_active}")
+    executor = executor or sandbox_executor()
+    indices = list(indices) if indices is not None else list(range(len(records)))
+    if len(indices) != len(records):
+        raise ValueError(f"got {len(indices)} indices for {len(records)} records")
+    pending = [(i, r) for i, r in zip(indices, records)]
+    pending.reverse()  # pop() from the end keeps input order
+    active: list[Episode] = []
+    finished: dict[int, Episode] = {}
+    bar = tqdm(total=len(records), desc=desc, disable=not progress, unit="env")
+    try:
+        while pending or active:
+            while pending and len(active) < max_active:
+                i, rec = pending.pop()
+                ep = new_episode(i, rec)
+                ep.seconds = -time.perf_counter()
+                active.append(ep)
+            outputs = policy.act(active)
+            if len(outputs) != len(active):
+                raise RuntimeError(f"policy returned {len(outputs)} outputs for {len(active)} episodes")
+            parsed = [parse_output(o.response, getattr(policy, "fmt", "qwen")) for o in outputs]
+            for ep, p in zip(active, parsed):
+                ep.messages.append(p.to_message())
+            calling = [k for k, p in enumerate(parsed) if p.tool_calls]
+            t0 = time.perf_counter()
+            feedback = executor([(active[k].record.codes, parsed[k].tool_calls) for k in calling]) if calling else []
+            tool_seconds = (time.perf_counter() - t0) / max(1, sum(len(parsed[k].tool_calls) for k in calling))
+            contents: dict[int, list[str]] = dict(zip(calling, feedback))
+            still = []
+            for k, (ep, out, p) in enumerate(zip(active, outputs, parsed)):
+                outs = contents.get(k, [])
+                if len(outs) != len(p.tool_calls):
+                    raise RuntimeError(f"executor returned {len(outs)} results for {len(p.tool_calls)} calls")
+                for call, content in zip(p.tool_calls, outs):
+                    ep.messages.append({"role": "tool", "content": content, "tool_call_id": call.get("id")})
+                solved = update_unsolved(ep.unsolved, p.tool_calls, outs) if p.tool_calls else []
+                ep.turns.append(
+                    Turn(
+                        out.response,
+                        ep.messages[-1 - len(outs)],
+                        p.malformed,
+                        list(outs),
+                        solved,
+                        len(ep.messages),
+                        out.prompt_tokens,
+                        out.prefilled_tokens,
+                        out.completion_tokens,
+                        out.finish_reason,
+                        out.seconds,
+                        tool_seconds * len(outs),
+                        out.generated,
+                    )
+                )
+                if p.tool_calls and len(ep.turns) < max_turns:
+                    still.append(ep)
+                    continue
+                ep.done = True
+                ep.seconds += time.perf_counter()
+                policy.release(ep)
+                finished[ep.index] = ep
+                if on_episode is not None:
+                    on_episode(ep)
+                bar.update(1)
+            active = still
+    finally:
+        bar.close()
+    return [finished[i] for i in indices]

@@ -1,0 +1,5 @@
+"""Which parameters moved, and which moved ones carry the gain: the change map
+(:mod:`~ftrl_lab.analysis.change_map`), the transplant (:mod:`~ftrl_lab.analysis.transplant`) and
+streamed checkpoint I/O (:mod:`~ftrl_lab.analysis.checkpoint_io`).
+
+Command line: ``python -m ftrl_lab.analysis change-map|transplant ...``."""

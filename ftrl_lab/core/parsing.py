@@ -1,0 +1,265 @@
+"""Model output -> assistant content + tool calls.
+
+Formats: Qwen / Hermes ``<tool_call>{json}</tool_call>`` (several per turn, FTRL's format),
+Llama-3.1 ``<|python_tag|>{json}`` or bare JSON, and OpenAI-style assistant messages with
+``tool_calls``. Every parser returns a :class:`ParsedResponse` and never raises.
+
+Tool calls are OpenAI-style dicts, ``arguments`` a JSON string, as FTRL stores them::
+
+    {"id": "call_ab12cd34_0", "type": "function", "function": {"name": "f", "arguments": "{\\"x\\": 1}"}}
+
+Semantics follow FTRL's ``parse_qwen``: text before the first ``<tool_call>`` is the content;
+each block is a JSON object with ``name`` and ``arguments`` (an object, or a string holding
+JSON); a final block without ``</tool_call>`` still counts; bad blocks are dropped, good ones
+kept; when no call survives, the content is the whole text (so the reward can see the tags).
+Unlike FTRL, call ids are deterministic (a hash of the text), not clock-based.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+TOOL_CALL_START, TOOL_CALL_END = "<tool_call>", "</tool_call>"
+PYTHON_TAG = "<|python_tag|>"
+END_MARKERS = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "</s>")
+FORMATS = ("qwen", "llama31", "openai")
+
+
+@dataclass
+class ParsedResponse:
+    """What a model turn said: free text, parsed tool calls, and whether a call was malformed."""
+
+    content: str
+    tool_calls: list[dict] = field(default_factory=list)
+    malformed: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    def to_message(self) -> dict:
+        """The assistant message FTRL appends to the conversation."""
+        msg: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            msg["tool_calls"] = self.tool_calls
+        return msg
+
+
+def strip_end_markers(text: str) -> str:
+    """Remove trailing end-of-turn tokens, as FTRL does before parsing."""
+    text = text.strip()
+    changed = True
+    while changed:
+        changed = False
+        for marker in END_MARKERS:
+            if text.endswith(marker):
+                text = text[: -len(marker)].strip()
+                changed = True
+    return text
+
+
+def _call_id(text: str, index: int) -> str:
+    return f"call_{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}_{index}"
+
+
+def make_tool_call(name: str, arguments: Any, call_id: str) -> dict:
+    """An OpenAI-style tool call with JSON-string arguments."""
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments, ensure_ascii=False)
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _decode_call(obj: Any, args_key: str = "arguments") -> tuple[str, dict] | str:
+    """(name, arguments) from a decoded JSON call, or an error message."""
+    if not isinstance(obj, dict):
+        return f"call is a JSON {type(obj).__name__}, not an object"
+    name = obj.get("name")
+    if not name or not isinstance(name, str):
+        return "call has no 'name'"
+    if args_key not in obj:
+        alt = "parameters" if args_key == "arguments" else "arguments"
+        if alt not in obj:
+            return f"call to '{name}' has no '{args_key}'"
+        args_key = alt
+    args = obj[args_key]
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError as e:
+            return f"arguments of '{name}' are not valid JSON: {e.msg}"
+    if not isinstance(args, dict):
+        return f"arguments of '{name}' are a {type(args).__name__}, not an object"
+    return name, args
+
+
+def parse_qwen(text: Any) -> ParsedResponse:
+    """Parse Qwen / Hermes ``<tool_call>`` output (FTRL's training format)."""
+    if not isinstance(text, str):
+        return ParsedResponse(
+            content="" if text is None else str(text),
+            malformed=text is not None,
+            errors=[] if text is None else [f"not text: {type(text).__name__}"],
+        )
+    text = strip_end_markers(text)
+    start = text.find(TOOL_CALL_START)
+    if start == -1:
+        malformed = TOOL_CALL_END in text
+        return ParsedResponse(
+            content=text, malformed=malformed, errors=["'</tool_call>' without '<tool_call>'"] if malformed else []
+        )
+    content = text[:start].strip()
+    calls: list[dict] = []
+    errors: list[str] = []
+    for block in text[start:].split(TOOL_CALL_END):
+        block = block.strip()
+        if not block:
+            continue
+        if not block.startswith(TOOL_CALL_START):
+            # FTRL ignores a block that does not open with <tool_call>: trailing text, or
+            # text followed by another call (that call is lost, so flag it).
+            if TOOL_CALL_START in block:
+                errors.append("a tool call preceded by text after an earlier call was ignored (as FTRL does)")
+            continue
+        body = block[len(TOOL_CALL_START) :].strip()
+        try:
+            decoded = _decode_call(json.loads(body))
+        except (json.JSONDecodeError, RecursionError) as e:
+            decoded = f"tool call is not valid JSON: {getattr(e, 'msg', e)}"
+        if isinstance(decoded, str):
+            errors.append(decoded)
+            continue
+        name, args = decoded
+        calls.append(make_tool_call(name, args, _call_id(text, len(calls))))
+    if not calls:
+        content = text
+    return ParsedResponse(content=content, tool_calls=calls, malformed=bool(errors), errors=errors)
+
+
+def _json_values(text: str) -> list[Any] | None:
+    """Decode one JSON value, or several separated by ';' or newlines; None if any part fails."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+        return value if isinstance(value, list) else [value]
+    except (json.JSONDecodeError, RecursionError):
+        pass
+    decoder, values, i = json.JSONDecoder(), [], 0
+    while i < len(text):
+        while i < len(text) and text[i] in " \t\r\n;":
+            i += 1
+        if i >= len(text):
+            break
+        try:
+            value, i = decoder.raw_decode(text, i)
+        except (json.JSONDecodeError, RecursionError):
+            return None
+        values.append(value)
+    return values or None
+
+
+def parse_llama31(text: Any) -> ParsedResponse:
+    """Parse Llama-3.1 tool calls: ``<|python_tag|>{json}`` or a bare JSON call."""
+    if not isinstance(text, str):
+        return parse_qwen(text)
+    text = strip_end_markers(text)
+    if PYTHON_TAG in text:
+        content, _, payload = text.partition(PYTHON_TAG)
+        content = content.strip()
+        payload = payload.replace(PYTHON_TAG, ";")
+        explicit = True
+    else:
+        content, payload, explicit = "", text, False
+    values = _json_values(payload)
+    if values is None or not all(isinstance(v, dict) for v in values):
+        return ParsedResponse(
+            content=text, malformed=explicit, errors=["<|python_tag|> payload is not a JSON call"] if explicit else []
+        )
+    calls, errors = [], []
+    for value in values:
+        decoded = _decode_call(value, args_key="parameters")
+        if isinstance(decoded, str):
+            errors.append(decoded)
+        else:
+            calls.append(make_tool_call(decoded[0], decoded[1], _call_id(text, len(calls))))
+    if not calls:
+        # A bare JSON object that is not a call is just content.
+        return ParsedResponse(content=text, malformed=explicit, errors=errors if explicit else [])
+    return ParsedResponse(content=content, tool_calls=calls, malformed=bool(errors), errors=errors)
+
+
+def parse_openai_message(message: Any) -> ParsedResponse:
+    """Normalise an OpenAI-style assistant message (``content`` + ``tool_calls``)."""
+    if not isinstance(message, dict):
+        return ParsedResponse(
+            content="" if message is None else str(message),
+            malformed=message is not None,
+            errors=[] if message is None else [f"not a message: {type(message).__name__}"],
+        )
+    content = message.get("content") or ""
+    if not isinstance(content, str):  # content parts
+        content = (
+            "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            if isinstance(content, list)
+            else str(content)
+        )
+    calls, errors = [], []
+    raw_calls = message.get("tool_calls") or []
+    if not isinstance(raw_calls, list):
+        raw_calls, errors = [], ["tool_calls is not a list"]
+    for i, call in enumerate(raw_calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict):
+            errors.append(f"tool_calls[{i}] has no function")
+            continue
+        decoded = _decode_call({"name": fn.get("name"), "arguments": fn.get("arguments") or "{}"})
+        if isinstance(decoded, str):
+            errors.append(decoded)
+            continue
+        call_id = (
+            call.get("id")
+            if isinstance(call.get("id"), str) and call.get("id")
+            else _call_id(json.dumps(message, default=str), i)
+        )
+        calls.append(make_tool_call(decoded[0], decoded[1], call_id))
+    return ParsedResponse(content=content.strip(), tool_calls=calls, malformed=bool(errors), errors=errors)
+
+
+def parse_response(response: Any, fmt: str = "qwen") -> ParsedResponse:
+    """Parse a model response in the given format: 'qwen', 'llama31' or 'openai'.
+
+    A dict is always treated as an OpenAI message; a TRL conversational completion (a list
+    of messages) is parsed from its last assistant message.
+    """
+    if isinstance(response, list):
+        msgs = [m for m in response if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
+        if not msgs:
+            return ParsedResponse(content="")
+        response = msgs[-1] if msgs[-1].get("tool_calls") else msgs[-1].get("content") or ""
+    if isinstance(response, dict):
+        return parse_openai_message(response)
+    if fmt == "qwen":
+        return parse_qwen(response)
+    if fmt == "llama31":
+        return parse_llama31(response)
+    if fmt == "openai":
+        return parse_openai_message({"content": response})
+    raise ValueError(f"unknown tool-call format '{fmt}' (choose from {FORMATS})")
+
+
+def render_qwen_calls(tool_calls: list[dict], content: str = "") -> str:
+    """Render tool calls as Qwen ``<tool_call>`` text (the inverse of :func:`parse_qwen`)."""
+    parts = [content] if content else []
+    for call in tool_calls:
+        fn = call["function"]
+        args = fn["arguments"]
+        args = json.loads(args) if isinstance(args, str) else args
+        parts.append(
+            TOOL_CALL_START
+            + "\n"
+            + json.dumps({"name": fn["name"], "arguments": args}, ensure_ascii=False)
+            + "\n"
+            + TOOL_CALL_END
+        )
+    return "\n".join(parts)

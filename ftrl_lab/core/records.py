@@ -1,0 +1,474 @@
+"""FTRL environment records: the typed record, validation, and JSONL / Parquet I/O.
+
+One record is one tool-use environment (or one trajectory prefix of it) in FTRL's own
+format: ``messages, tools, codes, unsolved_set, solve_rate, data_source, split, answer``.
+On disk ``tools``, ``codes`` and ``unsolved_set`` are JSON strings (as FTRL and verl expect);
+in memory they are Python objects.
+
+This module is part of the light core: it imports no torch or transformers.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import jsonschema
+
+log = logging.getLogger(__name__)
+_to_json = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False), built once
+
+FTRL_INSTRUCTION = (
+    "Please call given tools to answer the question. Please note that all your information "
+    "must be obtained by calling tools and not by answering the question directly.\n"
+    "If the call fails, you need to try to correct it and continue until you arrive at an answer.\n"
+    "Question: "
+)
+"""The fixed user instruction that opens every FTRL record (followed by the question)."""
+
+FIELDS = ("messages", "tools", "codes", "unsolved_set", "solve_rate", "data_source", "split", "answer")
+SCENARIOS = ("single_hop", "parallel_single_hop", "multi_hop", "parallel_multi_hop")
+
+# An OpenAI function-calling tool document. `parameters` is additionally checked to be a
+# valid JSON Schema (Draft 7) object schema.
+OPENAI_TOOL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "function"],
+    "properties": {
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "required": ["name", "parameters"],
+            "properties": {
+                "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"},
+                "description": {"type": "string"},
+                "parameters": {
+                    "type": "object",
+                    "required": ["type"],
+                    "properties": {
+                        "type": {"const": "object"},
+                        "properties": {"type": "object", "additionalProperties": {"type": "object"}},
+                        "required": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+        },
+    },
+}
+_TOOL_VALIDATOR = jsonschema.Draft7Validator(OPENAI_TOOL_SCHEMA)
+_META_VALIDATOR = jsonschema.Draft7Validator(jsonschema.Draft7Validator.META_SCHEMA)
+# Compiled validators for the fast path; jsonschema explains a failure precisely.
+_fast_tool_check = fastjsonschema.compile(OPENAI_TOOL_SCHEMA, use_default=False)
+_fast_meta_check = fastjsonschema.compile(jsonschema.Draft7Validator.META_SCHEMA, use_default=False)
+
+
+_VALID_PROPERTIES: set[str] = set()  # JSON texts of parameter schemas that passed the meta-schema
+_MAX_VALID_PROPERTIES = 200_000
+
+
+def _fast_parameters_check(params: Any) -> None:
+    """The meta-schema check of a tool's `parameters` (raises JsonSchemaException), each
+    distinct property schema checked once: the Draft 7 meta-schema checks every keyword on its
+    own and every entry of ``properties`` against the whole meta-schema, so a property schema
+    that passed once passes again (generated tools share most of theirs)."""
+    props = params.get("properties") if isinstance(params, dict) else None
+    if not isinstance(props, dict):
+        _fast_meta_check(params)
+        return
+    _fast_meta_check({k: v for k, v in params.items() if k != "properties"})
+    for prop in props.values():
+        try:
+            key = json.dumps(prop)
+        except (TypeError, ValueError):  # not plain JSON: check it, do not remember it
+            _fast_meta_check(prop)
+            continue
+        if key not in _VALID_PROPERTIES:
+            _fast_meta_check(prop)
+            if len(_VALID_PROPERTIES) >= _MAX_VALID_PROPERTIES:
+                _VALID_PROPERTIES.clear()
+            _VALID_PROPERTIES.add(key)
+
+
+def tool_schema_errors(tool: Any) -> list[tuple[str, str]]:
+    """Problems with one OpenAI tool document, as (path, message); empty when valid."""
+    try:
+        _fast_tool_check(tool)
+        _fast_parameters_check(tool["function"]["parameters"])
+        fast_ok = True
+    except fastjsonschema.JsonSchemaException:
+        fast_ok = False
+    errors: list[tuple[str, str]] = []
+    if not fast_ok:
+        problems = sorted(_TOOL_VALIDATOR.iter_errors(tool), key=lambda e: list(e.path))
+        if problems:
+            p = problems[0]
+            return [("/".join(str(x) for x in p.path), f"not an OpenAI function schema: {p.message}")]
+        bad = next(iter(_META_VALIDATOR.iter_errors(tool["function"]["parameters"])), None)
+        if bad is not None:
+            return [("function/parameters", f"not a valid JSON Schema: {bad.message}")]
+    params = tool["function"]["parameters"]
+    unknown = [r for r in params.get("required", []) if r not in params.get("properties", {})]
+    if unknown:
+        errors.append(("function/parameters/required", f"names undeclared parameter(s) {unknown}"))
+    return errors
+
+
+_ROLES = {"system", "user", "assistant", "tool"}
+
+
+class RecordError(ValueError):
+    """A record that cannot be used, located by file, line (1-based) or row (0-based), and field."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        row: int | None = None,
+        field: str | None = None,
+    ):
+        self.message, self.source, self.line, self.row, self.field = message, source, line, row, field
+        where = source or "<record>"
+        if line is not None:
+            where += f":{line}"
+        elif row is not None:
+            where += f" row {row}"
+        if field:
+            where += f": field '{field}'"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass
+class EnvRecord:
+    """One FTRL environment or trajectory prefix, with JSON fields decoded."""
+
+    messages: list[dict]
+    tools: list[dict]
+    codes: dict[str, str]
+    unsolved_set: dict[str, list[str]]
+    solve_rate: float = 0.0
+    data_source: str = "self/single_hop"
+    split: str = "test"
+    answer: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown columns, round-tripped
+
+    # --- convenience views -------------------------------------------------------------
+    @property
+    def question(self) -> str:
+        """The question text of the first user message (after FTRL's instruction)."""
+        for m in self.messages:
+            if m.get("role") == "user":
+                text = m.get("content") or ""
+                return text.split("Question: ", 1)[1] if "Question: " in text else text
+        return ""
+
+    @property
+    def scenario(self) -> str:
+        """`single_hop`, `parallel_single_hop`, `multi_hop` or `parallel_multi_hop`."""
+        return self.data_source.rsplit("/", 1)[-1]
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [t["function"]["name"] for t in self.tools]
+
+    @property
+    def n_unsolved(self) -> int:
+        """Gold sub-answers still to be found in this record."""
+        return sum(len(v) for v in self.unsolved_set.values())
+
+    def copy(self) -> EnvRecord:
+        return copy.deepcopy(self)
+
+    # --- (de)serialisation -------------------------------------------------------------
+    def to_row(self) -> dict[str, Any]:
+        """FTRL's on-disk row: JSON strings for tools, codes and unsolved_set."""
+        row = {
+            "messages": self.messages,
+            "tools": _to_json(self.tools),
+            "codes": _to_json(self.codes),
+            "unsolved_set": _to_json(self.unsolved_set),
+            "solve_rate": float(self.solve_rate),
+            "data_source": self.data_source,
+            "split": self.split,
+            "answer": self.answer,
+        }
+        row.update(self.extra)
+        return row
+
+    @classmethod
+    def from_row(
+        cls,
+        row: dict[str, Any],
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        row_index: int | None = None,
+        validate: bool = True,
+    ) -> EnvRecord:
+        """Decode one FTRL row (JSON strings or already-decoded objects); validate by default."""
+        loc = dict(source=source, line=line, row=row_index)
+        if not isinstance(row, dict):
+            raise RecordError(f"expected a JSON object, got {type(row).__name__}", **loc)
+        missing = [f for f in FIELDS if f not in row and f != "solve_rate"]
+        if missing:
+            raise RecordError(f"missing field(s) {missing}", field=missing[0], **loc)
+
+        def decode(name: str, want: type) -> Any:
+            value = row[name]
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError as e:
+                    raise RecordError(f"not valid JSON ({e})", field=name, **loc) from None
+            if hasattr(value, "tolist"):  # numpy array from parquet
+                value = value.tolist()
+            if not isinstance(value, want):
+                raise RecordError(f"expected {want.__name__}, got {type(value).__name__}", field=name, **loc)
+            return value
+
+        messages = row["messages"]
+        if isinstance(messages, str):
+            messages = decode("messages", list)
+        if hasattr(messages, "tolist"):
+            messages = messages.tolist()
+        if not isinstance(messages, list):
+            raise RecordError(f"expected list, got {type(messages).__name__}", field="messages", **loc)
+        try:
+            solve_rate = float(row.get("solve_rate", 0.0) or 0.0)
+        except (TypeError, ValueError):
+            raise RecordError(f"not a number: {row.get('solve_rate')!r}", field="solve_rate", **loc) from None
+        rec = cls(
+            messages=[_normalise_message(m) for m in messages],
+            tools=decode("tools", list),
+            codes=decode("codes", dict),
+            unsolved_set=decode("unsolved_set", dict),
+            solve_rate=solve_rate,
+            data_source=str(row["data_source"]),
+            split=str(row["split"]),
+            answer="" if row["answer"] is None else str(row["answer"]),
+            extra={k: v for k, v in row.items() if k not in FIELDS and v is not None},
+        )
+        if validate:
+            errors = validate_record(rec)
+            if errors:
+                fld, msg = errors[0]
+                more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+                raise RecordError(msg + more, field=fld, **loc)
+        return rec
+
+
+def _normalise_message(m: Any) -> dict:
+    """Plain dict, numpy arrays to lists, and keys whose value is None dropped (Arrow pads
+    heterogeneous structs with nulls); `content` is always kept."""
+    if not isinstance(m, dict):
+        return m  # validate_record reports it
+    out = {}
+    for k, v in m.items():
+        if hasattr(v, "tolist"):
+            v = v.tolist()
+        if k == "tool_calls" and isinstance(v, list):
+            v = [_normalise_message(c) for c in v]
+        elif k == "function" and isinstance(v, dict):
+            v = _normalise_message(v)
+        if v is not None or k == "content":
+            out[k] = v
+    return out
+
+
+def function_names_defined(source: str) -> set[str]:
+    """Top-level function names a Python source defines (raises SyntaxError if it does not parse)."""
+    with warnings.catch_warnings():  # tool codes often hold regexes with invalid escapes
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tree = ast.parse(source)
+    return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def code_errors(name: str, source: Any) -> list[tuple[str, str]]:
+    """Problems with the code of tool `name`: not a string, does not parse, or does not define
+    a top-level function `name`; (field, message) pairs, empty when it is fine."""
+    field_name = f"codes[{name}]"
+    if not isinstance(source, str):
+        return [(field_name, f"expected Python source, got {type(source).__name__}")]
+    try:
+        defined = function_names_defined(source)
+    except SyntaxError as e:
+        return [(field_name, f"does not parse: {e.msg} (line {e.lineno})")]
+    if name not in defined:
+        return [(field_name, f"does not define function '{name}' (defines {sorted(defined)})")]
+    return []
+
+
+def validate_record(rec: EnvRecord, *, parse_codes: bool = True) -> list[tuple[str, str]]:
+    """All problems with a record, as (field, message) pairs; empty when it is valid.
+
+    ``parse_codes=False`` checks only that every code is a string, not that it parses and
+    defines its function (`code_errors`): for callers that run every code anyway and check
+    that themselves, as envgen's validation gate does, since parsing is most of the cost.
+    """
+    errors: list[tuple[str, str]] = []
+    # messages
+    if not rec.messages:
+        errors.append(("messages", "empty conversation"))
+    for i, m in enumerate(rec.messages):
+        if not isinstance(m, dict) or m.get("role") not in _ROLES:
+            errors.append((f"messages[{i}]", f"not a chat message with a role in {sorted(_ROLES)}: {m!r:.120}"))
+    # tools
+    names: list[str] = []
+    for i, tool in enumerate(rec.tools):
+        problems = tool_schema_errors(tool)
+        errors.extend((f"tools[{i}]" + (f"/{path}" if path else ""), msg) for path, msg in problems)
+        if not problems or "function/parameters" in problems[0][0]:
+            names.append(tool["function"]["name"])
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        errors.append(("tools", f"duplicate tool name(s) {dup}"))
+    # codes
+    for name, source in rec.codes.items():
+        if parse_codes:
+            errors.extend(code_errors(name, source))
+        elif not isinstance(source, str):
+            errors.append((f"codes[{name}]", f"expected Python source, got {type(source).__name__}"))
+    for name in names:
+        if name not in rec.codes:
+            errors.append(("codes", f"no code for tool '{name}'"))
+    # unsolved_set
+    for name, answers in rec.unsolved_set.items():
+        if name not in names:
+            errors.append((f"unsolved_set[{name}]", f"names unknown tool '{name}'"))
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            errors.append((f"unsolved_set[{name}]", f"expected a list of strings, got {answers!r:.80}"))
+    if not 0.0 <= rec.solve_rate <= 1.0:
+        errors.append(("solve_rate", f"must lie in [0, 1], got {rec.solve_rate}"))
+    return errors
+
+
+# --- files ---------------------------------------------------------------------------------
+class Records(list):
+    """A list of EnvRecord that also carries the errors of the rows it skipped."""
+
+    skipped: list[RecordError]
+
+    def __init__(self, items: Iterable[EnvRecord] = (), skipped: list[RecordError] | None = None):
+        super().__init__(items)
+        self.skipped = skipped or []
+
+
+def iter_rows(path: str | os.PathLike) -> Iterator[tuple[dict | RecordError, dict]]:
+    """Yield (raw row, location) for a .jsonl/.json/.parquet file.
+
+    A malformed JSON line is yielded as a RecordError in place of the row, so that the
+    caller decides whether to stop or skip, and the lines after it are still read.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for i, row in enumerate(pq.read_table(path).to_pylist()):
+            yield row, {"source": str(path), "row_index": i}
+    elif suffix in (".jsonl", ".json"):
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                loc = {"source": str(path), "line": lineno}
+                try:
+                    yield json.loads(line), loc
+                except json.JSONDecodeError as e:
+                    yield (
+                        RecordError(f"malformed JSON ({e.msg} at column {e.colno})", source=str(path), line=lineno),
+                        loc,
+                    )
+    else:
+        raise ValueError(f"{path}: unknown record file type '{suffix}' (use .jsonl or .parquet)")
+
+
+def load_records(path: str | os.PathLike, *, skip_invalid: bool = False, validate: bool = True) -> Records:
+    """Load FTRL records from JSONL or Parquet.
+
+    A bad row raises a RecordError naming the file, line/row and field, unless
+    ``skip_invalid=True``: then it is skipped, kept in ``result.skipped`` and logged.
+    """
+    out = Records()
+    for row, loc in iter_rows(path):
+        try:
+            if isinstance(row, RecordError):
+                raise row
+            out.append(
+                EnvRecord.from_row(
+                    row, source=loc["source"], line=loc.get("line"), row_index=loc.get("row_index"), validate=validate
+                )
+            )
+        except RecordError as e:
+            if not skip_invalid:
+                raise
+            out.skipped.append(e)
+    if out.skipped:
+        log.warning(
+            "%s: skipped %d invalid record(s): %s",
+            path,
+            len(out.skipped),
+            "; ".join(str(e) for e in out.skipped[:5]) + (" ..." if len(out.skipped) > 5 else ""),
+        )
+    return out
+
+
+def save_records(records: Iterable[EnvRecord], path: str | os.PathLike) -> Path:
+    """Write records as FTRL rows to .jsonl or .parquet (readable by `datasets`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [r.to_row() for r in records]
+    suffix = path.suffix.lower()
+    tmp = path.with_name(path.name + ".tmp")
+    if suffix == ".jsonl":
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(_to_json(row) + "\n")
+    elif suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = list(dict.fromkeys(k for row in rows for k in row))  # union, first-seen order
+        pq.write_table(pa.Table.from_pydict({c: [row.get(c) for row in rows] for c in columns}), tmp)
+    else:
+        raise ValueError(f"{path}: unknown record file type '{suffix}' (use .jsonl or .parquet)")
+    os.replace(tmp, path)  # never leave a half-written file behind
+    return path
+
+
+def append_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
+    """Append rows to a JSONL file and flush, for incremental, resumable outputs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(_to_json(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def default_test_set() -> Path:
+    """Path of the FTRL paper's test set in ../shared (FTRL_TEST_SET overrides it)."""
+    env = os.environ.get("FTRL_TEST_SET")
+    if env:
+        return Path(env)
+    return shared_dir() / "benchmarks" / "ftrl" / "test.parquet"
+
+
+def shared_dir() -> Path:
+    """The ../shared folder beside the project root (FTRL_SHARED overrides it)."""
+    env = os.environ.get("FTRL_SHARED")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared"

@@ -1,0 +1,6 @@
+"""``python -m ftrl_lab.train``: the iteration loop's command line (:func:`ftrl_lab.train.loop.main`)."""
+
+from ftrl_lab.train.loop import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,300 @@
+"""Training configuration: typed sections, loaded from preset files in ``configs/``.
+
+A preset is a YAML (or JSON) file with top-level keys ``name``, ``model``, ``device`` ...
+and the sections ``data``, ``sft``, ``rl`` and ``eval`` (see :class:`TrainConfig`). Unknown
+keys are errors naming the file and the key, so a typo never silently falls back to a
+default. ``configs/<name>.yaml`` is found by name::
+
+    cfg = load_config("cpu-smollm2", overrides={"rl.reward": "solve_precision"})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftrl_lab.agent.anatomy import GROUP_MODULES, layer_thirds
+from ftrl_lab.core.reward import VARIANTS
+
+ALGORITHMS = ("grpo", "reinforce_pp", "rloo")
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+@dataclass
+class DataSection:
+    """Where the environments come from; missing splits are generated with envgen."""
+
+    train: str = "data/envs/cpu/train.jsonl"
+    test: str = "data/envs/cpu/test.jsonl"
+    generate: bool = True
+    complexity: str = "0"
+    scenarios: str = "single_hop,parallel_single_hop,multi_hop,parallel_multi_hop"
+    train_n: int = 400
+    test_n: int = 200
+    train_seed: int = 1001
+    test_seed: int = 2002
+    ftrl_test: str | None = "default"  # path, "default" (../shared FTRL test set) or null
+
+
+@dataclass
+class SFTSection:
+    """Optional warm start on gold trajectories of the first ``n_envs`` train environments."""
+
+    enabled: bool = True
+    n_envs: int = 48
+    learning_rate: float = 5e-5
+    epochs: float = 1.0
+    batch_size: int = 1
+    gradient_accumulation_steps: int = 4
+    max_length: int = 2048
+
+
+@dataclass
+class RLSection:
+    """Iterative resampling + RL (GRPO / REINFORCE++-baseline / RLOO) settings."""
+
+    algorithm: str = "grpo"
+    reward: str = "solve_f1"
+    iterations: int = 2
+    envs_per_iteration: int = 16
+    prefixes_per_iteration: int = 24
+    num_generations: int = 8
+    prompts_per_step: int = 2
+    micro_batch_prompts: int | None = None  # prompts per forward/backward (None: all of a step's)
+    learning_rate: float = 1e-5
+    beta: float = 0.0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_completion_length: int = 128
+    max_prompt_tokens: int = 1536
+    epsilon: float = 0.2
+    loss_type: str | None = None  # default per algorithm (see train.trl_config)
+    scale_rewards: str | None = None  # default per algorithm
+    lora: dict | None = None  # peft LoraConfig kwargs; null = full fine-tuning (see lora_kwargs)
+    collect_temperature: float = 0.7
+    collect_max_turns: int = 6
+    collect_max_new_tokens: int = 128
+    drop_solved: bool = False
+    share_prefix: bool = True
+    engine_batch_size: int = 16
+    gradient_checkpointing: bool = False
+    max_grad_norm: float = 1.0
+    warmup_steps: int = 0
+    save_steps: int = 4
+    trl: dict = field(default_factory=dict)  # extra GRPOConfig / RLOOConfig fields, passed as is
+
+
+@dataclass
+class EvalSection:
+    """Before/after evaluation (greedy, FTRL's loop)."""
+
+    max_turns: int = 8
+    max_new_tokens: int = 128
+    batch_size: int = 16
+    test_limit: int | None = None
+    ftrl_limit: int | None = 20
+    base: bool = True  # with a warm start, also evaluate the model before any training
+    perplexity_topics: int = 16
+    bootstrap: int = 2000
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run (one preset)."""
+
+    name: str = "cpu-smollm2"
+    description: str = ""
+    model: str = "default"
+    device: str = "auto"
+    dtype: str = "auto"
+    mixed_precision: str = "auto"  # bf16 autocast in SFT/RL steps and engine prefills: auto | bf16 | no
+    threads: int | None = None
+    seed: int = 0
+    runs_dir: str = "runs/train"
+    publish_dir: str | None = "data/train"
+    data: DataSection = field(default_factory=DataSection)
+    sft: SFTSection = field(default_factory=SFTSection)
+    rl: RLSection = field(default_factory=RLSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    def __post_init__(self) -> None:
+        if self.rl.algorithm not in ALGORITHMS:
+            raise ValueError(f"rl.algorithm: unknown '{self.rl.algorithm}' (choose from {ALGORITHMS})")
+        if self.rl.reward not in VARIANTS:
+            raise ValueError(f"rl.reward: unknown '{self.rl.reward}' (choose from {VARIANTS})")
+        if self.rl.iterations < 1 or self.rl.num_generations < 2 or self.rl.prompts_per_step < 1:
+            raise ValueError("rl.iterations >= 1, rl.num_generations >= 2 and rl.prompts_per_step >= 1 required")
+        micro = self.rl.micro_batch_prompts or self.rl.prompts_per_step
+        if self.rl.prompts_per_step % micro:
+            raise ValueError(
+                f"rl.prompts_per_step ({self.rl.prompts_per_step}) must be a multiple of "
+                f"rl.micro_batch_prompts ({micro})"
+            )
+        if self.rl.lora is not None:
+            lora_kwargs(self.rl.lora)  # spelling of a restricted LoRA, checked before any training
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.name}_{self.rl.reward}_{self.rl.algorithm}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+LORA_THIRDS = {"lower_third": "lower", "middle_third": "middle", "upper_third": "upper"}
+
+
+def lora_kwargs(lora: dict, n_layers: int | None = None) -> dict[str, Any]:
+    """``rl.lora`` as ``peft.LoraConfig`` keyword arguments, with LoRA restricted to chosen
+    modules and layers written as data:
+
+    * ``target_modules``: a group ("mlp", "attention"), a module name, "all-linear", or a list
+      mixing groups and module names (``[mlp, q_proj]``);
+    * ``layers_to_transform``: a third of the depth ("lower_third", "middle_third",
+      "upper_third", as :func:`ftrl_lab.agent.anatomy.layer_thirds` splits it), a range "0-9", an
+      int or a list of ints.
+
+    With ``n_layers`` None only the spelling is checked (thirds stay unresolved).
+    """
+    if not isinstance(lora, dict):
+        raise ValueError(f"rl.lora: expected a mapping of LoraConfig arguments, got {lora!r}")
+    out = dict(lora)
+    targets = out.get("target_modules")
+    if isinstance(targets, str) and targets in GROUP_MODULES:
+        out["target_modules"] = list(GROUP_MODULES[targets])
+    elif isinstance(targets, list):
+        out["target_modules"] = list(dict.fromkeys(m for t in targets for m in GROUP_MODULES.get(t, (t,))))
+    layers = out.get("layers_to_transform")
+    if isinstance(layers, str):
+        if layers in LORA_THIRDS:
+            if n_layers is not None:
+                out["layers_to_transform"] = layer_thirds(n_layers)[LORA_THIRDS[layers]]
+        else:
+            lo, _, hi = layers.partition("-")
+            if not (lo.strip().isdigit() and (not hi or hi.strip().isdigit())):
+                raise ValueError(
+                    f"rl.lora.layers_to_transform: '{layers}' is not one of {list(LORA_THIRDS)}, "
+                    "'i-j', an int or a list of ints"
+                )
+            out["layers_to_transform"] = list(range(int(lo), int(hi or lo) + 1))
+    elif (
+        layers is not None
+        and not isinstance(layers, int)
+        and not (isinstance(layers, list) and all(isinstance(i, int) for i in layers))
+    ):
+        raise ValueError(f"rl.lora.layers_to_transform: expected a third, 'i-j', an int or a list, got {layers!r}")
+    chosen = out.get("layers_to_transform")
+    if n_layers is not None and chosen is not None:
+        chosen = [chosen] if isinstance(chosen, int) else chosen
+        if not chosen or any(not 0 <= i < n_layers for i in chosen):
+            raise ValueError(
+                f"rl.lora.layers_to_transform: {chosen} selects no layer or one outside "
+                f"0-{n_layers - 1} (the model has {n_layers})"
+            )
+    return out
+
+
+SECTIONS = {"data": DataSection, "sft": SFTSection, "rl": RLSection, "eval": EvalSection}
+
+
+def preset_path(name_or_path: str | os.PathLike) -> Path:
+    """``configs/<name>.yaml`` (or .yml / .json) for a preset name, or the given file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
+        return path
+    for ext in (".yaml", ".yml", ".json"):
+        candidate = CONFIG_DIR / f"{name_or_path}{ext}"
+        if candidate.is_file():
+            return candidate
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.y*ml") if p.stem != "accelerate")
+    raise FileNotFoundError(f"no preset '{name_or_path}' (presets in {CONFIG_DIR}: {names})")
+
+
+def read_preset(path: Path) -> dict[str, Any]:
+    """The raw mapping of a YAML / JSON preset file."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a preset must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainConfig:
+    """A :class:`TrainConfig` from a mapping; unknown keys raise ``ValueError`` naming them."""
+    top = {f.name for f in dataclasses.fields(TrainConfig)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in top:
+            raise ValueError(f"{source}: unknown key '{key}' (known: {sorted(top)})")
+        if key in SECTIONS:
+            cls = SECTIONS[key]
+            known = {f.name for f in dataclasses.fields(cls)}
+            if not isinstance(value, dict):
+                raise ValueError(f"{source}: '{key}' must be a mapping")
+            bad = sorted(set(value) - known)
+            if bad:
+                raise ValueError(f"{source}: unknown key(s) {[f'{key}.{b}' for b in bad]} (known: {sorted(known)})")
+            kwargs[key] = cls(**{k: _coerce(cls, k, v, f"{source}: {key}.{k}") for k, v in value.items()})
+        else:
+            kwargs[key] = value
+    try:
+        return TrainConfig(**kwargs)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+
+
+def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
+    """A string where the field's default is a number becomes that number (YAML reads "1e-5" as text)."""
+    default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
+    if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+        try:
+            return type(default)(float(value)) if isinstance(default, float) else int(value)
+        except ValueError:
+            raise ValueError(f"{where}: expected a number, got {value!r}") from None
+    return value
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``{"rl.reward": "solve_rate"}`` style dotted overrides applied to a raw mapping (copy)."""
+    out = json.loads(json.dumps(data))
+    for dotted, value in overrides.items():
+        node = out
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """A command-line override value: YAML scalars (numbers, true/false, null) or a string."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):  # YAML 1.1 reads "2e-5" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def load_config(
+    name_or_path: str | os.PathLike = "cpu-smollm2", overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Load a preset by name or path and apply dotted overrides."""
+    path = preset_path(name_or_path)
+    data = apply_overrides(read_preset(path), overrides or {})
+    return config_from_dict(data, str(path))

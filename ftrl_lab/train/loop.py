@@ -1,0 +1,728 @@
+"""Feedback-driven training, as the paper: SFT warm start (optional), then k iterations of
+"collect trajectory prefixes with the current policy, one epoch of RL on them", then a
+before/after evaluation.
+
+    python -m ftrl_lab.train --preset cpu-smollm2                       # the embedded default, CPU
+    python -m ftrl_lab.train --preset cpu-smollm2 --reward solve_precision --algorithm reinforce_pp
+    python -m ftrl_lab.train --preset gpu-qwen2.5-7b-lora --set model=/models/Qwen2.5-7B-Instruct
+    python -m ftrl_lab.train ablation runs/train/a runs/train/b runs/train/c
+
+Stages (each resumable: a rerun skips finished stages and resumes RL from its last checkpoint):
+
+1. environments: the train and test splits of the preset (generated with envgen if missing);
+2. ``sft``: gold trajectories of the first ``sft.n_envs`` train environments (TRL SFTTrainer,
+   assistant tokens only) -> ``<run>/start_model``, the starting checkpoint of RL;
+3. ``eval_start``: Solve-P/R/F1 of the starting checkpoint on the test split and the FTRL test
+   set (subset), and perplexity on generic text (:mod:`ftrl_lab.agent.general_ability`);
+4. ``iter_k`` for k = 1..K: roll the current policy out on fresh train environments
+   (:func:`ftrl_lab.agent.trajectories.collect`), build the prefix dataset
+   (:mod:`ftrl_lab.train.data`), one epoch of GRPO / REINFORCE++-baseline / RLOO through TRL
+   with Engine generation (:mod:`ftrl_lab.train.trainers`) -> ``<run>/iter_k/model``;
+5. ``eval_final`` and the report: ``results.json`` / ``results.md`` (paired bootstrap CIs),
+   ``metrics.jsonl`` / ``metrics.csv``, ``iterations.csv`` and the curves figure; copied to
+   ``publish_dir`` (small files only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from statistics import mean, pstdev
+from typing import Any
+
+import pandas as pd
+
+from ftrl_lab.core.parsing import parse_response
+from ftrl_lab.core.records import EnvRecord, append_jsonl, default_test_set, load_records
+from ftrl_lab.core.reward import make_reward_func
+from ftrl_lab.train.config import TrainConfig, load_config, lora_kwargs, parse_value
+from ftrl_lab.train.run_state import RunState
+
+log = logging.getLogger("ftrl_lab.train")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+
+# --- environments ----------------------------------------------------------------------------
+def ensure_split(path: str, n: int, seed: int, split: str, cfg: TrainConfig, exclude: Sequence[str] = ()) -> Path:
+    """The split's JSONL, generated (or completed) with envgen when ``data.generate``."""
+    p = Path(path)
+    if cfg.data.generate:
+        from ftrl_lab.envgen.pipeline import PipelineConfig, generate_split
+
+        have = sum(1 for line in p.open() if line.strip()) if p.exists() else 0
+        if have < n:
+            config = PipelineConfig(
+                n=n,
+                split=split,
+                seed=seed,
+                complexity=cfg.data.complexity,
+                scenarios=tuple(s for s in cfg.data.scenarios.split(",") if s),
+                exclude=tuple(str(e) for e in exclude if Path(e).exists()),
+            )
+            generate_split(config, p, progress=True)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: split missing (set data.generate: true to generate it)")
+    return p
+
+
+def stratified_subset(records: Sequence[EnvRecord], n: int | None, seed: int = 0) -> list[EnvRecord]:
+    """``n`` records spread evenly over the scenarios (seeded; input order kept); all when ``n`` is None."""
+    if n is None or n >= len(records):
+        return list(records)
+    rng = random.Random(seed)
+    by_scenario: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        by_scenario.setdefault(r.scenario, []).append(i)
+    for idx in by_scenario.values():
+        rng.shuffle(idx)
+    picked: list[int] = []
+    while len(picked) < n:
+        for idx in by_scenario.values():
+            if idx and len(picked) < n:
+                picked.append(idx.pop())
+    return [records[i] for i in sorted(picked)]
+
+
+def load_environments(cfg: TrainConfig) -> dict[str, list[EnvRecord]]:
+    """Train, test and (optionally) FTRL test records of a config."""
+    d = cfg.data
+    train = ensure_split(d.train, d.train_n, d.train_seed, "train", cfg)
+    test = ensure_split(d.test, d.test_n, d.test_seed, "test", cfg, exclude=[d.train])
+    envs = {"train": list(load_records(train)), "test": list(load_records(test))}
+    if cfg.eval.test_limit:
+        envs["test"] = envs["test"][: cfg.eval.test_limit]
+    if d.ftrl_test:
+        path = default_test_set() if d.ftrl_test == "default" else Path(d.ftrl_test)
+        if path.exists():
+            envs["ftrl"] = stratified_subset(list(load_records(path)), cfg.eval.ftrl_limit, cfg.seed)
+        else:
+            log.warning("FTRL test set %s not found: skipping that evaluation", path)
+    return envs
+
+
+# --- models ----------------------------------------------------------------------------------
+def load_policy_model(path: str, cfg: TrainConfig):
+    """Model and tokenizer from a folder (or "default"), on the configured device and dtype."""
+    from ftrl_lab.agent.models import load_model
+
+    return load_model(path, dtype=cfg.dtype, device=cfg.device)
+
+
+def save_model(model, tokenizer, out: Path) -> Path:
+    """Save a (merged) model + tokenizer atomically into ``out``."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+def on_cpu(cfg: TrainConfig) -> bool:
+    from ftrl_lab.agent.models import pick_device
+
+    return pick_device(cfg.device).type == "cpu"
+
+
+def use_bf16(cfg: TrainConfig) -> bool:
+    """bf16 autocast for the SFT and RL steps (``cfg.mixed_precision``, resolved for the device)."""
+    from ftrl_lab.agent.models import bf16_mixed_precision, pick_device
+
+    return bf16_mixed_precision(cfg.mixed_precision, pick_device(cfg.device))
+
+
+# --- evaluation ------------------------------------------------------------------------------
+def evaluate_model(
+    model, tokenizer, records: Sequence[EnvRecord], out_dir: Path, cfg: TrainConfig, desc: str
+) -> pd.DataFrame:
+    """Greedy FTRL-loop evaluation (resumable); per-episode rows."""
+    from ftrl_lab.agent.engine import Engine, SamplingParams
+    from ftrl_lab.agent.evaluate import evaluate
+    from ftrl_lab.agent.rollout import LocalPolicy
+
+    model.eval()
+    engine = Engine(model, tokenizer, batch_size=cfg.eval.batch_size, bf16_prefill=use_bf16(cfg))
+    policy = LocalPolicy(engine, SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=0.0))
+    log.info("evaluating %s on %d environments -> %s", desc, len(records), out_dir)
+    result = evaluate(
+        records,
+        policy,
+        out_dir,
+        max_turns=cfg.eval.max_turns,
+        max_active=cfg.eval.batch_size,
+        meta={"model": desc, "settings": {"max_turns": cfg.eval.max_turns, "max_new_tokens": cfg.eval.max_new_tokens}},
+    )
+    return result.episodes
+
+
+def evaluate_all(
+    model, tokenizer, envs: dict[str, list[EnvRecord]], run_dir: Path, tag: str, cfg: TrainConfig
+) -> dict[str, Any]:
+    """Test split + FTRL subset + perplexity of one checkpoint."""
+    from ftrl_lab.agent.general_ability import perplexity
+
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {}
+    for name in ("test", "ftrl"):
+        if name in envs:
+            episodes = evaluate_model(model, tokenizer, envs[name], run_dir / "eval" / f"{tag}_{name}", cfg, tag)
+            out[name] = {m: float(episodes[m].mean()) for m in ("solve_precision", "solve_rate", "solve_f1")}
+    out["perplexity"] = perplexity(model, tokenizer, n_topics=cfg.eval.perplexity_topics)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def eval_episodes(run_dir: Path, tag: str, name: str) -> pd.DataFrame:
+    from ftrl_lab.agent.evaluate import load_transcripts
+
+    rows = load_transcripts(run_dir / "eval" / f"{tag}_{name}")
+    return pd.DataFrame([{k: r[k] for k in ("key", "solve_precision", "solve_rate", "solve_f1")} for r in rows])
+
+
+# --- reward with training statistics -----------------------------------------------------------
+def logged_reward(variant: str) -> Callable:
+    """``reward.make_reward_func(variant)`` that also logs parse-failure rate, calls per response,
+    no-call rate and the mean within-group reward std through TRL's ``log_metric``."""
+    base = make_reward_func(variant)
+
+    def reward(prompts=None, completions=(), log_metric=None, **columns):
+        values = base(prompts=prompts, completions=completions, **columns)
+        if log_metric is not None and completions:
+            parsed = [parse_response(c) for c in completions]
+            log_metric("ftrl/parse_failure_rate", mean(float(p.malformed) for p in parsed))
+            log_metric("ftrl/calls_per_response", mean(float(len(p.tool_calls)) for p in parsed))
+            log_metric("ftrl/no_call_rate", mean(float(not p.tool_calls) for p in parsed))
+            groups: dict[str, list[float]] = {}
+            for prompt, value in zip(prompts or [None] * len(values), values):
+                groups.setdefault(json.dumps(prompt, sort_keys=True, default=str), []).append(value)
+            log_metric("ftrl/group_reward_std", mean(pstdev(g) if len(g) > 1 else 0.0 for g in groups.values()))
+        return values
+
+    reward.__name__ = base.__name__
+    return reward
+
+
+# --- RL ----------------------------------------------------------------------------------------
+ALGORITHM_DEFAULTS = {
+    # verl's token-mean aggregation is TRL's "dapo"; GRPO normalises within each group.
+    "grpo": {"loss_type": "dapo", "scale_rewards": "group"},
+    # REINFORCE++-baseline: group-mean baseline, advantages normalised by the batch std, no critic.
+    "reinforce_pp": {"loss_type": "dapo", "scale_rewards": "batch"},
+    "rloo": {},
+}
+
+
+def trl_config(cfg: TrainConfig, output_dir: Path):
+    """The GRPOConfig / RLOOConfig of one RL iteration (one epoch)."""
+    from trl import GRPOConfig, RLOOConfig
+
+    rl = cfg.rl
+    cpu = on_cpu(cfg)
+    micro = rl.micro_batch_prompts or rl.prompts_per_step
+    accumulate = rl.prompts_per_step // micro
+    common = dict(
+        output_dir=str(output_dir),
+        use_cpu=cpu,
+        bf16=use_bf16(cfg),
+        gradient_checkpointing=rl.gradient_checkpointing and not cpu,
+        per_device_train_batch_size=micro * rl.num_generations,
+        gradient_accumulation_steps=accumulate,
+        steps_per_generation=accumulate,
+        num_generations=rl.num_generations,
+        max_completion_length=rl.max_completion_length,
+        temperature=rl.temperature,
+        top_p=rl.top_p,
+        learning_rate=rl.learning_rate,
+        beta=rl.beta,
+        num_train_epochs=1,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=rl.warmup_steps,
+        max_grad_norm=rl.max_grad_norm,
+        epsilon=rl.epsilon,
+        logging_steps=1,
+        report_to=[],
+        seed=cfg.seed,
+        save_strategy="steps" if rl.save_steps else "no",
+        save_steps=rl.save_steps or 500,
+        save_total_limit=1,
+        disable_dropout=True,
+        use_vllm=False,
+        remove_unused_columns=False,
+        log_completions=False,
+    )
+    algo = dict(ALGORITHM_DEFAULTS[rl.algorithm])
+    if rl.loss_type:
+        algo["loss_type"] = rl.loss_type
+    if rl.scale_rewards:
+        algo["scale_rewards"] = rl.scale_rewards
+    kwargs = {**common, **algo, **rl.trl}
+    cls = RLOOConfig if rl.algorithm == "rloo" else GRPOConfig
+    if cls is RLOOConfig:
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("loss_type", "scale_rewards")}
+    return cls(**kwargs)
+
+
+def make_trainer(
+    model,
+    tokenizer,
+    dataset,
+    cfg: TrainConfig,
+    output_dir: Path,
+    callbacks: list | None = None,
+    reference: str | None = None,
+):
+    """An FTRL GRPO / RLOO trainer with Engine generation (see :mod:`ftrl_lab.train.trainers`).
+
+    ``reference``: the folder TRL loads the KL reference from (full fine-tuning with beta > 0;
+    with LoRA the reference is the policy the adapter starts from).
+    """
+    from ftrl_lab.train.trainers import FTRLGRPOTrainer, FTRLRLOOTrainer, configure_engine
+
+    rl = cfg.rl
+    if reference and rl.beta and not rl.lora:
+        from ftrl_lab.agent.models import resolve_model_path
+
+        model.config._name_or_path = resolve_model_path(reference)  # TRL builds the reference from this path
+    peft_config = None
+    if rl.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(rl.lora, model.config.num_hidden_layers))
+    cls = FTRLRLOOTrainer if rl.algorithm == "rloo" else FTRLGRPOTrainer
+    args = trl_config(cfg, output_dir)
+    model.train()
+    trainer = cls(
+        model=model,
+        reward_funcs=[logged_reward(rl.reward)],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    configure_engine(
+        trainer,
+        batch_size=rl.engine_batch_size,
+        share_prefix=rl.share_prefix and not args.gradient_checkpointing,
+        seed=cfg.seed,
+    )
+    return trainer
+
+
+class MetricsLogger:
+    """A TrainerCallback-like object appending every TRL log to ``metrics.jsonl`` (with the
+    iteration and a global step across iterations); ``on_log_hook`` sees each row (live plots)."""
+
+    def __init__(self, path: Path, iteration: int, step_offset: int, on_log_hook: Callable | None = None):
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "train_runtime" not in logs:
+                    row = {
+                        "iteration": iteration,
+                        "step": state.global_step,
+                        "global_step": step_offset + state.global_step,
+                        "time": time.time(),
+                        **logs,
+                    }
+                    append_jsonl(outer.path, [row])
+                    if outer.hook is not None:
+                        outer.hook(row)
+
+        self.path, self.hook, self.callback = path, on_log_hook, _Callback()
+
+
+def iteration_envs(train: Sequence[EnvRecord], cfg: TrainConfig, iteration: int) -> list[EnvRecord]:
+    """Fresh train environments for an iteration (those after the SFT ones, cycling)."""
+    start = cfg.sft.n_envs if cfg.sft.enabled else 0
+    pool = list(train[start:]) or list(train)
+    n = cfg.rl.envs_per_iteration
+    offset = ((iteration - 1) * n) % len(pool)
+    return [pool[(offset + i) % len(pool)] for i in range(min(n, len(pool)))]
+
+
+def collect_prefixes(model, tokenizer, records: Sequence[EnvRecord], out_path: Path, cfg: TrainConfig):
+    """Roll the current policy out (sampling) and write the prefix records (resumable)."""
+    from ftrl_lab.agent.engine import Engine, SamplingParams
+    from ftrl_lab.agent.rollout import LocalPolicy
+    from ftrl_lab.agent.trajectories import collect
+
+    model.eval()
+    engine = Engine(
+        model, tokenizer, batch_size=cfg.eval.batch_size, seed=cfg.seed + len(records), bf16_prefill=use_bf16(cfg)
+    )
+    params = SamplingParams(max_new_tokens=cfg.rl.collect_max_new_tokens, temperature=cfg.rl.collect_temperature)
+    return collect(
+        records,
+        LocalPolicy(engine, params),
+        out_path,
+        max_turns=cfg.rl.collect_max_turns,
+        max_active=cfg.eval.batch_size,
+    )
+
+
+def rl_iteration(
+    model,
+    tokenizer,
+    envs: dict,
+    run_dir: Path,
+    cfg: TrainConfig,
+    iteration: int,
+    step_offset: int,
+    on_log: Callable | None = None,
+    reference: str | None = None,
+):
+    """Collect, build the dataset, train one epoch; returns (trained model, summary)."""
+    from accelerate import PartialState
+
+    from ftrl_lab.agent.trajectories import read_jsonl_lines, sidecar_path
+    from ftrl_lab.train.data import build_prefix_dataset
+
+    dist = PartialState()
+    it_dir = run_dir / f"iter_{iteration}"
+    it_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if dist.is_main_process:
+        collect_prefixes(
+            model, tokenizer, iteration_envs(envs["train"], cfg, iteration), it_dir / "prefixes.jsonl", cfg
+        )
+    dist.wait_for_everyone()
+    t_collect = time.perf_counter() - t0
+    episodes, _ = read_jsonl_lines(sidecar_path(it_dir / "prefixes.jsonl"))
+    prefixes = load_records(it_dir / "prefixes.jsonl")
+    dataset, report = build_prefix_dataset(
+        prefixes,
+        tokenizer,
+        max_prompt_tokens=cfg.rl.max_prompt_tokens,
+        drop_solved=cfg.rl.drop_solved,
+        limit=cfg.rl.prefixes_per_iteration,
+        seed=cfg.seed + iteration,
+    )
+    log.info("iteration %d: %s", iteration, report)
+    if len(dataset) < cfg.rl.prompts_per_step:
+        raise RuntimeError(f"iteration {iteration}: only {len(dataset)} prefixes fit the prompt budget")
+    dataset = dataset.select(range(len(dataset) - len(dataset) % cfg.rl.prompts_per_step))
+    logger = MetricsLogger(run_dir / "metrics.jsonl", iteration, step_offset, on_log)
+    trainer = make_trainer(
+        model, tokenizer, dataset, cfg, it_dir / "trainer", callbacks=[logger.callback], reference=reference
+    )
+    checkpoints = sorted((it_dir / "trainer").glob("checkpoint-*"))
+    t1 = time.perf_counter()
+    out = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    t_train = time.perf_counter() - t1
+    if dist.is_main_process:
+        save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, it_dir / "model")
+        shutil.rmtree(it_dir / "trainer", ignore_errors=True)
+    dist.wait_for_everyone()
+    summary = {
+        "iteration": iteration,
+        "environments": len(episodes),
+        "solve_precision": mean(e["solve_precision"] for e in episodes) if episodes else None,
+        "solve_rate": mean(e["solve_rate"] for e in episodes) if episodes else None,
+        "solve_f1": mean(e["solve_f1"] for e in episodes) if episodes else None,
+        "calls_per_episode": mean(e["calls"] for e in episodes) if episodes else None,
+        "prefixes": report.to_dict(),
+        "steps": trainer.state.global_step,
+        "train_loss": out.metrics.get("train_loss"),
+        "collect_seconds": round(t_collect, 1),
+        "train_seconds": round(t_train, 1),
+    }
+    del trainer
+    gc.collect()
+    return summary
+
+
+# --- the whole run -----------------------------------------------------------------------------
+def run(
+    cfg: TrainConfig,
+    run_dir: str | Path | None = None,
+    *,
+    reuse_start: str | Path | None = None,
+    on_log: Callable | None = None,
+    on_stage: Callable[[str, Any], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) every stage of a training run; returns ``results.json``'s content.
+
+    ``reuse_start``: another run folder whose starting checkpoint and start evaluation are
+    reused (same preset, e.g. for a reward-variant ablation). ``on_log`` sees every training
+    log row, ``on_stage`` every finished stage. Under ``accelerate launch`` only the main
+    process generates data, collects, evaluates and saves; every process trains.
+    """
+    import torch
+    from accelerate import PartialState
+
+    dist = PartialState()
+    main = dist.is_main_process
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    run_dir = Path(run_dir or Path(cfg.runs_dir) / cfg.run_name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    state = RunState(run_dir)
+    notify = on_stage or (lambda stage, value: None)
+    clock = [time.perf_counter()]
+
+    def finish(stage: str, value: Any) -> None:
+        """Record a finished stage (main process) and the time spent since the last one."""
+        now = time.perf_counter()
+        if main:
+            state.finish("elapsed_seconds", round((state.get("elapsed_seconds") or 0.0) + now - clock[0], 1))
+            state.finish(stage, value)
+        clock[0] = now
+        notify(stage, value)
+
+    def sync() -> RunState:
+        dist.wait_for_everyone()
+        return RunState(run_dir)
+
+    with dist.main_process_first():
+        envs = load_environments(cfg)
+    log.info("environments: %s", {k: len(v) for k, v in envs.items()})
+
+    # 2. starting checkpoint
+    if reuse_start is not None and not state.done("eval_start") and main:
+        src_state = RunState(Path(reuse_start))
+        if (cfg.sft.enabled and not src_state.done("sft")) or not src_state.done("eval_start"):
+            raise ValueError(f"{reuse_start}: no finished starting checkpoint + start evaluation to reuse")
+        for d in [*(Path(reuse_start) / "eval").glob("start_*"), *(Path(reuse_start) / "eval").glob("base_*")]:
+            shutil.copytree(d, run_dir / "eval" / d.name, dirs_exist_ok=True)
+        if cfg.sft.enabled:
+            finish("sft", {**src_state.get("sft"), "reused_from": str(reuse_start)})
+        if src_state.done("eval_base"):
+            finish("eval_base", {**src_state.get("eval_base"), "reused_from": str(reuse_start)})
+        finish("eval_start", {**src_state.get("eval_start"), "reused_from": str(reuse_start)})
+        src_cfg = json.loads((Path(reuse_start) / "config.json").read_text())
+        same_collection = (
+            all(
+                src_cfg["rl"][k] == getattr(cfg.rl, k)
+                for k in ("envs_per_iteration", "collect_temperature", "collect_max_turns", "collect_max_new_tokens")
+            )
+            and src_cfg["seed"] == cfg.seed
+            and src_cfg["eval"]["batch_size"] == cfg.eval.batch_size
+        )
+        if same_collection and src_state.done("iter_1") and not (run_dir / "iter_1").exists():
+            # Iteration 1 collects with the same starting policy, environments and seed: same prefixes.
+            from ftrl_lab.agent.trajectories import sidecar_path
+
+            src_prefixes = Path(reuse_start) / "iter_1" / "prefixes.jsonl"
+            (run_dir / "iter_1").mkdir(parents=True)
+            for f in (src_prefixes, sidecar_path(src_prefixes)):
+                shutil.copy(f, run_dir / "iter_1" / f.name)
+    elif cfg.sft.enabled and not state.done("sft") and main:
+        finish("sft", warm_start(cfg, envs["train"], run_dir))
+    state = sync()
+    if cfg.sft.enabled and cfg.eval.base and not state.done("eval_base") and main:
+        # The model before any training: the warm start's own effect is then visible too.
+        model, tokenizer = load_policy_model(cfg.model, cfg)
+        finish("eval_base", evaluate_all(model, tokenizer, envs, run_dir, "base", cfg))
+        del model
+        gc.collect()
+    state = sync()
+    start_dir = state.get("sft")["model"] if cfg.sft.enabled else cfg.model
+    model, tokenizer = load_policy_model(start_dir, cfg)
+
+    if not state.done("eval_start") and main:
+        finish("eval_start", evaluate_all(model, tokenizer, envs, run_dir, "start", cfg))
+    state = sync()
+
+    # 4. iterations
+    for k in range(1, cfg.rl.iterations + 1):
+        if state.done(f"iter_{k}"):
+            continue
+        if k > 1:  # resumed: continue from the last finished iteration's policy
+            del model
+            gc.collect()
+            model, tokenizer = load_policy_model(str(run_dir / f"iter_{k - 1}" / "model"), cfg)
+        offset = sum((state.get(f"iter_{j}") or {}).get("steps", 0) for j in range(1, k))
+        value = rl_iteration(model, tokenizer, envs, run_dir, cfg, k, offset, on_log, reference=start_dir)
+        finish(f"iter_{k}", value)
+        state = sync()
+        previous = run_dir / f"iter_{k - 1}" / "model"
+        if main and k > 1 and previous.exists():
+            shutil.rmtree(previous)  # only the latest policy is kept
+    last = run_dir / f"iter_{cfg.rl.iterations}" / "model"
+    del model
+    gc.collect()
+    model, tokenizer = load_policy_model(str(last), cfg)
+
+    # 5. final evaluation and report
+    if not state.done("eval_final") and main:
+        finish("eval_final", evaluate_all(model, tokenizer, envs, run_dir, "final", cfg))
+    state = sync()
+    return write_report(cfg, run_dir, state) if main else {}
+
+
+def warm_start(cfg: TrainConfig, train: Sequence[EnvRecord], run_dir: Path) -> dict[str, Any]:
+    """SFT on gold trajectories -> ``<run>/start_model``."""
+    from ftrl_lab.train.sft import build_sft_dataset, gold_trajectories, run_sft
+
+    t0 = time.perf_counter()
+    model, tokenizer = load_policy_model(cfg.model, cfg)
+    records = list(train[: cfg.sft.n_envs])
+    dataset, dropped = build_sft_dataset(gold_trajectories(records), tokenizer, max_length=cfg.sft.max_length)
+    log.info("SFT on %d gold trajectories (dropped %s)", len(dataset), dropped)
+    s = cfg.sft
+    result = run_sft(
+        model,
+        tokenizer,
+        dataset,
+        str(run_dir / "sft_trainer"),
+        learning_rate=s.learning_rate,
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        gradient_accumulation_steps=s.gradient_accumulation_steps,
+        max_length=s.max_length,
+        use_cpu=on_cpu(cfg),
+        bf16=use_bf16(cfg),
+        seed=cfg.seed,
+    )
+    out = save_model(model, tokenizer, run_dir / "start_model")
+    shutil.rmtree(run_dir / "sft_trainer", ignore_errors=True)
+    losses = [r["loss"] for r in result["log_history"] if "loss" in r]
+    return {
+        "model": str(out),
+        "examples": len(dataset),
+        "dropped": dropped,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, Any]:
+    """results.json / results.md / metrics.csv / iterations.csv / curves figure (+ publish copies)."""
+    from ftrl_lab.agent.evaluate import machine_info
+    from ftrl_lab.train.report import compare, load_metrics, plot_curves, table_markdown
+
+    comparisons, md = (
+        {},
+        [
+            f"# Training run `{run_dir.name}`",
+            "",
+            f"Preset `{cfg.name}`, model `{cfg.model}`, reward `{cfg.rl.reward}`, "
+            f"algorithm `{cfg.rl.algorithm}`, {cfg.rl.iterations} iteration(s). "
+            "Points = x100; CIs: paired bootstrap over environments.",
+            "",
+        ],
+    )
+    for name in ("test", "ftrl"):
+        title = "Generated test split" if name == "test" else "FTRL test set"
+        where = cfg.data.test if name == "test" else "shared"
+        final = eval_episodes(run_dir, "final", name)
+        for before, label in (("start", "RL's starting checkpoint"), ("base", f"`{cfg.model}` before any training")):
+            start = eval_episodes(run_dir, before, name)
+            if len(start) and len(final):
+                table = compare(start, final, cfg.eval.bootstrap, cfg.seed)
+                comparisons[name if before == "start" else f"{name}_vs_base"] = table.to_dict(orient="records")
+                md += [table_markdown(table, f"{title} ({where}): final vs {label}"), ""]
+    iterations = pd.DataFrame(
+        [state.get(f"iter_{k}") for k in range(1, cfg.rl.iterations + 1) if state.done(f"iter_{k}")]
+    )
+    if len(iterations):
+        iterations.drop(columns=["prefixes"]).to_csv(run_dir / "iterations.csv", index=False)
+    metrics = load_metrics(run_dir)
+    if len(metrics):
+        metrics.to_csv(run_dir / "metrics.csv", index=False)
+        plot_curves(metrics, iterations if len(iterations) else None, run_dir / "curves.png", title=run_dir.name)
+    ppl = {t: (state.get(f"eval_{t}") or {}).get("perplexity", {}).get("perplexity") for t in ("start", "final")}
+    md += [
+        f"Perplexity on generic text (pydoc_data.topics): start {ppl['start']:.2f}, final {ppl['final']:.2f}"
+        if None not in ppl.values()
+        else "",
+        "",
+        f"Time: {state.get('elapsed_seconds')} s over all stages (this machine: {machine_info().get('processor')}, "
+        f"{os.cpu_count()} cores).",
+    ]
+    results = {
+        "run": run_dir.name,
+        "config": cfg.to_dict(),
+        "comparisons": comparisons,
+        "perplexity": ppl,
+        "stages": state.data,
+        "machine": machine_info(),
+    }
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (run_dir / "results.md").write_text("\n".join(md) + "\n")
+    if cfg.publish_dir:
+        pub = Path(cfg.publish_dir)
+        pub.mkdir(parents=True, exist_ok=True)
+        for name in ("results.json", "results.md", "iterations.csv", "metrics.csv", "curves.png"):
+            if (run_dir / name).exists():
+                shutil.copy(run_dir / name, pub / f"{run_dir.name}_{name}")
+    return results
+
+
+# --- command line ------------------------------------------------------------------------------
+def ablation(run_dirs: Sequence[str], out_prefix: str = "data/train/ablation") -> pd.DataFrame:
+    """Reward-variant ablation table (CSV + Markdown) and figure from finished runs."""
+    from ftrl_lab.train.report import ablation_table, frame_markdown, plot_ablation
+
+    table = ablation_table(run_dirs)
+    out = Path(out_prefix)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(f"{out}.csv", index=False)
+    Path(f"{out}.md").write_text(frame_markdown(table) + "\n")
+    for eval_set in sorted(set(table["eval_set"])):
+        plot_ablation(table, f"{out}_{eval_set}.png", eval_set=eval_set)
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if argv and argv[0] == "ablation":
+        p = argparse.ArgumentParser(prog="python -m ftrl_lab.train ablation")
+        p.add_argument("runs", nargs="+", help="finished run folders")
+        p.add_argument("--out", default="data/train/ablation", help="output prefix (.csv/.md/_<set>.png)")
+        a = p.parse_args(argv[1:])
+        print(ablation(a.runs, a.out).to_string())
+        return 0
+    p = argparse.ArgumentParser(prog="python -m ftrl_lab.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="cpu-smollm2", help="configs/<name>.yaml or a preset file")
+    p.add_argument("--reward", default=None, help="rl.reward: solve_f1, solve_precision, solve_rate, solve_pr")
+    p.add_argument("--algorithm", default=None, help="rl.algorithm: grpo, reinforce_pp, rloo")
+    p.add_argument("--iterations", type=int, default=None, help="rl.iterations")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set rl.learning_rate=2e-5 --set eval.ftrl_limit=10",
+    )
+    p.add_argument("--run-dir", default=None, help="default: <runs_dir>/<preset>_<reward>_<algorithm>")
+    p.add_argument("--reuse-start", default=None, help="reuse the starting checkpoint + start eval of this run")
+    a = p.parse_args(argv)
+    overrides: dict[str, Any] = {}
+    for item in a.set:
+        if "=" not in item:
+            p.error(f"--set expects KEY=VALUE, got '{item}'")
+        key, value = item.split("=", 1)
+        overrides[key] = parse_value(value)
+    for key, value in (("rl.reward", a.reward), ("rl.algorithm", a.algorithm), ("rl.iterations", a.iterations)):
+        if value is not None:
+            overrides[key] = value
+    cfg = load_config(a.preset, overrides)
+    results = run(cfg, a.run_dir, reuse_start=a.reuse_start)
+    print((Path(a.run_dir or Path(cfg.runs_dir) / cfg.run_name) / "results.md").read_text())
+    return 0 if results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The run folder's format: ``<run>/state.json`` (finished stages) and where the trained policy is.
+
+Light (no torch), so analysis and notebooks can read finished runs without importing training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+class RunState:
+    """``<run>/state.json``: finished stages and what they produced (written atomically)."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "state.json"
+        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def done(self, stage: str) -> bool:
+        return stage in self.data
+
+    def get(self, stage: str) -> Any:
+        return self.data.get(stage)
+
+    def finish(self, stage: str, value: Any) -> None:
+        self.data[stage] = value
+        tmp = self.path.with_name("state.json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
+        os.replace(tmp, self.path)
+
+
+def final_policy(run_dir: str | Path) -> Path | None:
+    """The trained policy of a finished run (``iter_K/model`` of its last iteration), or None
+    while the run has not finished its final evaluation."""
+    run_dir = Path(run_dir)
+    state = RunState(run_dir)
+    if not state.done("eval_final"):
+        return None
+    last = max((int(k[5:]) for k in state.data if k.startswith("iter_") and k[5:].isdigit()), default=0)
+    model = run_dir / f"iter_{last}" / "model"
+    return model if last and model.exists() else None

@@ -1,0 +1,1 @@
+"""The ipywidgets panels and HTML views the notebooks show (reward explorer, transcripts)."""
