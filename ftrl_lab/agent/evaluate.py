@@ -29,7 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from ftrl_lab.agent.rollout import Episode, Policy, ToolExecutor, episode_key, rollout
+from ftrl_lab.agent.rollout import Episode, Policy, episode_key, rollout
+from ftrl_lab.core.executor import ToolExecutor
 from ftrl_lab.agent.trajectories import read_jsonl_lines, rewrite_jsonl
 from ftrl_lab.core.records import SCENARIOS, EnvRecord, append_jsonl, default_test_set, load_records
 
@@ -314,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dtype=args.dtype,
         bf16_prefill=args.bf16_prefill,
     )
-    from ftrl_lab.agent.rollout import inprocess_executor, sandbox_executor
+    from ftrl_lab.core.executor import inprocess_executor, sandbox_executor
 
     executor = inprocess_executor() if args.executor == "inprocess" else sandbox_executor()
     meta = {

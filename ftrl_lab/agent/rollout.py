@@ -33,11 +33,10 @@ from typing import Any, Protocol
 from tqdm.auto import tqdm
 
 from ftrl_lab.core.parsing import ParsedResponse, parse_openai_message, parse_response
+from ftrl_lab.core.executor import ToolExecutor, sandbox_executor
 from ftrl_lab.core.records import EnvRecord
 from ftrl_lab.core.reward import episode_metrics, update_unsolved
 
-ToolExecutor = Callable[[list[tuple[dict, list[dict]]]], list[list[str]]]
-"""``[(codes, tool_calls), ...]`` (one item per environment) -> feedback strings per call."""
 
 
 # --- episodes --------------------------------------------------------------------------------
@@ -312,30 +311,6 @@ class ForcedTurnsPolicy:
 
     def release(self, episode: Episode) -> None:
         self.inner.release(episode)
-
-
-# --- tool execution --------------------------------------------------------------------------
-def sandbox_executor(sandbox=None) -> ToolExecutor:
-    """Run tool calls in the isolated sandbox (the shared one by default), all envs at once."""
-
-    def run(items: list[tuple[dict, list[dict]]]) -> list[list[str]]:
-        from ftrl_lab.core.sandbox import get_sandbox
-
-        box = sandbox or get_sandbox()
-        return [[r.content for r in results] for results in box.run_batch(items)]
-
-    return run
-
-
-def inprocess_executor(timeout: float = 10.0) -> ToolExecutor:
-    """FTRL's unisolated in-process executor (trusted tool code only; fast, for tests)."""
-
-    def run(items: list[tuple[dict, list[dict]]]) -> list[list[str]]:
-        from ftrl_lab.core.ftrl_executor import inprocess_feedback
-
-        return [inprocess_feedback(codes, calls, timeout) for codes, calls in items]
-
-    return run
 
 
 def parse_output(response: Any, fmt: str = "qwen") -> ParsedResponse:

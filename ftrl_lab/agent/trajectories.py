@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftrl_lab.agent.rollout import Episode, Policy, ToolExecutor, episode_key, rollout
+from ftrl_lab.agent.rollout import Episode, Policy, episode_key, rollout
+from ftrl_lab.core.executor import ToolExecutor
 from ftrl_lab.core.records import EnvRecord, append_jsonl
 
 log = logging.getLogger(__name__)

@@ -277,5 +277,3 @@ def progress(iterable: Iterable, total: int | None = None, desc: str = "", enabl
     return tqdm(iterable, total=total, desc=desc)
 
 
-Executor = Callable[[dict, list], list]
-"""(codes, tool_calls) -> feedback strings, one per call (as :mod:`ftrl_lab.core.reward` uses)."""

@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ftrl_lab.benchmarks.common import Executor, as_rollout_policy, category_table, read_records, require, write_output
+from ftrl_lab.benchmarks.common import as_rollout_policy, category_table, read_records, require, write_output
+from ftrl_lab.core.executor import ToolExecutor, run_calls
 from ftrl_lab.core.parsing import make_tool_call, render_qwen_calls
 from ftrl_lab.core.records import EnvRecord, RecordError, function_names_defined, shared_dir
 from ftrl_lab.core.reward import answer_verify, normalise
@@ -524,7 +525,7 @@ class GoldCalls(list):
         self.skipped = skipped or []
 
 
-def derive_gold_calls(item: dict, executor: Executor | None = None, strict: bool = True, limit: int = 96) -> GoldCalls:
+def derive_gold_calls(item: dict, executor: ToolExecutor | None = None, strict: bool = True, limit: int = 96) -> GoldCalls:
     """One OpenAI-style call per step, in chain order, whose output contains the step's answer.
 
     The candidates of a step (:func:`candidate_arguments`) run in the sandbox as one batch.
@@ -532,13 +533,11 @@ def derive_gold_calls(item: dict, executor: Executor | None = None, strict: bool
     ``strict`` raises :class:`GoldCallError`; otherwise the step is left out and described in
     ``result.skipped``. Later steps use the gold sub-answers either way.
     """
-    if executor is None:
-        from ftrl_lab.core.reward import default_executor as executor
     calls, skipped, known = [], [], []
     for k, step in enumerate(item["steps"]):
         candidates = candidate_arguments(item, step, known, limit)
         batch = [make_tool_call(step["tool"], args, f"gold_{k}_{j}") for j, args in enumerate(candidates)]
-        outputs = executor(item["codes"], batch)
+        outputs = run_calls(executor, item["codes"], batch)
         hit = next((c for c, out in zip(batch, outputs) if answer_verify(out, step["answer"])), None)
         known.append(step["answer"])
         if hit is not None:

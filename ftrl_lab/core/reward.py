@@ -32,14 +32,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ftrl_lab.core.executor import ToolExecutor, sandbox_executor
 from ftrl_lab.core.parsing import ParsedResponse, parse_response
 
 VARIANTS = ("solve_f1", "solve_precision", "solve_rate", "solve_pr")
 MALFORMED_TAGS = ("<tool_call>", "</tool_call>", "<tool_parsed_response>")
-
-Executor = Callable[[dict, list], list]
-"""(codes, tool_calls) -> feedback strings, one per call (FTRL's get_feedback contents)."""
-
 
 def normalise(text: Any) -> str:
     """FTRL's normal form: dict/list as JSON, lower-case, commas removed, stripped."""
@@ -163,7 +160,7 @@ def score_response(
     solve_rate: float = 0.0,
     answer: str | None = None,
     config: RewardConfig | None = None,
-    executor: Executor | None = None,
+    executor: ToolExecutor | None = None,
 ) -> RewardBreakdown:
     """Score one model response against one prefix record (unsolved_set is not modified)."""
     return score_responses([response], [codes], [unsolved_set], [solve_rate], [answer], config, executor)[0]
@@ -176,21 +173,20 @@ def score_responses(
     solve_rates: Sequence[float],
     answers: Sequence[str | None],
     config: RewardConfig | None = None,
-    executor: Executor | None = None,
+    executor: ToolExecutor | None = None,
 ) -> list[RewardBreakdown]:
     """Score many responses; all their tool calls run in one batch per distinct code set."""
     config = config or RewardConfig()
-    executor = executor or default_executor
     parsed = [parse_response(r, config.fmt) for r in responses]
     outputs: list[list[str]] = [[] for _ in responses]
-    # One executor call per distinct environment (a GRPO group shares its prompt's codes).
+    # One executor batch; one item per distinct environment (a GRPO group shares its prompt's codes).
     groups: dict[str, list[int]] = {}
     for i, pr in enumerate(parsed):
         if pr.tool_calls:
             groups.setdefault(json.dumps(codes[i], sort_keys=True), []).append(i)
-    for idxs in groups.values():
-        batch = [call for i in idxs for call in parsed[i].tool_calls]
-        feedback = executor(codes[idxs[0]], batch)
+    items = [(codes[idxs[0]], [call for i in idxs for call in parsed[i].tool_calls]) for idxs in groups.values()]
+    feedbacks = (executor or sandbox_executor())(items) if items else []
+    for idxs, feedback in zip(groups.values(), feedbacks):
         k = 0
         for i in idxs:
             n = len(parsed[i].tool_calls)
@@ -214,18 +210,11 @@ def score_responses(
     return results
 
 
-def default_executor(codes: dict, tool_calls: list) -> list[str]:
-    """Run tool calls in the shared process-isolated sandbox."""
-    from ftrl_lab.core.sandbox import get_sandbox
-
-    return [r.content for r in get_sandbox().run(codes, tool_calls)]
-
-
 def _decode(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def make_reward_func(variant: str = "solve_f1", executor: Executor | None = None, **penalties: Any) -> Callable:
+def make_reward_func(variant: str = "solve_f1", executor: ToolExecutor | None = None, **penalties: Any) -> Callable:
     """A TRL-compatible reward function ``(prompts, completions, **columns) -> list[float]``.
 
     It reads the record columns ``codes``, ``unsolved_set``, ``solve_rate`` and ``answer``

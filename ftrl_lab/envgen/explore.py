@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from ftrl_lab.core.executor import ToolExecutor, sandbox_executor
 from ftrl_lab.core.records import EnvRecord
 from ftrl_lab.core.reward import update_unsolved
 from ftrl_lab.envgen.backend import ProceduralBackend
@@ -23,7 +24,7 @@ from ftrl_lab.envgen.decompose import SCENARIOS, DecomposeConfig
 from ftrl_lab.envgen.deploy import deploy
 from ftrl_lab.envgen.schema import DOMAINS, TYPES
 from ftrl_lab.envgen.spec import STRATEGIES, EnvDraft
-from ftrl_lab.envgen.validate import BatchExecutor, GateResult, env_meta, sandbox_executor, validate_batch
+from ftrl_lab.envgen.validate import GateResult, env_meta, validate_batch
 from ftrl_lab.envgen.world import World, build_world
 
 
@@ -204,7 +205,7 @@ def draw_graph(example: Example, ax=None):
     return fig
 
 
-def gold_plan_trace(record: EnvRecord, executor: BatchExecutor | None = None) -> pd.DataFrame:
+def gold_plan_trace(record: EnvRecord, executor: ToolExecutor | None = None) -> pd.DataFrame:
     """Run the gold plan in the sandbox: per call its arguments, output and the answer it solves."""
     meta = env_meta(record)
     calls = [
@@ -233,7 +234,7 @@ def gold_plan_trace(record: EnvRecord, executor: BatchExecutor | None = None) ->
     return pd.DataFrame(rows)
 
 
-def gate_checks(record: EnvRecord, executor: BatchExecutor | None = None) -> GateResult:
+def gate_checks(record: EnvRecord, executor: ToolExecutor | None = None) -> GateResult:
     """The validation gate's verdict on one record."""
     return validate_batch([record], executor)[0]
 
@@ -267,7 +268,7 @@ def level_table(n_per_level: int = 40, seed: int = 0) -> pd.DataFrame:
 class ToolCaller:
     """Call an environment's tools by hand (in the sandbox) and see what each call solves."""
 
-    def __init__(self, record: EnvRecord, executor: BatchExecutor | None = None):
+    def __init__(self, record: EnvRecord, executor: ToolExecutor | None = None):
         self.record = record
         self.executor = executor or sandbox_executor()
         self.remaining = {k: list(v) for k, v in record.unsolved_set.items()}

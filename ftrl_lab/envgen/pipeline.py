@@ -30,19 +30,18 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ftrl_lab.core.executor import ToolExecutor, sandbox_executor
 from ftrl_lab.core.records import EnvRecord, RecordError, append_jsonl, load_records
 from ftrl_lab.envgen.backend import EnvGenerator, GenerationError, ProceduralBackend, draw_levels, parse_complexity
 from ftrl_lab.envgen.decompose import SCENARIOS
 from ftrl_lab.envgen.validate import (
     PROBE_TOOLS,
     PROBES,
-    BatchExecutor,
     GateReport,
     GateResult,
     judge,
     normalise_question,
     prepare,
-    sandbox_executor,
 )
 
 log = logging.getLogger(__name__)
@@ -205,7 +204,7 @@ class Pipeline:
         config: PipelineConfig,
         out: str | Path,
         backend: EnvGenerator | None = None,
-        executor: BatchExecutor | None = None,
+        executor: ToolExecutor | None = None,
         progress: bool = True,
         processes: int | None = None,
     ):
@@ -433,7 +432,7 @@ def generate_split(
     config: PipelineConfig,
     out: str | Path,
     backend: EnvGenerator | None = None,
-    executor: BatchExecutor | None = None,
+    executor: ToolExecutor | None = None,
     progress: bool = True,
     processes: int | None = None,
 ) -> dict[str, Any]:
@@ -454,7 +453,7 @@ def generate_records(
     complexity: str = "3",
     split: str = "train",
     backend: EnvGenerator | None = None,
-    executor: BatchExecutor | None = None,
+    executor: ToolExecutor | None = None,
     probes: Iterable[str] = PROBES,
 ) -> tuple[list[EnvRecord], GateReport]:
     """In-memory generation of n validated records (for notebooks and tests)."""

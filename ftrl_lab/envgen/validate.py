@@ -29,11 +29,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ftrl_lab.core.executor import ToolExecutor, sandbox_executor
 from ftrl_lab.core.records import EnvRecord, code_errors, validate_record
 from ftrl_lab.core.reward import answer_verify, update_unsolved
-
-BatchExecutor = Callable[[list], list]
-"""[(codes, tool_calls), ...] -> one list of FTRL feedback strings per environment, in call order."""
 
 EXCEPTION_PREFIX = "an error occured when call"  # FTRL's spelling
 PROBES = ("missing", "enum", "type", "unknown")
@@ -327,16 +325,6 @@ def _code_problems(record: EnvRecord, names: Iterable[str]) -> bool:
     return any(code_errors(n, record.codes[n]) for n in names if n in record.codes)
 
 
-def sandbox_executor(**sandbox_kwargs: Any) -> BatchExecutor:
-    """Batch executor over the project's shared, isolated sandbox (`ftrl_lab.core.sandbox`)."""
-    from ftrl_lab.core.sandbox import get_sandbox
-
-    def run(items: list) -> list[list[str]]:
-        return [[r.content for r in results] for results in get_sandbox(**sandbox_kwargs).run_batch(items)]
-
-    return run
-
-
 @dataclass
 class Prepared:
     """A batch after static checks: the sandbox items to run and the checks to judge them by."""
@@ -397,7 +385,7 @@ def judge(records: Sequence[EnvRecord], prepared: Prepared, outputs: list) -> li
 
 def validate_batch(
     records: Sequence[EnvRecord],
-    executor: BatchExecutor | None = None,
+    executor: ToolExecutor | None = None,
     probes: Sequence[str] = PROBES,
     probe_tools: str = "all",
 ) -> list[GateResult]:
@@ -409,7 +397,7 @@ def validate_batch(
 
 def validate_records(
     records: Sequence[EnvRecord],
-    executor: BatchExecutor | None = None,
+    executor: ToolExecutor | None = None,
     probes: Sequence[str] = PROBES,
     report: GateReport | None = None,
     probe_tools: str = "all",

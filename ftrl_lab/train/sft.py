@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ftrl_lab.agent.rollout import ToolExecutor, sandbox_executor
+from ftrl_lab.core.executor import ToolExecutor, sandbox_executor
 from ftrl_lab.core.records import EnvRecord
 from ftrl_lab.core.reward import update_unsolved
 

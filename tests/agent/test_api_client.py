@@ -9,7 +9,8 @@ import pytest
 from helpers import TOY
 
 from ftrl_lab.agent.api_client import APIError, APIPolicy, ChatClient
-from ftrl_lab.agent.rollout import inprocess_executor, rollout
+from ftrl_lab.agent.rollout import rollout
+from ftrl_lab.core.executor import inprocess_executor
 from ftrl_lab.core.records import load_records
 
 

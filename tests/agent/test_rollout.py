@@ -12,11 +12,10 @@ from ftrl_lab.agent.rollout import (
     PolicyOutput,
     ScriptedPolicy,
     episode_key,
-    inprocess_executor,
     parse_output,
     rollout,
-    sandbox_executor,
 )
+from ftrl_lab.core.executor import inprocess_executor, sandbox_executor
 from ftrl_lab.core.parsing import parse_qwen
 from ftrl_lab.core.records import load_records
 from ftrl_lab.core.reward import episode_metrics, update_unsolved

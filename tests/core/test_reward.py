@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from ftrl_lab.core.executor import inprocess_executor
 from ftrl_lab.core.reward import (
     RewardConfig,
     answer_verify,
@@ -13,9 +14,9 @@ from ftrl_lab.core.reward import (
 )
 
 
-def echo_executor(codes, tool_calls):
+def echo_executor(items):
     """Each tool 'returns' its arguments: a call solves an answer iff it passes it."""
-    return [f"{c['function']['name']} -> {c['function']['arguments']}" for c in tool_calls]
+    return [[f"{c['function']['name']} -> {c['function']['arguments']}" for c in calls] for _, calls in items]
 
 
 def call(name, value):
@@ -144,9 +145,9 @@ def test_episode_metrics():
 def test_trl_reward_func_batches_and_reads_columns():
     seen = []
 
-    def counting_executor(codes, calls):
-        seen.append(len(calls))
-        return echo_executor(codes, calls)
+    def counting_executor(items):
+        seen.append([len(calls) for _, calls in items])
+        return echo_executor(items)
 
     f = make_reward_func("solve_f1", executor=counting_executor)
     completions = [
@@ -163,15 +164,13 @@ def test_trl_reward_func_batches_and_reads_columns():
     )
     rewards = f(prompts=[None] * 3, completions=completions, **cols)
     assert rewards == pytest.approx([2 * 1 / 2, -0.5, 2 * 2 / 3])
-    assert seen == [3]  # one sandbox batch for the whole group
+    assert seen == [[3]]  # one sandbox batch, one environment item, for the whole group
     assert f.__name__ == "ftrl_solve_f1"
     with pytest.raises(KeyError, match="codes"):
         f(prompts=[None], completions=["x"], unsolved_set=["{}"])
 
 
 def test_reward_on_real_ftrl_record_with_inprocess_executor(ftrl_test_records):
-    from ftrl_lab.core.ftrl_executor import inprocess_feedback
-
     rec = next(r for r in ftrl_test_records if r.scenario == "single_hop")
     r = score_response(
         '<tool_call>{"name": "nope", "arguments": {}}</tool_call>',
@@ -179,6 +178,6 @@ def test_reward_on_real_ftrl_record_with_inprocess_executor(ftrl_test_records):
         rec.unsolved_set,
         0.0,
         rec.answer,
-        executor=inprocess_feedback,
+        executor=inprocess_executor(),
     )
     assert r.branch == "calls" and r.q == 0 and r.calls[0].output == "an error occured when call nope: 'nope'"

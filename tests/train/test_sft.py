@@ -6,7 +6,7 @@ import pytest
 from _train_helpers import envgen_records, small_record
 
 from ftrl_lab.agent.models import tiny_model, tiny_tokenizer
-from ftrl_lab.agent.rollout import inprocess_executor
+from ftrl_lab.core.executor import inprocess_executor
 from ftrl_lab.train.sft import build_sft_dataset, gold_plan, gold_trajectories, plan_turns, run_sft, tokenize_trajectory
 
 

@@ -1,0 +1,48 @@
+"""The one tool-executor protocol, and its two adapters.
+
+A :data:`ToolExecutor` takes a batch ``[(codes, tool_calls), ...]`` (one item per environment:
+the environment's tool sources and the OpenAI-style calls to run in it, in order) and returns one
+list of feedback strings per item, one string per call. Rollouts, the reward, environment
+validation, SFT trajectories and the benchmarks all take this type.
+
+- :func:`sandbox_executor`: the isolated sandbox (:mod:`ftrl_lab.core.sandbox`), the default
+  everywhere untrusted code runs.
+- :func:`inprocess_executor`: FTRL's own unisolated ``exec`` (:mod:`ftrl_lab.core.ftrl_executor`),
+  for trusted code and parity checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+ToolExecutor = Callable[[Sequence[tuple[dict, list[dict]]]], list[list[str]]]
+"""``[(codes, tool_calls), ...]`` (one item per environment) -> feedback strings per call."""
+
+
+def sandbox_executor(sandbox: Any = None, **sandbox_kwargs: Any) -> ToolExecutor:
+    """Run every environment's calls in the isolated sandbox (the shared one by default)."""
+
+    def run(items: Sequence[tuple[dict, list[dict]]]) -> list[list[str]]:
+        from ftrl_lab.core.sandbox import get_sandbox
+
+        box = sandbox or get_sandbox(**sandbox_kwargs)
+        return [[r.content for r in results] for results in box.run_batch(list(items))]
+
+    return run
+
+
+def inprocess_executor(timeout: float = 10.0) -> ToolExecutor:
+    """FTRL's unisolated in-process executor (trusted tool code only; fast, for tests)."""
+
+    def run(items: Sequence[tuple[dict, list[dict]]]) -> list[list[str]]:
+        from ftrl_lab.core.ftrl_executor import inprocess_feedback
+
+        return [inprocess_feedback(codes, calls, timeout) for codes, calls in items]
+
+    return run
+
+
+def run_calls(executor: ToolExecutor | None, codes: dict, tool_calls: list[dict]) -> list[str]:
+    """The feedback of one environment's calls (``executor`` None: the sandbox)."""
+    return (executor or sandbox_executor())([(codes, tool_calls)])[0]
