@@ -64,19 +64,6 @@ def summarize(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(table, columns=[c for c in columns if c in ("scenario", "n") or c in numeric])
 
 
-def per_scenario(records: Sequence[EnvRecord], k: int | None) -> list[EnvRecord]:
-    """The first ``k`` records of each scenario, in file order (all records when ``k`` is None)."""
-    if k is None:
-        return list(records)
-    counts: dict[str, int] = {}
-    out = []
-    for rec in records:
-        if counts.get(rec.scenario, 0) < k:
-            counts[rec.scenario] = counts.get(rec.scenario, 0) + 1
-            out.append(rec)
-    return out
-
-
 def machine_info() -> dict[str, Any]:
     """Where a run happened: host, CPU, cores, Python/torch versions, accelerator."""
     info = {

@@ -30,7 +30,6 @@ import gc
 import json
 import logging
 import os
-import random
 import shutil
 import sys
 import time
@@ -41,8 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from ftrl_lab.core.parsing import parse_response
-from ftrl_lab.core.records import EnvRecord, append_jsonl, default_test_set, load_records
+from ftrl_lab.core.records import EnvRecord, append_jsonl, default_test_set, load_records, stratified_subset
 from ftrl_lab.core.reward import make_reward_func
 from ftrl_lab.train.config import TrainConfig, load_config, lora_kwargs, parse_value
 from ftrl_lab.train.run_state import RunState
@@ -72,24 +70,6 @@ def ensure_split(path: str, n: int, seed: int, split: str, cfg: TrainConfig, exc
     if not p.exists():
         raise FileNotFoundError(f"{p}: split missing (set data.generate: true to generate it)")
     return p
-
-
-def stratified_subset(records: Sequence[EnvRecord], n: int | None, seed: int = 0) -> list[EnvRecord]:
-    """``n`` records spread evenly over the scenarios (seeded; input order kept); all when ``n`` is None."""
-    if n is None or n >= len(records):
-        return list(records)
-    rng = random.Random(seed)
-    by_scenario: dict[str, list[int]] = {}
-    for i, r in enumerate(records):
-        by_scenario.setdefault(r.scenario, []).append(i)
-    for idx in by_scenario.values():
-        rng.shuffle(idx)
-    picked: list[int] = []
-    while len(picked) < n:
-        for idx in by_scenario.values():
-            if idx and len(picked) < n:
-                picked.append(idx.pop())
-    return [records[i] for i in sorted(picked)]
 
 
 def load_environments(cfg: TrainConfig) -> dict[str, list[EnvRecord]]:
@@ -197,24 +177,22 @@ def eval_episodes(run_dir: Path, tag: str, name: str) -> pd.DataFrame:
 # --- reward with training statistics -----------------------------------------------------------
 def logged_reward(variant: str) -> Callable:
     """``reward.make_reward_func(variant)`` that also logs parse-failure rate, calls per response,
-    no-call rate and the mean within-group reward std through TRL's ``log_metric``."""
-    base = make_reward_func(variant)
+    no-call rate and the mean within-group reward std through TRL's ``log_metric`` (from the
+    reward's own breakdowns: each completion is parsed once)."""
 
-    def reward(prompts=None, completions=(), log_metric=None, **columns):
-        values = base(prompts=prompts, completions=completions, **columns)
-        if log_metric is not None and completions:
-            parsed = [parse_response(c) for c in completions]
-            log_metric("ftrl/parse_failure_rate", mean(float(p.malformed) for p in parsed))
-            log_metric("ftrl/calls_per_response", mean(float(len(p.tool_calls)) for p in parsed))
-            log_metric("ftrl/no_call_rate", mean(float(not p.tool_calls) for p in parsed))
-            groups: dict[str, list[float]] = {}
-            for prompt, value in zip(prompts or [None] * len(values), values):
-                groups.setdefault(json.dumps(prompt, sort_keys=True, default=str), []).append(value)
-            log_metric("ftrl/group_reward_std", mean(pstdev(g) if len(g) > 1 else 0.0 for g in groups.values()))
-        return values
+    def log(scored, kwargs) -> None:
+        log_metric = kwargs.get("log_metric")
+        if log_metric is None or not scored:
+            return
+        log_metric("ftrl/parse_failure_rate", mean(float(b.malformed) for b in scored))
+        log_metric("ftrl/calls_per_response", mean(float(b.p) for b in scored))
+        log_metric("ftrl/no_call_rate", mean(float(b.p == 0) for b in scored))
+        groups: dict[str, list[float]] = {}
+        for prompt, b in zip(kwargs.get("prompts") or [None] * len(scored), scored):
+            groups.setdefault(json.dumps(prompt, sort_keys=True, default=str), []).append(b.reward)
+        log_metric("ftrl/group_reward_std", mean(pstdev(g) if len(g) > 1 else 0.0 for g in groups.values()))
 
-    reward.__name__ = base.__name__
-    return reward
+    return make_reward_func(variant, on_scored=log)
 
 
 # --- RL ----------------------------------------------------------------------------------------

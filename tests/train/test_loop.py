@@ -7,9 +7,9 @@ import pytest
 from _train_helpers import envgen_records, small_record
 
 from ftrl_lab.agent.models import tiny_model
-from ftrl_lab.core.records import save_records
+from ftrl_lab.core.records import save_records, stratified_subset
 from ftrl_lab.train.config import config_from_dict, load_config
-from ftrl_lab.train.loop import iteration_envs, logged_reward, main, run, stratified_subset, trl_config
+from ftrl_lab.train.loop import iteration_envs, logged_reward, main, run, trl_config
 from ftrl_lab.train.run_state import final_policy
 
 CALL = '<tool_call>\n{"name": "get_capital", "arguments": {"country": "Norland"}}\n</tool_call>'
