@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 from ftrl_lab.benchmarks.registry import BENCHMARKS, RunOptions, benchmark, run_and_score
 
 
@@ -69,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         help='tau-bench offline: a local model ("default" or a folder) plays the user through the engine',
     )
     p.add_argument("--max-turns", type=int, default=None, help="ToolHop: 9, tau-bench: 30")
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint for the evaluated model")
@@ -134,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from ftrl_lab.agent.evaluate import make_policy
+    from ftrl_lab.agent.policies import make_policy
 
     policy, info = make_policy(
         args.model,

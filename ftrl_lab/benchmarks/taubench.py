@@ -48,6 +48,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 from ftrl_lab.benchmarks.common import (
     category_table,
     in_item_order,
@@ -266,7 +267,7 @@ class UserSimulator:
     model: str
     api_key: str | None = None
     temperature: float = 0.0
-    max_tokens: int = 512
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     timeout: float = 120.0
     retries: int = 3
     extra: dict = field(default_factory=dict)
@@ -304,7 +305,7 @@ class UserSimulator:
                 "model": self.model,
                 "messages": self.messages(instruction, transcript),
                 "temperature": self.temperature,
-                "max_tokens": self.max_tokens,
+                "max_tokens": self.max_new_tokens,  # the wire name
                 **self.extra,
             }
         ).encode()
@@ -336,11 +337,11 @@ class LocalUserSimulator:
 
     @classmethod
     def from_model(
-        cls, model: str = "default", max_new_tokens: int = 256, temperature: float = 0.0, **kwargs
+        cls, model: str = "default", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, temperature: float = 0.0, **kwargs
     ) -> LocalUserSimulator:
         """A local model ("default" or a folder) through the engine (``kwargs``: ``device``,
-        ``dtype``, ``batch_size``, as :func:`ftrl_lab.agent.evaluate.make_policy` takes them)."""
-        from ftrl_lab.agent.evaluate import make_policy
+        ``dtype``, ``batch_size``, as :func:`ftrl_lab.agent.policies.make_policy` takes them)."""
+        from ftrl_lab.agent.policies import make_policy
 
         policy, _ = make_policy(model, max_new_tokens=max_new_tokens, temperature=temperature, **kwargs)
         return cls(policy, name=str(model))

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftrl_lab.benchmarks.common import as_rollout_policy, category_table, read_records, require, write_output
+from ftrl_lab.agent.policies import as_rollout_policy
+from ftrl_lab.benchmarks.common import category_table, read_records, require, write_output
 from ftrl_lab.benchmarks.toolhop_gold import (
     GoldCallError,
     GoldCallFormatError,

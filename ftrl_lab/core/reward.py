@@ -38,6 +38,7 @@ from ftrl_lab.core.parsing import ParsedResponse, parse_response
 VARIANTS = ("solve_f1", "solve_precision", "solve_rate", "solve_pr")
 MALFORMED_TAGS = ("<tool_call>", "</tool_call>", "<tool_parsed_response>")
 
+
 def normalise(text: Any) -> str:
     """FTRL's normal form: dict/list as JSON, lower-case, commas removed, stripped."""
     if isinstance(text, (dict, list)):

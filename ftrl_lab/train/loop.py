@@ -148,13 +148,16 @@ def evaluate_model(
     model, tokenizer, records: Sequence[EnvRecord], out_dir: Path, cfg: TrainConfig, desc: str
 ) -> pd.DataFrame:
     """Greedy FTRL-loop evaluation (resumable); per-episode rows."""
-    from ftrl_lab.agent.engine import Engine, SamplingParams
     from ftrl_lab.agent.evaluate import evaluate
-    from ftrl_lab.agent.rollout import LocalPolicy
+    from ftrl_lab.agent.policies import make_policy
 
     model.eval()
-    engine = Engine(model, tokenizer, batch_size=cfg.eval.batch_size, bf16_prefill=use_bf16(cfg))
-    policy = LocalPolicy(engine, SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=0.0))
+    policy, _ = make_policy(
+        (model, tokenizer),
+        max_new_tokens=cfg.eval.max_new_tokens,
+        batch_size=cfg.eval.batch_size,
+        bf16_prefill=use_bf16(cfg),
+    )
     log.info("evaluating %s on %d environments -> %s", desc, len(records), out_dir)
     result = evaluate(
         records,
@@ -241,7 +244,7 @@ def trl_config(cfg: TrainConfig, output_dir: Path):
         gradient_accumulation_steps=accumulate,
         steps_per_generation=accumulate,
         num_generations=rl.num_generations,
-        max_completion_length=rl.max_completion_length,
+        max_completion_length=rl.max_new_tokens,  # TRL's name for tokens per sample
         temperature=rl.temperature,
         top_p=rl.top_p,
         learning_rate=rl.learning_rate,
@@ -358,18 +361,21 @@ def iteration_envs(train: Sequence[EnvRecord], cfg: TrainConfig, iteration: int)
 
 def collect_prefixes(model, tokenizer, records: Sequence[EnvRecord], out_path: Path, cfg: TrainConfig):
     """Roll the current policy out (sampling) and write the prefix records (resumable)."""
-    from ftrl_lab.agent.engine import Engine, SamplingParams
-    from ftrl_lab.agent.rollout import LocalPolicy
+    from ftrl_lab.agent.policies import make_policy
     from ftrl_lab.agent.trajectories import collect
 
     model.eval()
-    engine = Engine(
-        model, tokenizer, batch_size=cfg.eval.batch_size, seed=cfg.seed + len(records), bf16_prefill=use_bf16(cfg)
+    policy, _ = make_policy(
+        (model, tokenizer),
+        max_new_tokens=cfg.rl.max_new_tokens,
+        temperature=cfg.rl.collect_temperature,
+        batch_size=cfg.eval.batch_size,
+        seed=cfg.seed + len(records),
+        bf16_prefill=use_bf16(cfg),
     )
-    params = SamplingParams(max_new_tokens=cfg.rl.collect_max_new_tokens, temperature=cfg.rl.collect_temperature)
     return collect(
         records,
-        LocalPolicy(engine, params),
+        policy,
         out_path,
         max_turns=cfg.rl.collect_max_turns,
         max_active=cfg.eval.batch_size,
@@ -511,8 +517,8 @@ def run(
         src_cfg = json.loads((Path(reuse_start) / "config.json").read_text())
         same_collection = (
             all(
-                src_cfg["rl"][k] == getattr(cfg.rl, k)
-                for k in ("envs_per_iteration", "collect_temperature", "collect_max_turns", "collect_max_new_tokens")
+                src_cfg["rl"].get(k) == getattr(cfg.rl, k)
+                for k in ("envs_per_iteration", "collect_temperature", "collect_max_turns", "max_new_tokens")
             )
             and src_cfg["seed"] == cfg.seed
             and src_cfg["eval"]["batch_size"] == cfg.eval.batch_size

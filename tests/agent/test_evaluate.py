@@ -16,7 +16,8 @@ from ftrl_lab.agent.evaluate import (
     per_scenario,
     summarize,
 )
-from ftrl_lab.agent.rollout import ScriptedPolicy, episode_key
+from ftrl_lab.agent.policies import ScriptedPolicy
+from ftrl_lab.agent.rollout import episode_key
 from ftrl_lab.core.executor import inprocess_executor
 
 
