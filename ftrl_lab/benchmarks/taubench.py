@@ -327,7 +327,7 @@ class UserSimulator:
 
 class LocalUserSimulator:
     """A simulated user played by a local model: any benchmark policy (see
-    :mod:`ftrl_lab.benchmarks.common`), e.g. the engine's :class:`~ftrl_lab.agent.rollout.LocalPolicy`.
+    :mod:`ftrl_lab.benchmarks.common`), e.g. the engine's :class:`~ftrl_lab.agent.policies.LocalPolicy`.
     Its reply is the model's text (end-of-turn markers removed); it is offered no tools."""
 
     local = True

@@ -220,7 +220,7 @@ def test_rollout_policy_keeps_one_episode_per_task(items, sandbox):
 def tiny_policy():
     from ftrl_lab.agent.engine import Engine, SamplingParams
     from ftrl_lab.agent.models import tiny_model
-    from ftrl_lab.agent.rollout import LocalPolicy
+    from ftrl_lab.agent.policies import LocalPolicy
 
     model, tok = tiny_model(seed=0)
     return LocalPolicy(Engine(model, tok, batch_size=2), SamplingParams(max_new_tokens=6))
