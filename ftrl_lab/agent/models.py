@@ -121,6 +121,21 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def pick_threads(requested: int | None = None) -> tuple[int, str]:
+    """Torch CPU threads for a run, and how they were chosen (for the run's record).
+
+    ``requested`` wins. Otherwise the cores this process may use minus the 1-minute load average
+    (rounded), at least 1: on a shared 2-core machine a second busy job makes 1 thread faster than
+    2 (decode several times over), while an idle machine gets every core.
+    """
+    if requested:
+        return int(requested), f"{requested} (requested)"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    free = max(1, cores - int(load + 0.5))
+    return free, f"{free} (auto: {cores} usable cores, 1-minute load {load:.2f})"
+
+
 def pick_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu") -> torch.dtype:
     """``"auto"``: bf16 on CUDA when supported (else fp16), fp16 on MPS, fp32 on CPU."""
     if isinstance(dtype, torch.dtype):

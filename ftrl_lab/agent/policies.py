@@ -322,12 +322,20 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def policy_from_args(args: argparse.Namespace) -> tuple[Policy, dict]:
-    """:func:`make_policy` from the options of :func:`add_policy_arguments` (sets torch's threads first)."""
-    if args.threads:
+    """:func:`make_policy` from the options of :func:`add_policy_arguments`.
+
+    Local models first set torch's CPU threads (:func:`ftrl_lab.agent.models.pick_threads`: the
+    ``--threads`` given, else the cores free now); ``info["threads"]`` says how they were chosen.
+    """
+    threads_how = None
+    if not args.api_base:
         import torch
 
-        torch.set_num_threads(args.threads)
-    return make_policy(
+        from ftrl_lab.agent.models import pick_threads
+
+        threads, threads_how = pick_threads(args.threads)
+        torch.set_num_threads(threads)
+    policy, info = make_policy(
         args.model,
         api_base=args.api_base,
         api_key=args.api_key,
@@ -338,3 +346,6 @@ def policy_from_args(args: argparse.Namespace) -> tuple[Policy, dict]:
         dtype=args.dtype,
         bf16_prefill=args.bf16_prefill,
     )
+    if threads_how is not None:
+        info["threads"] = threads_how
+    return policy, info

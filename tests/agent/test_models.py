@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -344,3 +345,17 @@ def test_bf16_mixed_precision_modes(monkeypatch):
     assert M.bf16_mixed_precision("auto", "cpu")
     with pytest.raises(ValueError, match="mixed_precision"):
         M.bf16_mixed_precision("fp8", "cpu")
+
+
+def test_pick_threads_takes_the_request_or_the_free_cores(monkeypatch):
+    from ftrl_lab.agent.models import pick_threads
+
+    assert pick_threads(3) == (3, "3 (requested)")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+    n, how = pick_threads(None)
+    assert n == 1 and "2 usable cores" in how and "1.20" in how
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    assert pick_threads(None)[0] == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 0.0, 0.0))
+    assert pick_threads(None)[0] == 1  # never below one thread
