@@ -323,7 +323,7 @@ def _convert_gguf(source: Path, source_sha: str, out: Path) -> None:
     tokenizer.init_kwargs["padding_side"] = "left"  # saved, so plain AutoTokenizer pads left too
     for key in ("is_local", "local_files_only", "name_or_path"):
         tokenizer.init_kwargs.pop(key, None)
-    _sync_generation_config(model, tokenizer)
+    sync_generation_config(model, tokenizer)
 
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -349,7 +349,7 @@ def write_manifest(folder: Path, source: Path, source_sha: str, seconds: float =
     return path
 
 
-def _sync_generation_config(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+def sync_generation_config(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
     """Generation stops at the tokenizer's eos (and ``<|endoftext|>``), pads with its pad."""
     gen = model.generation_config
     eos = [tokenizer.eos_token_id]
@@ -494,7 +494,7 @@ def tiny_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
-    _sync_generation_config(model, tokenizer)
+    sync_generation_config(model, tokenizer)
     return model.eval(), tokenizer
 
 
