@@ -37,15 +37,15 @@ from ftrl_lab.train.gpu_check.training import TrainSettings, run_grpo_steps, run
 SECTIONS = ("generation", "sft", "grpo")
 DEFAULT_JOBS = ("qwen2.5-7b:gpu-qwen2.5-7b-lora:lora", "qwen2.5-0.5b:gpu-qwen3-8b:full")
 TINY_GENERATION = GenerationSettings(
-    prefill_lengths=(64, 256),
+    prefill_lengths=(32, 128),
     decode_batches=(1, 4),
-    decode_prompt_tokens=32,
-    decode_new_tokens=6,
+    decode_prompt_tokens=16,
+    decode_new_tokens=4,
     group_size=4,
-    group_prompt_tokens=64,
-    group_new_tokens=6,
+    group_prompt_tokens=32,
+    group_new_tokens=4,
     identity_prompts=2,
-    identity_prompt_tokens=32,
+    identity_prompt_tokens=16,
     identity_new_tokens=6,
 )
 TINY_RL = {"rl.num_generations": 4, "rl.max_completion_length": 6, "rl.max_prompt_tokens": 4096}
