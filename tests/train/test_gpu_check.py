@@ -87,7 +87,7 @@ def test_tiny_check_runs_the_whole_path_on_cpu(tmp_path):
         assert sft["loss_finite"] and grpo["loss_finite"]
         assert all(math.isfinite(x) for x in sft["losses"] + grpo["losses"])
         assert sft["tokens_per_s"] > 0 and grpo["tokens_per_s"] > 0
-        assert grpo["group_size"] == 4 and grpo["max_completion_length"] == 6
+        assert grpo["group_size"] == 4 and grpo["max_new_tokens"] == 6
         assert sft["lora"] == grpo["lora"] == (name == "qwen2.5-7b-tiny")
     assert saved["shapes"]["qwen2.5-0.5b-tiny"]["grpo"]["beta"] == 0.001  # the full-FT preset's KL reference ran
     table = (out / "gpu_check.md").read_text()

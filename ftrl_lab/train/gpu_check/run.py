@@ -48,7 +48,7 @@ TINY_GENERATION = GenerationSettings(
     identity_prompt_tokens=16,
     identity_new_tokens=6,
 )
-TINY_RL = {"rl.num_generations": 4, "rl.max_completion_length": 6, "rl.max_prompt_tokens": 4096}
+TINY_RL = {"rl.num_generations": 4, "rl.max_new_tokens": 6, "rl.max_prompt_tokens": 4096}
 
 
 @dataclass

@@ -176,7 +176,7 @@ def run_grpo_steps(
         beta=cfg.rl.beta,
         group_size=cfg.rl.num_generations,
         prompts_per_step=cfg.rl.prompts_per_step,
-        max_completion_length=cfg.rl.max_completion_length,
+        max_new_tokens=cfg.rl.max_new_tokens,
         gradient_checkpointing=bool(trainer.args.gradient_checkpointing),
         prompt_tokens_mean=report.to_dict().get("prompt_tokens_mean"),
         rewards=[r.get("reward") for r in logged],
