@@ -274,6 +274,7 @@ class Sandbox:
         self.started_in = 0.0  # seconds the last start of the zygote took
         self.restarts = 0  # children killed or crashed (not counting clean exits)
         self.children = 0  # children started so far
+        self._spares: collections.deque = collections.deque()  # (id, socket) of waiting children
         self._owner = [self._pid]  # the process whose zygote this is (not a fork of it)
         self._finalizer = weakref.finalize(self, _close_zygotes, self._holder, self._owner)
         self._start()
@@ -391,11 +392,31 @@ class Sandbox:
             notes = self.protection_notes()
             log.info("sandbox layers not active: %s", "; ".join(f"{k} ({notes.get(k, 'n/a')})" for k in missing))
 
+    def _fork_spare(self) -> None:
+        """Ask the zygote for one more child, forked and locked down before it is given an
+        environment (it waits for its request on its own socket pair)."""
+        rid = next(self._ids)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._zygote.send({"op": "fork", "id": rid}, (theirs.fileno(),))
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.children += 1
+        self._spares.append((rid, ours))
+
+    def _drop_spares(self) -> None:
+        while self._spares:
+            self._spares.popleft()[1].close()  # the child sees end-of-file and exits
+
     @property
     def _zygote(self) -> _Zygote:
         return self._holder[0]
 
     def _restart(self) -> None:
+        self._drop_spares()
         self._zygote.close(graceful=False)
         self._start()
 
@@ -405,6 +426,7 @@ class Sandbox:
             if self._closed:
                 return
             self._closed = True
+            self._drop_spares()
             self._finalizer()
 
     def __enter__(self) -> Sandbox:
@@ -446,6 +468,7 @@ class Sandbox:
             raise SandboxError("the sandbox is closed")
         if os.getpid() != self._pid:  # we are a fork: the zygote belongs to the parent process
             self._zygote.ctl.close()
+            self._drop_spares()
             self._pid = self._owner[0] = os.getpid()
             self._start()
 
@@ -544,18 +567,14 @@ class Sandbox:
         sel.register(zygote.ctl, selectors.EVENT_READ, None)
 
         def start(env: _Env) -> None:
-            env.id = next(self._ids)
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            if not self._spares:
+                self._fork_spare()
+            env.id, ours = self._spares.popleft()
             env.sock, env.reader, env.pos, env.rc, env.eof_at, env.failure = ours, None, 0, None, None, None
             env.reader = ReplyReader(self._max_frame, self._max_text)
             active[env.id] = env
             now = time.monotonic()
             env.started, env.deadline = now, now + limit + self.startup_timeout
-            self.children += 1
-            try:
-                zygote.send({"op": "fork", "id": env.id}, (theirs.fileno(),))
-            finally:
-                theirs.close()
             request = {
                 "sources": {j[2]: sources[j[2]] for j in env.jobs},
                 "opts": opts,
@@ -568,6 +587,8 @@ class Sandbox:
                 pass
             ours.setblocking(False)
             sel.register(ours, selectors.EVENT_READ, env)
+            while len(self._spares) < self.n_workers:  # the next children fork while this one runs
+                self._fork_spare()
 
         def settle(env: _Env, reason: str | None) -> None:
             """The child is done; a reason means it failed: re-run or report what is left."""

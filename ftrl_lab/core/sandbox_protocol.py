@@ -70,9 +70,9 @@ def json_depth_ok(body: bytes, max_depth: int) -> bool:
 
 class FrameReader:
     """Accumulates bytes and yields decoded JSON frames; refuses frames over ``max_bytes`` or
-    nested deeper than ``max_depth``."""
+    nested deeper than ``max_depth`` (None: no depth check, for frames from a trusted sender)."""
 
-    def __init__(self, max_bytes: int, max_depth: int = 16):
+    def __init__(self, max_bytes: int, max_depth: int | None = 16):
         self.max_bytes, self.max_depth = max_bytes, max_depth
         self.buf = bytearray()
 
@@ -87,7 +87,7 @@ class FrameReader:
                 break
             body = bytes(self.buf[4 : 4 + n])
             del self.buf[: 4 + n]
-            if not json_depth_ok(body, self.max_depth):
+            if self.max_depth is not None and not json_depth_ok(body, self.max_depth):
                 raise FrameError(f"frame nested deeper than {self.max_depth}")
             try:
                 out.append(_loads(body.decode("ascii")))

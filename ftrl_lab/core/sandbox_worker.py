@@ -313,7 +313,7 @@ def child_main(sock: socket.socket, native: Native, cfg: dict, seccomp_prog, zyg
     prefixes = (*prefixes, workdir.rstrip("/") + "/")
     _forget_setup_modules()
     sock.setblocking(True)
-    reader = FrameReader(MAX_REQUEST_BYTES, max_depth=8)
+    reader = FrameReader(MAX_REQUEST_BYTES, max_depth=None)  # from the parent: trusted
     request = None
     while request is None:
         data = sock.recv(1 << 20)
