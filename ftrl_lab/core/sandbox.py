@@ -574,7 +574,7 @@ class Sandbox:
             env.reader = ReplyReader(self._max_frame, self._max_text)
             active[env.id] = env
             now = time.monotonic()
-            env.started, env.deadline = now, now + limit + self.startup_timeout
+            env.started, env.deadline = now, now + limit + self.grace  # the child is forked already
             request = {
                 "sources": {j[2]: sources[j[2]] for j in env.jobs},
                 "opts": opts,
