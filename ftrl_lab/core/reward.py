@@ -91,10 +91,26 @@ def argument_text(arguments: Any) -> str:
     return "\n".join(parts)
 
 
+def is_error_output(content: Any) -> bool:
+    """True for an error message: FTRL's ``an error occured when call ...`` text, or a tool's own
+    error report (text starting with "error", or a JSON object with a truthy "error" key)."""
+    if not isinstance(content, str):
+        return False
+    if content.startswith(ERROR_PREFIX) or content.lstrip().lower().startswith("error"):
+        return True
+    if content.lstrip().startswith("{"):
+        try:
+            value = json.loads(content)
+        except (ValueError, RecursionError):
+            return False
+        return isinstance(value, dict) and any(str(k).lower() == "error" and v for k, v in value.items())
+    return False
+
+
 def is_echo(call: dict, content: Any, answer: str) -> bool:
-    """True when ``content`` may only contain ``answer`` by echo: it is FTRL's error message, or
-    the call's own argument names/values contain the answer."""
-    if isinstance(content, str) and content.startswith(ERROR_PREFIX):
+    """True when ``content`` may only contain ``answer`` by echo: it is an error message
+    (:func:`is_error_output`), or the call's own argument names/values contain the answer."""
+    if is_error_output(content):
         return True
     return answer_verify(argument_text(call["function"].get("arguments", "")), answer)
 
@@ -348,6 +364,8 @@ def _decode(value: Any) -> Any:
 def make_reward_func(variant: str = "solve_f1", executor: ToolExecutor | None = None, **penalties: Any) -> Callable:
     """A TRL-compatible reward function ``(prompts, completions, **columns) -> list[float]``.
 
+    ``penalties`` are further :class:`RewardConfig` fields (``rules``, ``echo_guard``, penalties).
+
     It reads the record columns ``codes``, ``unsolved_set``, ``solve_rate`` and ``answer``
     (JSON strings or decoded) that TRL passes through from the dataset. Completions may be
     strings or conversational message lists.
@@ -370,7 +388,96 @@ def make_reward_func(variant: str = "solve_f1", executor: ToolExecutor | None = 
             config,
             executor,
         )
+        reward_func.last_breakdowns = scored
         return [s.reward for s in scored]
 
     reward_func.__name__ = f"ftrl_{variant}"
+    reward_func.config = config  # the setting (variant, rules, echo_guard) it scores with
+    reward_func.last_breakdowns = []  # the breakdowns of the latest call (echo counts etc.)
     return reward_func
+
+
+# --- the echo "spray": a response that knows no answer and still solves some ---------------------
+def spray_candidates() -> list[str]:
+    """Short strings that many gold answers are: 0-2100, yes/no, true/false, a-f, month names."""
+    months = ["January", "February", "March", "April", "May", "June", "July", "August", "September"]
+    months += ["October", "November", "December"]
+    return [str(n) for n in range(2101)] + ["yes", "no", "true", "false", *"abcdef", *months]
+
+
+def spray_response(record: Any, candidates: Sequence[str] | None = None, declared: bool = False) -> str:
+    """A Qwen response that knows no answer: it calls every tool of ``record`` once with one
+    unknown argument whose name and value list the candidate strings (Python's TypeError repeats
+    the name; tools with ``**kwargs`` may repeat the value). ``declared=True`` adds a second call
+    per tool with every declared argument set to the candidates (tools that repeat values)."""
+    stuffed = " ".join(candidates if candidates is not None else spray_candidates())
+    blocks = []
+    for tool in record.tools:
+        fn = tool["function"]
+        names = list((fn.get("parameters") or {}).get("properties") or {})
+        for arguments in ({stuffed: stuffed}, {k: stuffed for k in names})[: 2 if declared else 1]:
+            body = json.dumps({"name": fn["name"], "arguments": arguments}, ensure_ascii=False)
+            blocks.append(f"<tool_call>\n{body}\n</tool_call>")
+    return "\n".join(blocks)
+
+
+def replaying_executor(executor: ToolExecutor | None) -> ToolExecutor:
+    """``executor`` that runs each distinct (codes, name, arguments) once and replays it after."""
+    seen: dict[str, str] = {}
+
+    def key(codes: dict, call: dict) -> str:
+        fn = call["function"]
+        return json.dumps([codes, fn["name"], fn["arguments"]], sort_keys=True, default=str)
+
+    def run(items: Sequence[tuple[dict, list[dict]]]) -> list[list[str]]:
+        todo = [(codes, [c for c in calls if key(codes, c) not in seen]) for codes, calls in items]
+        ran = (executor or sandbox_executor())([t for t in todo if t[1]]) if any(t[1] for t in todo) else []
+        outs = iter(ran)
+        for codes, calls in todo:
+            if calls:
+                for c, out in zip(calls, next(outs)):
+                    seen[key(codes, c)] = out
+        return [[seen[key(codes, c)] for c in calls] for codes, calls in items]
+
+    return run
+
+
+def spray_scores(
+    records: Sequence[Any], executor: ToolExecutor | None = None, variant: str = "solve_f1", declared: bool = False
+):
+    """What the spray (:func:`spray_response`) gets on ``records`` under each setting (rules x
+    echo_guard): gold answers solved, the episode metrics of a one-turn episode, the reward of
+    the response on each record, and how often the echo check fired. A pandas DataFrame."""
+    import pandas as pd
+
+    sprays = [spray_response(r, declared=declared) for r in records]
+    replay = replaying_executor(executor)
+    rows = []
+    for rules in ("official", "lenient"):
+        for guard in (False, True):
+            config = RewardConfig(variant=variant, rules=rules, echo_guard=guard)
+            scored = score_responses(
+                sprays,
+                [r.codes for r in records],
+                [r.unsolved_set for r in records],
+                [r.solve_rate for r in records],
+                [r.answer for r in records],
+                config,
+                replay,
+            )
+            metrics = [episode_metrics(b.q, b.p, b.t) for b in scored if b.t > 0]
+            solved, total = sum(b.q for b in scored), sum(b.t for b in scored)
+            rows.append(
+                {
+                    "rules": rules,
+                    "echo_guard": guard,
+                    "gold solved": solved,
+                    "gold total": total,
+                    "solved %": round(100.0 * solved / total, 2) if total else 0.0,
+                    "mean Solve-F1": round(sum(m["solve_f1"] for m in metrics) / max(1, len(metrics)), 4),
+                    f"mean reward ({variant})": round(sum(b.reward for b in scored) / max(1, len(scored)), 4),
+                    "envs above 0": sum(b.q > 0 for b in scored),
+                    "echo fires": sum(b.echoes for b in scored),
+                }
+            )
+    return pd.DataFrame(rows)

@@ -188,14 +188,16 @@ def eval_episodes(run_dir: Path, tag: str, name: str) -> pd.DataFrame:
     from ftrl_lab.agent.evaluate import load_transcripts
 
     rows = load_transcripts(run_dir / "eval" / f"{tag}_{name}")
-    return pd.DataFrame([{k: r[k] for k in ("key", "solve_precision", "solve_rate", "solve_f1")} for r in rows])
+    keys = ("key", "solve_precision", "solve_rate", "solve_f1")
+    return pd.DataFrame([{**{k: r[k] for k in keys}, "echoes": r.get("echoes", 0)} for r in rows])
 
 
 # --- reward with training statistics -----------------------------------------------------------
-def logged_reward(variant: str) -> Callable:
-    """``reward.make_reward_func(variant)`` that also logs parse-failure rate, calls per response,
-    no-call rate and the mean within-group reward std through TRL's ``log_metric``."""
-    base = make_reward_func(variant)
+def logged_reward(variant: str, rules: str = "official", echo_guard: bool = True) -> Callable:
+    """``reward.make_reward_func(variant, rules=..., echo_guard=...)`` that also logs parse-failure
+    rate, calls per response, no-call rate, echo-check fires per response and the mean
+    within-group reward std through TRL's ``log_metric``."""
+    base = make_reward_func(variant, rules=rules, echo_guard=echo_guard)
 
     def reward(prompts=None, completions=(), log_metric=None, **columns):
         values = base(prompts=prompts, completions=completions, **columns)
@@ -204,6 +206,7 @@ def logged_reward(variant: str) -> Callable:
             log_metric("ftrl/parse_failure_rate", mean(float(p.malformed) for p in parsed))
             log_metric("ftrl/calls_per_response", mean(float(len(p.tool_calls)) for p in parsed))
             log_metric("ftrl/no_call_rate", mean(float(not p.tool_calls) for p in parsed))
+            log_metric("ftrl/echo_fires", mean([float(b.echoes) for b in base.last_breakdowns] or [0.0]))
             groups: dict[str, list[float]] = {}
             for prompt, value in zip(prompts or [None] * len(values), values):
                 groups.setdefault(json.dumps(prompt, sort_keys=True, default=str), []).append(value)
@@ -305,7 +308,7 @@ def make_trainer(
     model.train()
     trainer = cls(
         model=model,
-        reward_funcs=[logged_reward(rl.reward)],
+        reward_funcs=[logged_reward(rl.reward, rl.reward_rules, rl.echo_guard)],
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
@@ -618,6 +621,8 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
             "",
             f"Preset `{cfg.name}`, model `{cfg.model}`, reward `{cfg.rl.reward}`, "
             f"algorithm `{cfg.rl.algorithm}`, {cfg.rl.iterations} iteration(s). "
+            f"Training reward: rules `{cfg.rl.reward_rules}`, echo guard {'on' if cfg.rl.echo_guard else 'off'}; "
+            "evaluations: rules `official`, echo guard off (FTRL's evaluation_self.py). "
             "Points = x100; CIs: paired bootstrap over environments.",
             "",
         ],
@@ -632,6 +637,8 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
                 table = compare(start, final, cfg.eval.bootstrap, cfg.seed)
                 comparisons[name if before == "start" else f"{name}_vs_base"] = table.to_dict(orient="records")
                 md += [table_markdown(table, f"{title} ({where}): final vs {label}"), ""]
+        if len(final):
+            md += [f"Echo-check fires in the final evaluation on the {title}: {int(final['echoes'].sum())} call(s).", ""]
     iterations = pd.DataFrame(
         [state.get(f"iter_{k}") for k in range(1, cfg.rl.iterations + 1) if state.done(f"iter_{k}")]
     )
