@@ -30,8 +30,8 @@ from typing import Any
 import pandas as pd
 
 from ftrl_lab.agent.rollout import Episode, Policy, episode_key, rollout
-from ftrl_lab.core.executor import ToolExecutor
 from ftrl_lab.agent.trajectories import read_jsonl_lines, rewrite_jsonl
+from ftrl_lab.core.executor import ToolExecutor
 from ftrl_lab.core.records import SCENARIOS, EnvRecord, append_jsonl, default_test_set, load_records
 
 TRANSCRIPTS, RESULTS_CSV, RESULTS_JSON = "transcripts.jsonl", "results.csv", "results.json"
@@ -312,7 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="ftrl",
         help="inprocess executor: FTRL's exec semantics (module-level names of a tool source invisible) or a fresh namespace",
     )
-    p.add_argument("--rules", choices=("official", "lenient"), default="official", help="FTRL's parse rules or the lenient ones")
+    p.add_argument(
+        "--rules", choices=("official", "lenient"), default="official", help="FTRL's parse rules or the lenient ones"
+    )
     p.add_argument("--echo-guard", action="store_true", help="refuse solves by echo (off: paper parity)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")

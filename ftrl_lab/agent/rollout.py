@@ -32,12 +32,10 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
-from ftrl_lab.core.parsing import ParsedResponse, parse_openai_message, parse_response
 from ftrl_lab.core.executor import ToolExecutor, sandbox_executor
+from ftrl_lab.core.parsing import ParsedResponse, check_rules, parse_openai_message, parse_response
 from ftrl_lab.core.records import EnvRecord
-from ftrl_lab.core.parsing import check_rules
 from ftrl_lab.core.reward import episode_metrics, execute_calls, hashable, solve_calls
-
 
 
 # --- episodes --------------------------------------------------------------------------------
@@ -114,7 +112,9 @@ class Episode:
     def official_crash(self) -> bool:
         """True where FTRL's evaluation script would have crashed (a call named by a JSON list
         or object: ``unsolved_set.get`` of an unhashable key) and recorded no row."""
-        return self.rules == "official" and any(not hashable(c["function"]["name"]) for t in self.turns for c in t.tool_calls)
+        return self.rules == "official" and any(
+            not hashable(c["function"]["name"]) for t in self.turns for c in t.tool_calls
+        )
 
     @property
     def metrics(self) -> dict[str, float]:

@@ -371,9 +371,16 @@ def validate_record(rec: EnvRecord, *, parse_codes: bool = True) -> list[tuple[s
             continue
         for i, a in enumerate(answers):
             if degenerate_answer(a):
-                errors.append((f"unsolved_set[{name}][{i}]", f"degenerate gold answer {a!r}: no letter or digit, any output would contain it"))
+                errors.append(
+                    (
+                        f"unsolved_set[{name}][{i}]",
+                        f"degenerate gold answer {a!r}: no letter or digit, any output would contain it",
+                    )
+                )
     if rec.answer and degenerate_answer(rec.answer):
-        errors.append(("answer", f"degenerate final answer {rec.answer!r}: no letter or digit, any output would contain it"))
+        errors.append(
+            ("answer", f"degenerate final answer {rec.answer!r}: no letter or digit, any output would contain it")
+        )
     if not 0.0 <= rec.solve_rate <= 1.0:
         errors.append(("solve_rate", f"must lie in [0, 1], got {rec.solve_rate}"))
     return errors

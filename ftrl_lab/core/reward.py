@@ -54,6 +54,7 @@ VARIANTS = ("solve_f1", "solve_precision", "solve_rate", "solve_pr")
 MALFORMED_TAGS = ("<tool_call>", "</tool_call>", "<tool_parsed_response>")
 ERROR_PREFIX = "an error occured when call "  # FTRL's text for a failed call (sic)
 
+
 def normalise(text: Any) -> str:
     """FTRL's normal form: dict/list as JSON, lower-case, commas removed, stripped."""
     if isinstance(text, (dict, list)):
@@ -177,9 +178,7 @@ def local_feedback(name: Any, codes: dict) -> str | None:
 def execute_calls(executor: ToolExecutor | None, items: Sequence[tuple[dict, list[dict]]]) -> list[list[str]]:
     """``executor(items)``, except that calls with a non-string name get :func:`local_feedback`."""
     local = [[local_feedback(c["function"]["name"], codes) for c in calls] for codes, calls in items]
-    remote = [
-        (codes, [c for c, fb in zip(calls, fbs) if fb is None]) for (codes, calls), fbs in zip(items, local)
-    ]
+    remote = [(codes, [c for c, fb in zip(calls, fbs) if fb is None]) for (codes, calls), fbs in zip(items, local)]
     wanted = [k for k, (_, calls) in enumerate(remote) if calls]
     ran = (executor or sandbox_executor())([remote[k] for k in wanted]) if wanted else []
     outputs = dict(zip(wanted, ran))
@@ -443,14 +442,18 @@ def replaying_executor(executor: ToolExecutor | None) -> ToolExecutor:
 
 
 def spray_scores(
-    records: Sequence[Any], executor: ToolExecutor | None = None, variant: str = "solve_f1", declared: bool = False
+    records: Sequence[Any],
+    executor: ToolExecutor | None = None,
+    variant: str = "solve_f1",
+    declared: bool = False,
+    candidates: Sequence[str] | None = None,
 ):
     """What the spray (:func:`spray_response`) gets on ``records`` under each setting (rules x
     echo_guard): gold answers solved, the episode metrics of a one-turn episode, the reward of
     the response on each record, and how often the echo check fired. A pandas DataFrame."""
     import pandas as pd
 
-    sprays = [spray_response(r, declared=declared) for r in records]
+    sprays = [spray_response(r, candidates, declared) for r in records]
     replay = replaying_executor(executor)
     rows = []
     for rules in ("official", "lenient"):

@@ -638,7 +638,10 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
                 comparisons[name if before == "start" else f"{name}_vs_base"] = table.to_dict(orient="records")
                 md += [table_markdown(table, f"{title} ({where}): final vs {label}"), ""]
         if len(final):
-            md += [f"Echo-check fires in the final evaluation on the {title}: {int(final['echoes'].sum())} call(s).", ""]
+            md += [
+                f"Echo-check fires in the final evaluation on the {title}: {int(final['echoes'].sum())} call(s).",
+                "",
+            ]
     iterations = pd.DataFrame(
         [state.get(f"iter_{k}") for k in range(1, cfg.rl.iterations + 1) if state.done(f"iter_{k}")]
     )
