@@ -264,6 +264,7 @@ class RewardBreakdown:
     t: int
     calls: list[CallOutcome] = field(default_factory=list)
     content: str = ""
+    malformed: bool = False  # the parser found a broken tool-call block
     echoes: int = 0
     rules: str = "official"
     echo_guard: bool = False
@@ -341,10 +342,12 @@ def score_responses(
             ]
             crash = config.rules == "official" and not all(hashable(c["function"]["name"]) for c in pr.tool_calls)
             value, branch = (0.0, "crash") if crash else (variant_value(config.variant, q, p), "calls")
-            results.append(RewardBreakdown(value, branch, p, q, t, calls, pr.content, sum(fired), **setting))
+            results.append(
+                RewardBreakdown(value, branch, p, q, t, calls, pr.content, pr.malformed, sum(fired), **setting)
+            )
         else:
             value, branch = no_call_reward(pr, t, solve_rates[i], answers[i], config)
-            results.append(RewardBreakdown(value, branch, 0, 0, t, [], pr.content, 0, **setting))
+            results.append(RewardBreakdown(value, branch, 0, 0, t, [], pr.content, pr.malformed, 0, **setting))
     return results
 
 
@@ -360,14 +363,20 @@ def _decode(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def make_reward_func(variant: str = "solve_f1", executor: ToolExecutor | None = None, **penalties: Any) -> Callable:
+def make_reward_func(
+    variant: str = "solve_f1",
+    executor: ToolExecutor | None = None,
+    on_scored: Callable[[list[RewardBreakdown], dict], None] | None = None,
+    **penalties: Any,
+) -> Callable:
     """A TRL-compatible reward function ``(prompts, completions, **columns) -> list[float]``.
 
     ``penalties`` are further :class:`RewardConfig` fields (``rules``, ``echo_guard``, penalties).
 
     It reads the record columns ``codes``, ``unsolved_set``, ``solve_rate`` and ``answer``
     (JSON strings or decoded) that TRL passes through from the dataset. Completions may be
-    strings or conversational message lists.
+    strings or conversational message lists. ``on_scored(breakdowns, call_kwargs)`` sees each
+    batch's breakdowns (each completion is parsed once, here), e.g. to log metrics.
     """
     config = RewardConfig(variant=variant, **penalties)
 
@@ -387,12 +396,12 @@ def make_reward_func(variant: str = "solve_f1", executor: ToolExecutor | None = 
             config,
             executor,
         )
-        reward_func.last_breakdowns = scored
+        if on_scored is not None:
+            on_scored(scored, {"prompts": prompts, **columns})
         return [s.reward for s in scored]
 
     reward_func.__name__ = f"ftrl_{variant}"
     reward_func.config = config  # the setting (variant, rules, echo_guard) it scores with
-    reward_func.last_breakdowns = []  # the breakdowns of the latest call (echo counts etc.)
     return reward_func
 
 
