@@ -171,14 +171,16 @@ def eval_episodes(run_dir: Path, tag: str, name: str) -> pd.DataFrame:
     from ftrl_lab.agent.evaluate import load_transcripts
 
     rows = load_transcripts(run_dir / "eval" / f"{tag}_{name}")
-    return pd.DataFrame([{k: r[k] for k in ("key", "solve_precision", "solve_rate", "solve_f1")} for r in rows])
+    keys = ("key", "solve_precision", "solve_rate", "solve_f1")
+    return pd.DataFrame([{**{k: r[k] for k in keys}, "echoes": r.get("echoes", 0)} for r in rows])
 
 
 # --- reward with training statistics -----------------------------------------------------------
-def logged_reward(variant: str) -> Callable:
-    """``reward.make_reward_func(variant)`` that also logs parse-failure rate, calls per response,
-    no-call rate and the mean within-group reward std through TRL's ``log_metric`` (from the
-    reward's own breakdowns: each completion is parsed once)."""
+def logged_reward(variant: str, rules: str = "official", echo_guard: bool = True) -> Callable:
+    """``reward.make_reward_func(variant, rules=..., echo_guard=...)`` that also logs parse-failure
+    rate, calls per response, no-call rate, echo-check fires per response and the mean
+    within-group reward std through TRL's ``log_metric`` (from the reward's own breakdowns:
+    each completion is parsed once)."""
 
     def log(scored, kwargs) -> None:
         log_metric = kwargs.get("log_metric")
@@ -187,12 +189,13 @@ def logged_reward(variant: str) -> Callable:
         log_metric("ftrl/parse_failure_rate", mean(float(b.malformed) for b in scored))
         log_metric("ftrl/calls_per_response", mean(float(b.p) for b in scored))
         log_metric("ftrl/no_call_rate", mean(float(b.p == 0) for b in scored))
+        log_metric("ftrl/echo_fires", mean(float(b.echoes) for b in scored))
         groups: dict[str, list[float]] = {}
         for prompt, b in zip(kwargs.get("prompts") or [None] * len(scored), scored):
             groups.setdefault(json.dumps(prompt, sort_keys=True, default=str), []).append(b.reward)
         log_metric("ftrl/group_reward_std", mean(pstdev(g) if len(g) > 1 else 0.0 for g in groups.values()))
 
-    return make_reward_func(variant, on_scored=log)
+    return make_reward_func(variant, on_scored=log, rules=rules, echo_guard=echo_guard)
 
 
 # --- RL ----------------------------------------------------------------------------------------
@@ -286,7 +289,7 @@ def make_trainer(
     model.train()
     trainer = cls(
         model=model,
-        reward_funcs=[logged_reward(rl.reward)],
+        reward_funcs=[logged_reward(rl.reward, rl.reward_rules, rl.echo_guard)],
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
@@ -606,6 +609,8 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
             "",
             f"Preset `{cfg.name}`, model `{cfg.model}`, reward `{cfg.rl.reward}`, "
             f"algorithm `{cfg.rl.algorithm}`, {cfg.rl.iterations} iteration(s). "
+            f"Training reward: rules `{cfg.rl.reward_rules}`, echo guard {'on' if cfg.rl.echo_guard else 'off'}; "
+            "evaluations: rules `official`, echo guard off (FTRL's evaluation_self.py). "
             "Points = x100; CIs: paired bootstrap over environments.",
             "",
         ],
@@ -620,6 +625,11 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
                 table = compare(start, final, cfg.eval.bootstrap, cfg.seed)
                 comparisons[name if before == "start" else f"{name}_vs_base"] = table.to_dict(orient="records")
                 md += [table_markdown(table, f"{title} ({where}): final vs {label}"), ""]
+        if len(final):
+            md += [
+                f"Echo-check fires in the final evaluation on the {title}: {int(final['echoes'].sum())} call(s).",
+                "",
+            ]
     iterations = pd.DataFrame(
         [state.get(f"iter_{k}") for k in range(1, cfg.rl.iterations + 1) if state.done(f"iter_{k}")]
     )

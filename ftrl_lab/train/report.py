@@ -24,6 +24,7 @@ CURVES = (
     ("frac_reward_zero_std", "groups with zero reward variance"),
     ("ftrl/parse_failure_rate", "parse-failure rate"),
     ("ftrl/calls_per_response", "calls per response"),
+    ("ftrl/echo_fires", "echo-check fires per response"),
     ("kl", "KL to reference"),
 )
 
@@ -143,6 +144,8 @@ def ablation_table(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
             row = {
                 "run": Path(run_dir).name,
                 "reward": res["config"]["rl"]["reward"],
+                "reward rules": res["config"]["rl"].get("reward_rules", "official"),
+                "echo guard": res["config"]["rl"].get("echo_guard", False),
                 "algorithm": res["config"]["rl"]["algorithm"],
                 "eval_set": set_name,
             }
