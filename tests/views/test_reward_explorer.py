@@ -1,11 +1,10 @@
-import math
-
-import pytest
-
 import html
 import itertools
+import math
 import re
 import struct
+
+import pytest
 
 from ftrl_lab.core.executor import inprocess_executor
 from ftrl_lab.core.parsing import render_qwen_calls
