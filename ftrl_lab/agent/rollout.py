@@ -32,11 +32,10 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
-from ftrl_lab.core.parsing import ParsedResponse, parse_openai_message, parse_response
 from ftrl_lab.core.executor import ToolExecutor, sandbox_executor
+from ftrl_lab.core.parsing import ParsedResponse, parse_openai_message, parse_response
 from ftrl_lab.core.records import EnvRecord
 from ftrl_lab.core.reward import episode_metrics, update_unsolved
-
 
 
 # --- episodes --------------------------------------------------------------------------------
@@ -121,7 +120,10 @@ class Episode:
             "completion_tokens": sum(t.completion_tokens for t in self.turns),
             "gen_seconds": round(sum(t.gen_seconds for t in self.turns), 4),
             "tool_seconds": round(sum(t.tool_seconds for t in self.turns), 4),
-            "seconds": round(self.seconds, 4),
+            # this episode's own cost (its share of each batched generation, plus its tool calls);
+            # the wall time it spent in flight overlaps the other episodes of its batch
+            "seconds": round(sum(t.gen_seconds + t.tool_seconds for t in self.turns), 4),
+            "in_flight_seconds": round(self.seconds, 4),
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -225,6 +225,7 @@ def plot_examples(table: pd.DataFrame, title: str = "", ax=None):
         )
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel(f"{column} of the turn (green: positive, red: penalty, grey: 0)")
+    ax.set_ylabel("example response")
     ax.set_title(title or f"{column} per example response", fontsize=11)
     ax.get_figure().tight_layout()
     return ax

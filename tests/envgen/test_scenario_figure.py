@@ -33,7 +33,7 @@ def test_draw_scenario_examples_has_a_graph_and_a_tool_panel_per_scenario(exampl
     matplotlib.use("Agg")
     fig = draw_scenario_examples(examples)
     assert len(fig.axes) == 2 * len(SCENARIOS)
-    titles = [ax.get_title() for ax in fig.axes[0::2]]
+    titles = [ax.get_title(loc="left") for ax in fig.axes[0::2]]
     assert all(t.startswith(s) for t, s in zip(titles, SCENARIOS))
 
 
