@@ -30,8 +30,8 @@ from typing import Any
 import pandas as pd
 
 from ftrl_lab.agent.rollout import Episode, Policy, episode_key, rollout
-from ftrl_lab.core.executor import ToolExecutor
 from ftrl_lab.agent.trajectories import read_jsonl_lines, rewrite_jsonl
+from ftrl_lab.core.executor import ToolExecutor
 from ftrl_lab.core.records import SCENARIOS, EnvRecord, append_jsonl, default_test_set, load_records
 
 TRANSCRIPTS, RESULTS_CSV, RESULTS_JSON = "transcripts.jsonl", "results.csv", "results.json"
@@ -356,4 +356,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ftrl_lab.core.cli import run_cli
+
+    raise SystemExit(run_cli(main))

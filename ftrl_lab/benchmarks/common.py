@@ -275,5 +275,3 @@ def progress(iterable: Iterable, total: int | None = None, desc: str = "", enabl
     except ImportError:
         return iterable
     return tqdm(iterable, total=total, desc=desc)
-
-
