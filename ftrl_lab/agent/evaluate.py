@@ -31,6 +31,7 @@ import pandas as pd
 
 from ftrl_lab.agent.rollout import Episode, Policy, episode_key, rollout
 from ftrl_lab.agent.trajectories import read_jsonl_lines, rewrite_jsonl
+from ftrl_lab.core.cli import UserError
 from ftrl_lab.core.executor import ToolExecutor
 from ftrl_lab.core.records import SCENARIOS, EnvRecord, append_jsonl, default_test_set, load_records
 
@@ -302,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     records = load_records(args.data)
+    if not records:
+        raise UserError(f"{args.data}: no records in the file")
     if args.limit is not None:
         records = records[: args.limit]
     policy, info = make_policy(
