@@ -4,7 +4,8 @@ Every ``python -m ftrl_lab.<tool>`` runs its ``main`` through :func:`run_cli`. A
 (a record file that cannot be used, a missing or unreadable path, a bad option value) prints
 ``error: <file>:<line>: field '<f>': <what>`` on one line and exits with status 2; ``--debug``
 (anywhere on the command line) lets the exception through, with its traceback. Anything else
-is a bug and keeps its traceback.
+is a bug and keeps its traceback. A tool's own ``raise SystemExit("message")`` also becomes
+``error: message`` and status 2.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None 
     args = [a for a in args if a != DEBUG_FLAG]
     try:
         return main(args) or 0
+    except SystemExit as e:  # ``raise SystemExit("message")``: a user error said by the tool itself
+        if not isinstance(e.code, str):
+            raise
+        print(f"error: {one_line(Exception(e.code))}", file=sys.stderr, flush=True)
+        return USER_ERROR_STATUS
     except USER_ERRORS as e:
         if debug:
             raise
