@@ -186,22 +186,3 @@ def test_lone_surrogate_round_trips_through_jsonl(tmp_path):
     path = tmp_path / "t.jsonl"
     append_jsonl(path, [{"text": "a\ud800b\\\udfff"}])
     assert json.loads(path.read_text(encoding="utf-8")) == {"text": "a\ud800b\\\udfff"}
-
-
-def test_lone_surrogate_does_not_stop_evaluate(toy, tmp_path):
-    from ftrl_lab.agent.evaluate import evaluate, load_transcripts
-    from ftrl_lab.agent.rollout import ScriptedPolicy
-    from ftrl_lab.core.executor import inprocess_executor
-
-    qwen_turn = '<tool_call>{"name": "capital_lookup", "arguments": {"country": "\\ud800"}}</tool_call>'
-    openai_turn = {
-        "role": "assistant",
-        "content": "so \ud800",
-        "tool_calls": [{"function": {"name": "capital_lookup", "arguments": '{"country": "\\udfff"}'}}],
-    }
-    script = {toy[0].question: [qwen_turn, "Paris"], toy[1].question: [openai_turn, "Tokyo"]}
-    res = evaluate(toy[:2], ScriptedPolicy(script), tmp_path, executor=inprocess_executor(), progress=False)
-    assert res.new_episodes == 2
-    rows = sorted(load_transcripts(tmp_path), key=lambda r: r["index"])
-    assert [r["calls"] for r in rows] == [0, 0]  # the bad calls never ran
-    assert "so \ud800" in json.dumps(rows[1], ensure_ascii=False)  # the text itself is kept
