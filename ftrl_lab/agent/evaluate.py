@@ -29,8 +29,8 @@ from typing import Any
 
 import pandas as pd
 
+from ftrl_lab.agent.policies import add_policy_arguments, policy_from_args
 from ftrl_lab.agent.rollout import Episode, Policy, episode_key, rollout
-from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 from ftrl_lab.agent.trajectories import read_jsonl_lines, rewrite_jsonl
 from ftrl_lab.core.cli import UserError
 from ftrl_lab.core.executor import ToolExecutor
@@ -220,55 +220,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ftrl_lab.evaluate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="benchmark", required=True)
     p = sub.add_parser("ftrl", help="FTRL's test set (Solve-P/R/F1)")
-    p.add_argument("--model", default="default", help='local folder, "default", or the served name with --api-base')
     p.add_argument("--data", default=str(default_test_set()), help="records (.parquet or .jsonl)")
     p.add_argument("--out", required=True, help="run folder (transcripts, results); a rerun resumes")
     p.add_argument("--limit", type=int, default=None, help="only the first N records")
     p.add_argument("--max-turns", type=int, default=20)
-    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="per turn (FTRL: 1024)")
-    p.add_argument("--batch-size", type=int, default=8, help="environments played (and decoded) together")
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--api-key", default=None, help="default: $OPENAI_API_KEY")
     p.add_argument(
         "--executor",
         choices=("sandbox", "inprocess"),
         default="sandbox",
         help="where tool code runs (inprocess: FTRL's unisolated exec, trusted code only)",
     )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
-    p.add_argument(
-        "--bf16-prefill",
-        action="store_true",
-        help="prefill an fp32 model under bf16 autocast (faster on CPUs with bf16)",
-    )
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
+    add_policy_arguments(p)
     args = parser.parse_args(argv)
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     records = load_records(args.data)
     if not records:
         raise UserError(f"{args.data}: no records in the file")
     if args.limit is not None:
         records = records[: args.limit]
-    from ftrl_lab.agent.policies import make_policy
-
-    policy, info = make_policy(
-        args.model,
-        api_base=args.api_base,
-        api_key=args.api_key,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        temperature=args.temperature,
-        device=args.device,
-        dtype=args.dtype,
-        bf16_prefill=args.bf16_prefill,
-    )
+    policy, info = policy_from_args(args)
     from ftrl_lab.core.executor import inprocess_executor, sandbox_executor
 
     executor = inprocess_executor() if args.executor == "inprocess" else sandbox_executor()

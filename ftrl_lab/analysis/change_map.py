@@ -46,7 +46,8 @@ def count_layers(ckpt: Checkpoint) -> int:
 
 def resolve(path: str | Path) -> Path:
     """A checkpoint folder: an existing path; "default" (the embedded default model, converted if
-    needed); or a hub id already in the local Hugging Face cache (never downloaded). Existing
+    needed); or a hub id (from the local Hugging Face cache, its weights and configs downloaded when
+    allowed; ``HF_HUB_OFFLINE=1`` is honoured). Existing
     paths never import transformers (keeps the change map's own memory small)."""
     if Path(path).expanduser().exists():
         return Path(path).expanduser()
@@ -57,10 +58,12 @@ def resolve(path: str | Path) -> Path:
         return resolved
     from huggingface_hub import snapshot_download
 
+    from ftrl_lab.agent.models import hub_load_error
+
     try:
-        return Path(snapshot_download(str(path), local_files_only=True))
-    except Exception as e:  # noqa: BLE001 - any lookup failure means: not available offline
-        raise FileNotFoundError(f"{path}: not a checkpoint folder nor in the local Hugging Face cache ({e})") from None
+        return Path(snapshot_download(str(path), allow_patterns=["*.json", "*.safetensors"]))
+    except Exception as e:  # noqa: BLE001 - any lookup failure: not a folder, not obtainable
+        raise hub_load_error(path, e) from None
 
 
 def finish(df: pd.DataFrame) -> pd.DataFrame:

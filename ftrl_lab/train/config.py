@@ -112,7 +112,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"
     mixed_precision: str = "auto"  # bf16 autocast in SFT/RL steps and engine prefills: auto | bf16 | no
-    threads: int | None = None
+    threads: int | None = None  # torch CPU threads; null: the cores free at start (agent.models.pick_threads)
     seed: int = 0
     runs_dir: str = "runs/train"
     publish_dir: str | None = "data/train"

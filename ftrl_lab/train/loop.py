@@ -452,14 +452,18 @@ def run(
 
     dist = PartialState()
     main = dist.is_main_process
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    from ftrl_lab.agent.models import pick_threads
+
+    threads, threads_how = pick_threads(cfg.threads)
+    torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     run_dir = Path(run_dir or Path(cfg.runs_dir) / cfg.run_name)
     run_dir.mkdir(parents=True, exist_ok=True)
     if main:
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     state = RunState(run_dir)
+    if main:  # every (re)start records its own choice: the load may differ after an interruption
+        state.finish("threads", [*(state.get("threads") or []), threads_how])
     notify = on_stage or (lambda stage, value: None)
     clock = [time.perf_counter()]
 
@@ -632,7 +636,7 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
         else "",
         "",
         f"Time: {state.get('elapsed_seconds')} s over all stages (this machine: {machine_info().get('processor')}, "
-        f"{os.cpu_count()} cores).",
+        f"{os.cpu_count()} cores; torch CPU threads per (re)start: {'; '.join(state.get('threads') or ['unrecorded'])}).",
     ]
     results = {
         "run": run_dir.name,
