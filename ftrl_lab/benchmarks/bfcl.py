@@ -64,6 +64,11 @@ RELEVANCE = ("irrelevance", "live_irrelevance", "live_relevance")
 CATEGORIES = NON_LIVE_AST + LIVE_AST + RELEVANCE
 FILE_STEMS = {c: ("simple_python" if c == "simple" else c) for c in CATEGORIES}
 FORMATS = ("auto", "qwen", "python", "openai")
+# Bounds on what decode_python hands to ast.parse (CPython's parser costs tens of microseconds
+# per node, so a megabyte of calls takes seconds): far above any BFCL answer.
+MAX_PYTHON_CHARS = 65_536
+MAX_PYTHON_PUNCTUATION = 4_096
+_PUNCTUATION = re.compile(r"[(\[{,=+\-*/%.:]")
 
 PYTHON_TYPES = {
     "string": str,
@@ -283,6 +288,10 @@ def decode_python(text: str) -> list[dict]:
     """
     if not isinstance(text, str):
         raise DecodeError(f"not text: {type(text).__name__}")
+    if len(text) > MAX_PYTHON_CHARS:
+        raise DecodeError(f"longer than {MAX_PYTHON_CHARS} characters: not decoded as Python calls")
+    if len(_PUNCTUATION.findall(text)) > MAX_PYTHON_PUNCTUATION:
+        raise DecodeError(f"more than {MAX_PYTHON_PUNCTUATION} operators/brackets: not decoded as Python calls")
     text = text.strip("`\n ")
     if text.startswith("python\n"):
         text = text[len("python\n") :]
@@ -300,15 +309,23 @@ def decode_python(text: str) -> list[dict]:
     if elts is None:
         raise DecodeError("not a list of calls")
     calls = []
-    for elt in elts:
-        if not isinstance(elt, ast.Call):
-            raise DecodeError(f"not a call: {ast.unparse(elt)[:80]}")
-        calls.append(_call(elt))
+    try:
+        for elt in elts:
+            if not isinstance(elt, ast.Call):
+                raise DecodeError(f"not a call: {ast.unparse(elt)[:80]}")
+            calls.append(_call(elt))
+    except (RecursionError, ValueError, TypeError, OverflowError, MemoryError) as e:
+        if isinstance(e, DecodeError):
+            raise
+        raise DecodeError(f"call arguments cannot be read: {type(e).__name__}") from None
     return calls
 
 
 def _from_tool_calls(tool_calls: list[dict]) -> list[dict]:
-    return [{c["function"]["name"]: json.loads(c["function"]["arguments"])} for c in tool_calls]
+    try:
+        return [{c["function"]["name"]: json.loads(c["function"]["arguments"])} for c in tool_calls]
+    except (ValueError, RecursionError) as e:  # the parsers' own output: only a too-deep value fails
+        raise DecodeError(f"tool call arguments cannot be decoded: {type(e).__name__}") from None
 
 
 def decode_output(output: Any, fmt: str = "auto") -> list[dict]:
@@ -346,7 +363,7 @@ def has_call(output: Any, fmt: str = "auto") -> bool:
     """Whether the output decodes to at least one call (BFCL's relevance test)."""
     try:
         decoded = decode_output(output, fmt)
-    except (DecodeError, ValueError, TypeError):
+    except (DecodeError, ValueError, TypeError, RecursionError):
         return False
     if not well_formed(decoded) or not decoded:
         return False
@@ -546,7 +563,7 @@ def score_output(item: dict, output: Any, fmt: str = "auto", dots_as_underscores
         return Check(called, "" if called else "relevance:no_call", "")
     try:
         calls = decode_output(output, fmt)
-    except (DecodeError, ValueError, TypeError) as e:
+    except (DecodeError, ValueError, TypeError, RecursionError) as e:
         return Check(False, "ast_decoder:decoder_failed", str(e)[:300])
     if not well_formed(calls):
         return Check(False, "ast_decoder:wrong_output_format", "")

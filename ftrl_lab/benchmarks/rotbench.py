@@ -87,6 +87,8 @@ def parse_react(text: str) -> tuple[str, dict] | str:
         args = json.loads(text[b + len("Action Input:") :].strip())
     except json.JSONDecodeError as e:
         return f"Action Input is not valid JSON ({e.msg})"
+    except (ValueError, RecursionError) as e:  # an integer over the digit limit, or too deep
+        return f"Action Input is not valid JSON ({type(e).__name__}: {str(e)[:80]})"
     if not isinstance(args, dict):
         return f"Action Input is a JSON {type(args).__name__}, not an object"
     return action, args

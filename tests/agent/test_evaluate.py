@@ -148,3 +148,19 @@ def test_cli_with_the_default_model(tmp_path, capsys):
     assert saved["settings"]["max_new_tokens"] == 8 and saved["model_info"]["params"] > 1e8
     rows = load_transcripts(tmp_path)
     assert all(r["turns"] == 1 and r["completion_tokens"] <= 8 for r in rows)
+
+
+def test_lone_surrogate_does_not_stop_evaluate(toy, tmp_path):
+    """A lone surrogate in a call's arguments is a bad call, and in text it is written escaped."""
+    qwen_turn = '<tool_call>{"name": "capital_lookup", "arguments": {"country": "\\ud800"}}</tool_call>'
+    openai_turn = {
+        "role": "assistant",
+        "content": "so \ud800",
+        "tool_calls": [{"function": {"name": "capital_lookup", "arguments": '{"country": "\\udfff"}'}}],
+    }
+    script = {toy[0].question: [qwen_turn, "Paris"], toy[1].question: [openai_turn, "Tokyo"]}
+    res = evaluate(toy[:2], ScriptedPolicy(script), tmp_path, executor=inprocess_executor(), progress=False)
+    assert res.new_episodes == 2
+    rows = sorted(load_transcripts(tmp_path), key=lambda r: r["index"])
+    assert [r["calls"] for r in rows] == [0, 0]  # the bad calls never ran
+    assert "so \ud800" in json.dumps(rows[1], ensure_ascii=False)  # the text itself is kept
