@@ -25,7 +25,7 @@ def test_algorithms_map_onto_trl_options(tmp_path):
         False,
     )
     assert trl_config(load_config("cpu-smollm2", {"mixed_precision": "bf16"}), tmp_path).bf16
-    assert grpo.per_device_train_batch_size == 16 and grpo.num_generations == 8 and not grpo.gradient_checkpointing
+    assert grpo.per_device_train_batch_size == 16 and grpo.num_generations == 8 and not grpo.activation_checkpointing
     rpp = trl_config(load_config("cpu-smollm2", {"rl.algorithm": "reinforce_pp"}), tmp_path)
     assert rpp.scale_rewards == "batch"
     rloo = trl_config(load_config("cpu-smollm2", {"rl.algorithm": "rloo"}), tmp_path)
