@@ -229,22 +229,43 @@ def findings(results: dict, ablation: pd.DataFrame | None = None) -> str:
             f"{ppl['final']:.2f} ({change:+.1%})."
         )
     if ablation is not None and len(ablation) > 1:
-        part = ablation[ablation["eval_set"] == "test"].sort_values("Solve-F1 delta", ascending=False)
-        if len(part) > 1:
-            order = ", ".join(f"{r.reward} {r['Solve-F1 delta']:+.1f} {r['Solve-F1 CI']}" for _, r in part.iterrows())
-            best, second = part.iloc[0], part.iloc[1]
-            low_best, high_second = ci_bounds(best["Solve-F1 CI"])[0], ci_bounds(second["Solve-F1 CI"])[1]
-            verdict = (
-                "solve-F1 is best, as the paper reports"
-                if best["reward"] == "solve_f1"
-                else f"{best['reward']} is best, not solve-F1 as the paper reports"
-            )
-            sep = (
-                "the intervals of the top two do not overlap"
-                if low_best > high_second
-                else "but the top two intervals overlap, so one seed does not separate them"
-            )
-            lines.append(
-                f"- **Reward ablation** (ΔSolve-F1 on the generated test split, 95% CI): {order}: {verdict}; {sep}."
-            )
+        verdict = ablation_verdict(ablation)
+        if verdict:
+            lines.append(verdict)
     return "\n".join(lines) if lines else "- No finished comparison to read yet."
+
+
+def ablation_verdict(ablation: pd.DataFrame, eval_set: str = "test") -> str:
+    """One bullet ranking the reward variants by ΔSolve-F1 on ``eval_set``, claiming a winner only
+    when its interval lies above every other variant's; equal deltas or overlapping intervals are
+    called a tie (never broken by row order). Empty when fewer than two variants were run."""
+    part = ablation[ablation["eval_set"] == eval_set].sort_values(["Solve-F1 delta", "reward"], ascending=[False, True])
+    if len(part) < 2:
+        return ""
+    order = ", ".join(f"{r.reward} {r['Solve-F1 delta']:+.1f} {r['Solve-F1 CI']}" for _, r in part.iterrows())
+    best = part.iloc[0]
+    low_best = ci_bounds(best["Solve-F1 CI"])[0]
+    tied = [
+        r["reward"]
+        for _, r in part.iloc[1:].iterrows()
+        if r["Solve-F1 delta"] == best["Solve-F1 delta"] or ci_bounds(r["Solve-F1 CI"])[1] >= low_best
+    ]
+    if len(tied) == len(part) - 1 and part["Solve-F1 delta"].nunique() == 1:
+        verdict = (
+            f"a tie: every variant moves Solve-F1 by {best['Solve-F1 delta']:+.1f}, so this run cannot tell "
+            "them apart (the paper reports solve-F1 best)"
+        )
+    elif tied:
+        verdict = (
+            f"a tie: {best['reward']} leads, but its interval overlaps that of {', '.join(tied)}, so this run "
+            "does not separate them (the paper reports solve-F1 best)"
+        )
+    elif best["reward"] == "solve_f1":
+        verdict = "solve-F1 is best, as the paper reports; its interval lies above every other variant's"
+    else:
+        verdict = (
+            f"{best['reward']} is best, not solve-F1 as the paper reports; its interval lies above every other "
+            "variant's"
+        )
+    where = {"test": "the generated test split", "ftrl": "FTRL's test set"}.get(eval_set, eval_set)
+    return f"- **Reward ablation** (ΔSolve-F1 on {where}, 95% CI): {order}: {verdict}."
