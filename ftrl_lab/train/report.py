@@ -269,3 +269,51 @@ def ablation_verdict(ablation: pd.DataFrame, eval_set: str = "test") -> str:
         )
     where = {"test": "the generated test split", "ftrl": "FTRL's test set"}.get(eval_set, eval_set)
     return f"- **Reward ablation** (ΔSolve-F1 on {where}, 95% CI): {order}: {verdict}."
+
+
+EVAL_SETS = {"test": "generated test split", "ftrl": "FTRL test set"}
+
+
+def comparison_frame(comparisons: dict[str, list[dict]]) -> pd.DataFrame:
+    """``results["comparisons"]`` as one before/after table: eval set (``*_vs_base``: final vs the
+    untrained base), metric, n, start, final, delta and its 95% CI as text."""
+    tables = []
+    for name, rows in comparisons.items():
+        t = pd.DataFrame(rows)
+        eval_set, _, vs = name.partition("_vs_")
+        t.insert(0, "eval set", EVAL_SETS.get(eval_set, eval_set) + (" (final vs untrained base)" if vs else ""))
+        t["95% CI of delta"] = [f"[{a:+.1f}, {b:+.1f}]" for a, b in zip(t["delta_ci_low"], t["delta_ci_high"])]
+        tables.append(t[["eval set", "metric", "n", "start", "final", "delta", "95% CI of delta"]])
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def parameter_count(model_dir: str | Path) -> int | None:
+    """Parameters of a saved model, from its safetensors headers (no weights loaded); None if absent."""
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for path in files:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        total += sum(int(np.prod(v["shape"])) for k, v in header.items() if k != "__metadata__")
+    return total
+
+
+def limits_note(results: dict) -> str:
+    """What one run cannot show, from its own ``results.json``: the model size, the training budget
+    and the size of each evaluation, against the paper's 7B-14B models trained with verl."""
+    cfg, rl = results.get("config", {}), results.get("config", {}).get("rl", {})
+    start = (results.get("stages", {}).get("sft") or {}).get("model")
+    n_params = parameter_count(start) if start else None
+    size = f"a {n_params / 1e6:.1f}M-parameter model" if n_params else f"the model {cfg.get('model')}"
+    sizes = {k: rows[0]["n"] for k, rows in results.get("comparisons", {}).items() if rows and "_vs_" not in k}
+    evals = " and ".join(f"{n} environments of the {EVAL_SETS.get(k, k)}" for k, n in sizes.items())
+    return (
+        f"What this does not show: one seed, {size} and the `{cfg.get('name')}` preset ({rl.get('iterations')} "
+        f"iteration(s) of GRPO-style steps, {rl.get('num_generations')} samples per prompt, at most "
+        f"{rl.get('max_completion_length')} new tokens per turn), against the paper's 7B-14B models trained with "
+        f"verl. The evaluation used {evals or 'no environments'}: intervals over so few environments are wide. "
+        "A gain on the generated test split is in-distribution; FTRL's own test set (longer prompts, unseen tool "
+        "documents) is the harder check."
+    )

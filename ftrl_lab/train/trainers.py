@@ -84,9 +84,7 @@ def shared_prefix_logps(
                 dim=1,
             )
             positions = torch.arange(L, L + C - 1, device=input_ids.device).unsqueeze(0).expand(g, -1)
-            out2 = model(
-                input_ids=comp, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
-            )
+            out2 = model(input_ids=comp, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
             logits = torch.cat([logits, out2.logits], dim=1)
         logits = logits.float() / temperature
         logp_all = logits.log_softmax(-1)
