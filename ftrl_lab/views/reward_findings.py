@@ -32,7 +32,7 @@ def _surface_line(variant: str, row: pd.Series, p_max: int) -> str:
     return (
         f"- **{variant}** pays {one:.2f} for 1 solve in 1 call, {waste} ({spread:.2f}) for 1 solve among {p_max} calls, "
         f"and {more} ({full:.2f}) for {p_max} solves in {p_max} calls: "
-        + ("it charges wasted calls" if spread < one else "wasted calls cost nothing")
+        + ("it charges wasted calls" if spread < one else "it does not charge wasted calls")
         + (" and rewards solving more per turn." if full > one else " and does not reward solving more per turn.")
     )
 
