@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 from ftrl_lab.benchmarks import NAMES, get
 
 
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--user-model", default=None, help="tau-bench simulated user model ($FTRL_USER_MODEL)")
     p.add_argument("--user-api-key", default=None, help="($FTRL_USER_API_KEY)")
     p.add_argument("--max-turns", type=int, default=None, help="ToolHop: 9, tau-bench: 30")
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint for the evaluated model")
@@ -105,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from ftrl_lab.agent.evaluate import make_policy
+    from ftrl_lab.agent.policies import make_policy
 
     policy, info = make_policy(
         args.model,

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 from ftrl_lab.benchmarks import bfcl, rotbench, toolhop
 
 SUITE: dict[str, tuple[str, ...]] = {
@@ -55,7 +56,7 @@ class SuiteSettings:
     model: str = "default"
     api_base: str | None = None
     limit_per_category: int | None = None
-    max_new_tokens: int = 512
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     temperature: float = 0.0
     max_turns: int = toolhop.MAX_TURNS
     bfcl_mode: str = "fc"
@@ -453,7 +454,7 @@ def _parser() -> argparse.ArgumentParser:
         help="first N items of each category (each ToolHop mode); default: all",
     )
     p.add_argument("--benchmarks", nargs="*", default=list(SUITE), choices=list(SUITE))
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--max-turns", type=int, default=toolhop.MAX_TURNS, help="ToolHop turns per episode")
     p.add_argument("--bfcl-mode", choices=("fc", "python"), default="fc")
@@ -496,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from ftrl_lab.agent.evaluate import make_policy
+    from ftrl_lab.agent.policies import make_policy
 
     t0 = time.perf_counter()
     policy, info = make_policy(

@@ -91,7 +91,7 @@ def suite_settings(
             threads=threads,
         )
         return (lambda: tiny_policy(batch_size, QUICK_MAX_NEW_TOKENS)), settings
-    from ftrl_lab.agent.evaluate import make_policy
+    from ftrl_lab.agent.policies import make_policy
 
     settings = suite.SuiteSettings(
         model=str(model),
@@ -109,9 +109,10 @@ def suite_settings(
 
 def tiny_policy(batch_size: int = 8, max_new_tokens: int = QUICK_MAX_NEW_TOKENS) -> tuple[Any, dict]:
     """A randomly initialised 2-layer model as a local policy, and its description."""
-    from ftrl_lab.agent.engine import Engine, SamplingParams
+    from ftrl_lab.agent.engine import Engine
     from ftrl_lab.agent.models import model_info, tiny_model
-    from ftrl_lab.agent.rollout import LocalPolicy
+    from ftrl_lab.agent.policies import LocalPolicy
+    from ftrl_lab.agent.sampling import SamplingParams
 
     model, tokenizer = tiny_model()
     policy = LocalPolicy(Engine(model, tokenizer, batch_size=batch_size), SamplingParams(max_new_tokens=max_new_tokens))

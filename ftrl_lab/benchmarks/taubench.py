@@ -41,6 +41,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 from ftrl_lab.benchmarks.common import (
     category_table,
     in_item_order,
@@ -248,7 +249,7 @@ class UserSimulator:
     model: str
     api_key: str | None = None
     temperature: float = 0.0
-    max_tokens: int = 512
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     timeout: float = 120.0
     retries: int = 3
     extra: dict = field(default_factory=dict)
@@ -278,7 +279,7 @@ class UserSimulator:
                 "model": self.model,
                 "messages": self.messages(instruction, transcript),
                 "temperature": self.temperature,
-                "max_tokens": self.max_tokens,
+                "max_tokens": self.max_new_tokens,  # the wire name
                 **self.extra,
             }
         ).encode()

@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ftrl_lab.benchmarks.common import as_rollout_policy, category_table, read_records, require, write_output
+from ftrl_lab.agent.policies import as_rollout_policy
+from ftrl_lab.benchmarks.common import category_table, read_records, require, write_output
 from ftrl_lab.core.executor import ToolExecutor, run_calls
 from ftrl_lab.core.parsing import make_tool_call, render_qwen_calls
 from ftrl_lab.core.records import EnvRecord, RecordError, function_names_defined, shared_dir
@@ -525,7 +526,9 @@ class GoldCalls(list):
         self.skipped = skipped or []
 
 
-def derive_gold_calls(item: dict, executor: ToolExecutor | None = None, strict: bool = True, limit: int = 96) -> GoldCalls:
+def derive_gold_calls(
+    item: dict, executor: ToolExecutor | None = None, strict: bool = True, limit: int = 96
+) -> GoldCalls:
     """One OpenAI-style call per step, in chain order, whose output contains the step's answer.
 
     The candidates of a step (:func:`candidate_arguments`) run in the sandbox as one batch.

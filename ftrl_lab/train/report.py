@@ -312,7 +312,7 @@ def limits_note(results: dict) -> str:
     return (
         f"What this does not show: one seed, {size} and the `{cfg.get('name')}` preset ({rl.get('iterations')} "
         f"iteration(s) of GRPO-style steps, {rl.get('num_generations')} samples per prompt, at most "
-        f"{rl.get('max_completion_length')} new tokens per turn), against the paper's 7B-14B models trained with "
+        f"{rl.get('max_new_tokens')} new tokens per turn), against the paper's 7B-14B models trained with "
         f"verl. The evaluation used {evals or 'no environments'}: intervals over so few environments are wide. "
         "A gain on the generated test split is in-distribution; FTRL's own test set (longer prompts, unseen tool "
         "documents) is the harder check."

@@ -201,7 +201,7 @@ def test_outputs_said_rules():
 
 
 def test_rollout_policy_keeps_one_episode_per_task(items, sandbox):
-    from ftrl_lab.agent.rollout import ScriptedPolicy
+    from ftrl_lab.agent.policies import ScriptedPolicy
 
     plan = agent(GOOD)
     seen = set()

@@ -146,7 +146,7 @@ def test_bad_record_is_located(tmp_path):
 
 
 def test_scripted_rollout_policy(items, gold):
-    from ftrl_lab.agent.rollout import ScriptedPolicy
+    from ftrl_lab.agent.policies import ScriptedPolicy
 
     it = items[1]
     calls = gold[it["id"]]
