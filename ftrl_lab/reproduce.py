@@ -58,6 +58,7 @@ def run_notebook(path: Path, profile: str, out_dir: Path, figures_dir: Path, ext
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     if str(ROOT) not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in paths if p])
+    out_dir.mkdir(parents=True, exist_ok=True)
     params = {"QUICK": profile == "QUICK", "FIGURES_DIR": str(figures_dir)}
     params.update(extra or {})
     start = time.time()
