@@ -202,6 +202,24 @@ def response_text(response: Response) -> str:
     return "" if response is None else str(response)
 
 
+# --- function documents and possible values ----------------------------------------------------
+def function_doc(functions: Sequence[dict], name: str) -> dict:
+    """The function document named ``name`` in a list of them (BFCL's ``functions``)."""
+    for f in functions:
+        if f["name"] == name:
+            return f
+    raise KeyError(f"no function document named {name!r}")
+
+
+def concrete_value(value: Any) -> Any:
+    """A possible value made concrete: inside dicts each key takes its first possible value."""
+    if isinstance(value, dict):
+        return {k: concrete_value(v[0]) for k, v in value.items() if isinstance(v, list) and v and v[0] != ""}
+    if isinstance(value, list):
+        return [concrete_value(v) for v in value]
+    return value
+
+
 # --- tables --------------------------------------------------------------------------------------
 def category_table(
     results: Sequence[dict],

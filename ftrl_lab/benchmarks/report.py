@@ -10,6 +10,10 @@ Measured rows are built by :func:`measured_row` from the tables the benchmark mo
 ``python -m ftrl_lab.evaluate``, or by :func:`suite_row` / :func:`table2_from_suites` from
 ``python -m ftrl_lab.benchmarks suite`` folders (with a ``notes`` cell saying what they cover); a
 benchmark not run leaves its cells empty, and Avg is given only when all eight are there.
+Every row has a ``rules`` cell (the rule set of each measured benchmark; paper rows: the rule
+sets the paper's numbers were made with), and :func:`comparability` says, from
+:data:`PAPER_SETUP`, whether a measured number can be set beside the paper's and why
+(:func:`comparability_table`, :func:`comparability_markdown` for a suite summary).
 :func:`oracle_tables` shows the checkers on known-good outputs; :func:`plot_table2` and
 :func:`plot_suites` draw the figures.
 """
@@ -23,6 +27,17 @@ from pathlib import Path
 from typing import Any
 
 METRICS = ("Solve-P", "Solve-R", "Solve-F1", "ToolHop AC", "tau Pass^1", "TS", "PI", "CF")
+PAPER_SETUP: dict[str, dict[str, Any]] = {
+    "ftrl": {"rules": "official", "n": 200, "how": "FTRL's evaluation_self.py on its 200-environment test set"},
+    "toolhop": {"rules": "ftrl", "n": 995, "how": "FTRL's evaluation_toolhop.py on all 995 queries, 3 modes"},
+    "rotbench": {
+        "rules": "ftrl",
+        "categories": ("clean", "slight", "medium", "heavy", "union"),
+        "how": "FTRL's evaluation_rotbench.py on the 5 first-turn noise levels",
+    },
+    "taubench": {"rules": "default", "user": "gpt-4o-2024-08-06", "how": "FTRL's evaluation_taubench.py, GPT-4o user"},
+}
+"""How the paper made each Table 2 number (BFCL is not in Table 2): the rule set, the data, the user."""
 COLUMNS = METRICS + ("Avg",)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -57,12 +72,78 @@ def _overall(table: Any, column: str) -> float:
     return math.nan
 
 
+def comparability(
+    benchmark: str,
+    rules: str | None,
+    n: int | None = None,
+    categories: Sequence[str] | None = None,
+    subsample: bool = False,
+    user_simulator: str | None = None,
+) -> tuple[bool, str]:
+    """(comparable, why): whether a measured number can stand next to the paper's Table 2 number,
+    judged against :data:`PAPER_SETUP`: same rule set, the full data (``n`` items per category,
+    all ``categories``), and for tau-bench the paper's simulated user."""
+    if benchmark == "bfcl":
+        return False, "BFCL is not in the paper's Table 2 (compare with the BFCL leaderboard under rules `official`)"
+    setup = PAPER_SETUP.get(benchmark)
+    if setup is None:
+        return False, f"{benchmark} is not in the paper's Table 2"
+    why = []
+    if rules != setup["rules"]:
+        why.append(f"scored with rules `{rules}`, the paper's numbers with `{setup['rules']}`")
+    if subsample:
+        why.append("a subsample")
+    if "n" in setup and n is not None and n < setup["n"]:
+        why.append(f"{n} of the paper's {setup['n']} items")
+    missing = [c for c in setup.get("categories", ()) if categories is not None and c not in categories]
+    if missing:
+        why.append(f"without {', '.join(missing)}")
+    if "user" in setup and (user_simulator is None or not user_simulator.startswith(setup["user"])):
+        why.append(f"user simulator {user_simulator or 'unknown'} (paper: {setup['user']})")
+    if why:
+        return False, "not comparable: " + "; ".join(why)
+    return True, f"comparable: same rules and data as the paper ({setup['how']})"
+
+
+def comparability_table(summary: Any):
+    """One row per benchmark of a suite summary (:func:`ftrl_lab.benchmarks.suite.summarize`):
+    ``benchmark``, ``rules``, ``n``, ``comparable`` and ``why``."""
+    import pandas as pd
+
+    rows = []
+    overall = summary[summary["summary_row"].astype(bool)].drop_duplicates("benchmark")
+    for _, r in overall.iterrows():
+        cats = list(
+            summary.loc[(summary["benchmark"] == r["benchmark"]) & ~summary["summary_row"].astype(bool), "category"]
+        )
+        per_category = int(r["n"]) // max(1, len(set(cats))) if cats else int(r["n"])
+        ok, why = comparability(r["benchmark"], r["rules"], per_category, cats, bool(r["subsample"]))
+        rows.append({"benchmark": r["benchmark"], "rules": r["rules"], "n": int(r["n"]), "comparable": ok, "why": why})
+    return pd.DataFrame(rows, columns=["benchmark", "rules", "n", "comparable", "why"])
+
+
+def comparability_markdown(summary: Any) -> str:
+    """Markdown bullets for a README: which of a suite summary's numbers are comparable to the
+    paper's and why (from :func:`comparability_table`)."""
+    table = comparability_table(summary)
+    if not len(table):
+        return "- No benchmark was run."
+    return "\n".join(f"- **{r.benchmark}** (rules `{r.rules}`, n={r.n}): {r.why}." for r in table.itertuples())
+
+
 def measured_row(
-    label: str, ftrl: Mapping[str, float] | None = None, toolhop: Any = None, taubench: Any = None, rotbench: Any = None
+    label: str,
+    ftrl: Mapping[str, float] | None = None,
+    toolhop: Any = None,
+    taubench: Any = None,
+    rotbench: Any = None,
+    rules: Mapping[str, str] | None = None,
 ) -> dict:
     """One Table 2 row from measurements. ``ftrl``: mean episode metrics as fractions
     (``solve_precision``, ``solve_rate``, ``solve_f1``) or percents under the column names;
-    the others: the benchmark modules' ``table(...)`` DataFrames (their ``overall`` rows)."""
+    the others: the benchmark modules' ``table(...)`` DataFrames (their ``overall`` rows).
+    ``rules``: benchmark ("ftrl", "toolhop", "taubench", "rotbench") -> the rule set that scored
+    it, written to the ``rules`` cell for the benchmarks measured."""
     row: dict[str, Any] = {"row": label, "model": label, "method": "measured", "origin": "measured"}
     ftrl = dict(ftrl or {})
     for col, key in (("Solve-P", "solve_precision"), ("Solve-R", "solve_rate"), ("Solve-F1", "solve_f1")):
@@ -78,6 +159,9 @@ def measured_row(
         row[col] = _overall(rotbench, col)
     values = [row[c] for c in METRICS]
     row["Avg"] = sum(values) / len(values) if all(v == v for v in values) else math.nan
+    measured = {"ftrl": ftrl, "toolhop": toolhop, "taubench": taubench, "rotbench": rotbench}
+    rules = dict(rules or {})
+    row["rules"] = "; ".join(f"{b} {rules.get(b, 'unrecorded')}" for b, v in measured.items() if v is not None)
     return row
 
 
@@ -120,14 +204,31 @@ def measured_from_runs(
     taubench: str | os.PathLike | None = None,
     rotbench: str | os.PathLike | None = None,
 ) -> dict:
-    """:func:`measured_row` from run folders (any may be None: its cells stay empty)."""
+    """:func:`measured_row` from run folders (any may be None: its cells stay empty); the rule
+    sets come from each folder's ``meta.json`` / ``results.json``."""
+    folders = {"ftrl": ftrl, "toolhop": toolhop, "taubench": taubench, "rotbench": rotbench}
     return measured_row(
         label,
         ftrl_metrics(ftrl) if ftrl else None,
         read_run(toolhop) if toolhop else None,
         read_run(taubench) if taubench else None,
         read_run(rotbench) if rotbench else None,
+        rules={b: run_rules(f) for b, f in folders.items() if f},
     )
+
+
+def run_rules(out_dir: str | os.PathLike) -> str:
+    """The rule set booked in a run folder (``meta.json`` of a benchmark run, ``results.json``
+    of an FTRL evaluation), or "unrecorded"."""
+    import json
+
+    for name in ("meta.json", "results.json"):
+        path = Path(out_dir) / name
+        if path.exists():
+            rules = json.loads(path.read_text(encoding="utf-8")).get("rules")
+            if isinstance(rules, str):
+                return rules
+    return "unrecorded"
 
 
 def _ftrl_note(out_dir: str | os.PathLike) -> str:
@@ -156,8 +257,13 @@ def suite_row(folder: str | os.PathLike, label: str | None = None, ftrl: str | o
     summary = read_summary(folder)
     toolhop = read_run(folder / "toolhop") if (folder / "toolhop" / "table.csv").exists() else None
     rot = read_run(folder / "rotbench") if (folder / "rotbench" / "table.csv").exists() else None
-    row = measured_row(label or folder.name, ftrl_metrics(ftrl) if ftrl else None, toolhop, None, rot)
     overall = summary[summary["summary_row"].astype(bool)].drop_duplicates("benchmark").set_index("benchmark")
+    rules = {
+        b: str(overall.loc[b, "rules"]) for b in ("toolhop", "rotbench") if b in overall.index and "rules" in overall
+    }
+    if ftrl:
+        rules["ftrl"] = run_rules(ftrl)
+    row = measured_row(label or folder.name, ftrl_metrics(ftrl) if ftrl else None, toolhop, None, rot, rules=rules)
     notes = []
     if "toolhop" in overall.index:
         notes.append(
@@ -167,6 +273,8 @@ def suite_row(folder: str | os.PathLike, label: str | None = None, ftrl: str | o
         notes.append(
             f"RoTBench: {' + '.join(SUITE['rotbench'])} only (paper: 5 levels), {overall.loc['rotbench', 'selection']}"
         )
+    if "rules" in summary:
+        notes += [f"{r.benchmark} {r.why}" for r in comparability_table(summary).itertuples() if r.benchmark != "bfcl"]
     notes.append("tau-bench not run, so no Avg")
     notes.append(_ftrl_note(ftrl) if ftrl else "Solve-P/R/F1 not measured here")
     row["notes"] = "; ".join(notes)
@@ -207,8 +315,9 @@ def oracle_tables(toolhop_items: Sequence[dict] | None = None, bfcl_limit: int |
 
 
 def table2(measured: Sequence[dict] = (), path: str | os.PathLike | None = None):
-    """Paper rows then measured rows, columns :data:`COLUMNS`, ``origin`` and ``notes`` (paper
-    rows: their source and that they are unverified; measured rows: what they cover)."""
+    """Paper rows then measured rows, columns :data:`COLUMNS`, ``origin``, ``rules`` (the rule
+    set of each benchmark) and ``notes`` (paper rows: their source and that they are
+    unverified; measured rows: what they cover and whether they are comparable)."""
     import pandas as pd
 
     paper = paper_table2(path)
@@ -216,12 +325,16 @@ def table2(measured: Sequence[dict] = (), path: str | os.PathLike | None = None)
         f"{src}; {'verified' if v == 'yes' else 'UNVERIFIED secondary source'}"
         for src, v in zip(paper["source"], paper["verified"])
     ]
+    paper["rules"] = "; ".join(f"{b} {s['rules']}" for b, s in PAPER_SETUP.items())
     rows = pd.DataFrame(list(measured)).set_index("row") if measured else None
     df = pd.concat([paper, rows]) if rows is not None else paper
     if "notes" not in df:
         df["notes"] = ""
     df["notes"] = df["notes"].fillna("")
-    return df[[*COLUMNS, "origin", "notes"]]
+    if "rules" not in df:
+        df["rules"] = ""
+    df["rules"] = df["rules"].fillna("")
+    return df[[*COLUMNS, "origin", "rules", "notes"]]
 
 
 def style_table2(df):
@@ -244,49 +357,85 @@ def style_table2(df):
     )
 
 
+TABLE2_GROUPS = (  # the paper's column groups, left to right
+    ("FTRL test set", ("Solve-P", "Solve-R", "Solve-F1")),
+    ("ToolHop", ("ToolHop AC",)),
+    ("τ-bench", ("tau Pass^1",)),
+    ("RoTBench", ("TS", "PI", "CF")),
+    ("", ("Avg",)),
+)
+ORIGIN_COLOURS = {"paper": "#dbe9f6", "measured": "#dff0d8"}
+
+
 def plot_table2(df, out: str | os.PathLike = "figures/table2_ours_vs_paper.png", title: str | None = None) -> Path:
-    """Grouped bars: per metric, one bar per row that has it (left); Avg of every row (right)."""
+    """Table 2 drawn as the paper lays it out: one row per model (the paper's rows, then ours),
+    the paper's column groups, each cell its value in percent ("–": not reported / not run).
+    Row shading says where a row comes from (the only colour meaning); a rule separates the
+    paper's rows from ours."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch, Rectangle
 
-    with_metrics = df[df[list(METRICS)].notna().any(axis=1)]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5), gridspec_kw={"width_ratios": [2.2, 1]})
-    n = max(1, len(with_metrics))
-    width = 0.8 / n
-    for k, (label, row) in enumerate(with_metrics.iterrows()):
-        xs = [i + (k - (n - 1) / 2) * width for i in range(len(METRICS))]
-        bars = left.bar(
-            xs,
-            [row[c] if row[c] == row[c] else 0 for c in METRICS],
-            width,
-            label=label,
-            hatch="//" if row.get("origin") == "measured" else None,
-        )
-        if row.get("origin") == "measured":  # a measured 0 is a result, not a gap: label it
-            left.bar_label(bars, labels=[f"{row[c]:.0f}" if row[c] == row[c] else "" for c in METRICS], fontsize=7)
-    left.set_xticks(range(len(METRICS)), METRICS, rotation=20)
-    left.set_ylabel("percent")
-    left.set_title("Per metric (rows with values)")
-    if len(with_metrics):
-        left.legend(fontsize=7)
-    avg = df["Avg"].dropna()
-    colours = ["#4c72b0" if df.loc[i, "origin"] == "paper" else "#55a868" for i in avg.index]
-    right.barh(range(len(avg)), avg.values, color=colours)
-    right.set_yticks(range(len(avg)), avg.index, fontsize=7)
-    right.invert_yaxis()
-    right.set_xlabel("Avg (percent)")
-    right.set_title("Avg (blue: paper, green: measured)")
-    fig.suptitle(title or "FTRL Table 2: paper (unverified secondary numbers) vs. measured")
+    columns = [c for _, cols in TABLE2_GROUPS for c in cols]
+    n_rows, label_w, cell_w, row_h = len(df), 4.2, 1.0, 0.42
+    fig_w = label_w + cell_w * len(columns) + 0.4
+    fig, ax = plt.subplots(figsize=(fig_w, row_h * (n_rows + 2) + 1.3))
+    ax.set_xlim(0, fig_w - 0.2)
+    ax.set_ylim(n_rows + 2, -0.2)
+    ax.axis("off")
+    x0 = label_w
+    for group, cols in TABLE2_GROUPS:  # two header rows: group, then column
+        if group:
+            ax.text(x0 + cell_w * len(cols) / 2, 0.4, group, ha="center", va="center", fontsize=10, weight="bold")
+            ax.plot([x0 + 0.08, x0 + cell_w * len(cols) - 0.08], [0.75, 0.75], color="0.3", lw=0.8)
+        for k, col in enumerate(cols):
+            name = {"ToolHop AC": "AC", "tau Pass^1": "Pass^1"}.get(col, col)
+            ax.text(x0 + cell_w * (k + 0.5), 1.25, name, ha="center", va="center", fontsize=10, weight="bold")
+        x0 += cell_w * len(cols)
+    ax.text(0.1, 1.25, "model / method", ha="left", va="center", fontsize=10, weight="bold")
+    ax.plot([0, fig_w - 0.2], [1.7, 1.7], color="black", lw=1)
+    previous = None
+    for r, (label, row) in enumerate(df.iterrows()):
+        y = 2 + r
+        origin = row.get("origin", "paper")
+        if previous is not None and origin != previous:
+            ax.plot([0, fig_w - 0.2], [y - 0.5, y - 0.5], color="black", lw=1)
+        previous = origin
+        ax.add_patch(Rectangle((0, y - 0.5), fig_w - 0.2, 1, color=ORIGIN_COLOURS.get(origin, "white"), lw=0))
+        ax.text(0.1, y, str(label), ha="left", va="center", fontsize=9)
+        for k, col in enumerate(columns):
+            value = row.get(col)
+            text = "–" if value is None or value != value else f"{float(value):.2f}"
+            ax.text(
+                label_w + cell_w * (k + 0.5),
+                y,
+                text,
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="0.55" if text == "–" else "black",
+            )
+    handles = [
+        Patch(fc=ORIGIN_COLOURS["paper"], label="paper (secondary sources, unverified; data/paper_table2.md)"),
+        Patch(fc=ORIGIN_COLOURS["measured"], label="measured here"),
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, 0), ncol=2, fontsize=9, frameon=False)
+    ax.set_title(
+        title or "FTRL Table 2: the paper's rows vs. ours (percent; – = not reported or not run)",
+        fontsize=11,
+        loc="left",
+    )
     return _save(fig, out)
 
 
-def _save(fig, out: str | os.PathLike) -> Path:
-    """Lay out, write (creating the folder) and close a figure; returns its path."""
+def _save(fig, out: str | os.PathLike, rect: tuple[float, float, float, float] | None = None) -> Path:
+    """Lay out (inside ``rect``, figure fraction, when given), write (creating the folder) and
+    close a figure; returns its path."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
@@ -314,11 +463,50 @@ def plot_suites(df, out: str | os.PathLike = "figures/bench_suites.png", title: 
             bars = ax.bar(xs, part[run].fillna(0).values, width, label=run)
             ax.bar_label(bars, labels=["–" if v != v else f"{v:.0f}" for v in part[run].values], fontsize=7)
         ax.set_xticks(range(len(part)), labels, rotation=40, ha="right", fontsize=8)
-        ax.set_ylim(0, 105)
-        ax.set_ylabel("percent")
+        ax.set_ylim(0, 118)  # headroom for the value labels
+        ax.set_yticks(range(0, 101, 20))
+        ax.set_ylabel("score (%)")
         ax.set_title(bench)
-    axes[0][0].legend(fontsize=8)
+    fig.legend(
+        *axes[0][0].get_legend_handles_labels(),
+        title="run",
+        loc="upper center",
+        ncol=max(1, len(runs)),
+        fontsize=9,
+        bbox_to_anchor=(0.5, 0.93),
+        frameon=False,
+    )
     fig.suptitle(title or "Benchmark suite per category")
+    return _save(fig, out, rect=(0, 0, 1, 0.84))
+
+
+EVAL_METRICS = (("solve_precision", "Solve-P"), ("solve_rate", "Solve-R"), ("solve_f1", "Solve-F1"))
+
+
+def plot_eval(table, out: str | os.PathLike, title: str = "") -> Path:
+    """Solve-P, Solve-R and Solve-F1 (percent) per scenario of one evaluation (the ``table`` of
+    :func:`ftrl_lab.agent.evaluate.evaluate`: a ``scenario`` column or index, ``n`` and the
+    metrics as fractions); the legend sits above the axes, so it covers no bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = table.set_index("scenario") if "scenario" in getattr(table, "columns", []) else table
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(EVAL_METRICS)
+    for k, (key, label) in enumerate(EVAL_METRICS):
+        xs = [i + (k - 1) * width for i in range(len(t))]
+        bars = ax.bar(xs, t[key].astype(float) * 100, width, label=label)
+        ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=1)
+    labels = [f"{s.replace('_', ' ')}\n(n = {int(n)})" for s, n in zip(t.index, t["n"])] if "n" in t else list(t.index)
+    ax.set_xticks(range(len(t)), labels, fontsize=9)
+    ax.set_xlabel("scenario")
+    ax.set_ylabel("score (%)")
+    ax.set_ylim(0, 110)
+    ax.set_yticks(range(0, 101, 20))
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, fontsize=9, frameon=False)
+    ax.set_title(title, fontsize=11, pad=26)
     return _save(fig, out)
 
 

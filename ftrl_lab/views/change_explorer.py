@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ftrl_lab.agent.anatomy import GROUP_MODULES, MODULE_ORDER
-from ftrl_lab.analysis.change_map import METRICS, layer_module_grid, plot_heatmap
+from ftrl_lab.analysis.change_map import METRICS, grid_style, layer_module_grid, plot_heatmap
 
 MODULE_CHOICES: dict[str, tuple[str, ...] | None] = {
     "all modules": None,
@@ -50,4 +50,4 @@ class ChangeMapExplorer:
             plot_heatmap(df, metric, modules=modules, title=f"{self.title_prefix}{self.pair.value}: {METRICS[metric]}")
             plt.show()
             grid, _ = layer_module_grid(df, metric, modules)
-            display(grid.style.format("{:.3g}"))
+            display(grid_style(grid))
