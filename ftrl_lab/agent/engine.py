@@ -299,7 +299,7 @@ class Engine:
                 out = self.model(
                     input_ids=input_ids,
                     position_ids=position_ids,
-                    past_key_values=cache,
+                    cache=cache,
                     use_cache=True,
                     logits_to_keep=1,
                 )
@@ -386,7 +386,7 @@ class Engine:
                 input_ids=feed.unsqueeze(1),
                 attention_mask=mask,
                 position_ids=step.positions.unsqueeze(1),
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
                 logits_to_keep=1,
             )

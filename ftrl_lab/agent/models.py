@@ -43,6 +43,8 @@ CONVERSION_VERSION = 1
 SMOLLM2_SYSTEM_PROMPT = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 """SmolLM2-Instruct's own default system prompt, used when a chat has no system message."""
 
+TINY_CONTEXT = 16384
+"""Positions of the tiny test model and its tokenizer: FTRL test prompts run to ~8,400 tiny-tokenizer tokens."""
 CHATML_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
 
@@ -495,7 +497,7 @@ def tiny_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerBase:
         unk_token="<|endoftext|>",
         pad_token="<|endoftext|>",
         padding_side="left",
-        model_max_length=4096,
+        model_max_length=TINY_CONTEXT,
     )
     tokenizer.chat_template = qwen25_tool_template()
     return tokenizer
@@ -526,7 +528,7 @@ def tiny_model(
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=4096,
+        max_position_embeddings=TINY_CONTEXT,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -220,7 +220,7 @@ def trl_config(cfg: TrainConfig, output_dir: Path):
         output_dir=str(output_dir),
         use_cpu=cpu,
         bf16=use_bf16(cfg),
-        gradient_checkpointing=rl.gradient_checkpointing and not cpu,
+        activation_checkpointing=rl.gradient_checkpointing and not cpu,
         per_device_train_batch_size=micro * rl.num_generations,
         gradient_accumulation_steps=accumulate,
         steps_per_generation=accumulate,
@@ -299,7 +299,7 @@ def make_trainer(
     configure_engine(
         trainer,
         batch_size=rl.engine_batch_size,
-        share_prefix=rl.share_prefix and not args.gradient_checkpointing,
+        share_prefix=rl.share_prefix and not args.activation_checkpointing,
         seed=cfg.seed,
     )
     return trainer

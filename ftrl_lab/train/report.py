@@ -242,22 +242,91 @@ def findings(results: dict, ablation: pd.DataFrame | None = None) -> str:
             f"{ppl['final']:.2f} ({change:+.1%})."
         )
     if ablation is not None and len(ablation) > 1:
-        part = ablation[ablation["eval_set"] == "test"].sort_values("Solve-F1 delta", ascending=False)
-        if len(part) > 1:
-            order = ", ".join(f"{r.reward} {r['Solve-F1 delta']:+.1f} {r['Solve-F1 CI']}" for _, r in part.iterrows())
-            best, second = part.iloc[0], part.iloc[1]
-            low_best, high_second = ci_bounds(best["Solve-F1 CI"])[0], ci_bounds(second["Solve-F1 CI"])[1]
-            verdict = (
-                "solve-F1 is best, as the paper reports"
-                if best["reward"] == "solve_f1"
-                else f"{best['reward']} is best, not solve-F1 as the paper reports"
-            )
-            sep = (
-                "the intervals of the top two do not overlap"
-                if low_best > high_second
-                else "but the top two intervals overlap, so one seed does not separate them"
-            )
-            lines.append(
-                f"- **Reward ablation** (ΔSolve-F1 on the generated test split, 95% CI): {order}: {verdict}; {sep}."
-            )
+        verdict = ablation_verdict(ablation)
+        if verdict:
+            lines.append(verdict)
     return "\n".join(lines) if lines else "- No finished comparison to read yet."
+
+
+def ablation_verdict(ablation: pd.DataFrame, eval_set: str = "test") -> str:
+    """One bullet ranking the reward variants by ΔSolve-F1 on ``eval_set``, claiming a winner only
+    when its interval lies above every other variant's; equal deltas or overlapping intervals are
+    called a tie (never broken by row order). Empty when fewer than two variants were run."""
+    part = ablation[ablation["eval_set"] == eval_set].sort_values(["Solve-F1 delta", "reward"], ascending=[False, True])
+    if len(part) < 2:
+        return ""
+    order = ", ".join(f"{r.reward} {r['Solve-F1 delta']:+.1f} {r['Solve-F1 CI']}" for _, r in part.iterrows())
+    best = part.iloc[0]
+    low_best = ci_bounds(best["Solve-F1 CI"])[0]
+    tied = [
+        r["reward"]
+        for _, r in part.iloc[1:].iterrows()
+        if r["Solve-F1 delta"] == best["Solve-F1 delta"] or ci_bounds(r["Solve-F1 CI"])[1] >= low_best
+    ]
+    if len(tied) == len(part) - 1 and part["Solve-F1 delta"].nunique() == 1:
+        verdict = (
+            f"a tie: every variant moves Solve-F1 by {best['Solve-F1 delta']:+.1f}, so this run cannot tell "
+            "them apart (the paper reports solve-F1 best)"
+        )
+    elif tied:
+        verdict = (
+            f"a tie: {best['reward']} leads, but its interval overlaps that of {', '.join(tied)}, so this run "
+            "does not separate them (the paper reports solve-F1 best)"
+        )
+    elif best["reward"] == "solve_f1":
+        verdict = "solve-F1 is best, as the paper reports; its interval lies above every other variant's"
+    else:
+        verdict = (
+            f"{best['reward']} is best, not solve-F1 as the paper reports; its interval lies above every other "
+            "variant's"
+        )
+    where = {"test": "the generated test split", "ftrl": "FTRL's test set"}.get(eval_set, eval_set)
+    return f"- **Reward ablation** (ΔSolve-F1 on {where}, 95% CI): {order}: {verdict}."
+
+
+EVAL_SETS = {"test": "generated test split", "ftrl": "FTRL test set"}
+
+
+def comparison_frame(comparisons: dict[str, list[dict]]) -> pd.DataFrame:
+    """``results["comparisons"]`` as one before/after table: eval set (``*_vs_base``: final vs the
+    untrained base), metric, n, start, final, delta and its 95% CI as text."""
+    tables = []
+    for name, rows in comparisons.items():
+        t = pd.DataFrame(rows)
+        eval_set, _, vs = name.partition("_vs_")
+        t.insert(0, "eval set", EVAL_SETS.get(eval_set, eval_set) + (" (final vs untrained base)" if vs else ""))
+        t["95% CI of delta"] = [f"[{a:+.1f}, {b:+.1f}]" for a, b in zip(t["delta_ci_low"], t["delta_ci_high"])]
+        tables.append(t[["eval set", "metric", "n", "start", "final", "delta", "95% CI of delta"]])
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def parameter_count(model_dir: str | Path) -> int | None:
+    """Parameters of a saved model, from its safetensors headers (no weights loaded); None if absent."""
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for path in files:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        total += sum(int(np.prod(v["shape"])) for k, v in header.items() if k != "__metadata__")
+    return total
+
+
+def limits_note(results: dict) -> str:
+    """What one run cannot show, from its own ``results.json``: the model size, the training budget
+    and the size of each evaluation, against the paper's 7B-14B models trained with verl."""
+    cfg, rl = results.get("config", {}), results.get("config", {}).get("rl", {})
+    start = (results.get("stages", {}).get("sft") or {}).get("model")
+    n_params = parameter_count(start) if start else None
+    size = f"a {n_params / 1e6:.1f}M-parameter model" if n_params else f"the model {cfg.get('model')}"
+    sizes = {k: rows[0]["n"] for k, rows in results.get("comparisons", {}).items() if rows and "_vs_" not in k}
+    evals = " and ".join(f"{n} environments of the {EVAL_SETS.get(k, k)}" for k, n in sizes.items())
+    return (
+        f"What this does not show: one seed, {size} and the `{cfg.get('name')}` preset ({rl.get('iterations')} "
+        f"iteration(s) of GRPO-style steps, {rl.get('num_generations')} samples per prompt, at most "
+        f"{rl.get('max_new_tokens')} new tokens per turn), against the paper's 7B-14B models trained with "
+        f"verl. The evaluation used {evals or 'no environments'}: intervals over so few environments are wide. "
+        "A gain on the generated test split is in-distribution; FTRL's own test set (longer prompts, unseen tool "
+        "documents) is the harder check."
+    )

@@ -173,7 +173,7 @@ def run_sft(
         max_length=max_length,
         use_cpu=use_cpu,
         bf16=bf16,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         logging_steps=1,
         save_strategy="no",
         report_to=[],

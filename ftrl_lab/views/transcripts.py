@@ -117,3 +117,10 @@ class TranscriptBrowser:
         from IPython.display import display
 
         display(self.widget)
+
+
+def longest_transcript(transcripts: list[dict]) -> dict:
+    """The transcript with the most steps (ties: the higher Solve-F1), the one worth reading first."""
+    if not transcripts:
+        raise ValueError("no transcripts to choose from")
+    return max(transcripts, key=lambda t: (len(t["steps"]), t["solve_f1"]))
