@@ -1,7 +1,8 @@
 """The one place where library warnings we cannot fix in our own calls are silenced.
 
 Every warning our code caused is fixed at its call (``cache=`` instead of ``past_key_values=``,
-``activation_checkpointing`` instead of ``gradient_checkpointing``, truncating a long text to
+``activation_checkpointing`` instead of ``gradient_checkpointing``: the names of the installed
+transformers, :func:`ftrl_lab.agent.models.cache_keyword` and ``checkpointing_option``; truncating a long text to
 the tokens we use). What is left is raised inside a library by the library itself; each entry
 says where, so it can be dropped when that library is upgraded. Filters match the exact message
 and category, nothing broader.

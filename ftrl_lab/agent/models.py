@@ -15,8 +15,10 @@ so and how to fetch the model. The embedded default model never touches the netw
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -138,6 +140,29 @@ def pick_threads(requested: int | None = None) -> tuple[int, str]:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     free = max(1, cores - int(load + 0.5))
     return free, f"{free} (auto: {cores} usable cores, 1-minute load {load:.2f})"
+
+
+@functools.cache
+def cache_keyword() -> str:
+    """The forward keyword of a model's KV cache in the installed transformers: ``cache`` (from
+    the release that deprecated ``past_key_values``) or ``past_key_values`` (older ones, e.g. the
+    5.17 of the GPU machine). Output objects carry the cache under the same name."""
+    from transformers import LlamaModel
+
+    return "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
+
+
+@functools.cache
+def checkpointing_option() -> str:
+    """The ``TrainingArguments`` field that switches activation (gradient) checkpointing on in the
+    installed transformers: ``activation_checkpointing`` (5.24 renamed it) or the older
+    ``gradient_checkpointing``."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 def pick_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu") -> torch.dtype:

@@ -31,6 +31,7 @@ from trl import GRPOTrainer, RLOOTrainer
 
 from ftrl_lab.agent.engine import Engine, SamplingParams
 from ftrl_lab.agent.library_warnings import silence_known_warnings
+from ftrl_lab.agent.models import cache_keyword, checkpointing_option
 from ftrl_lab.train.data import clean_messages, decode_json
 
 silence_known_warnings()  # TRL's own deprecated calls (see ftrl_lab.agent.library_warnings)
@@ -73,7 +74,7 @@ def shared_prefix_logps(
         out = model(input_ids=prompt, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1:].expand(g, 1, -1)
         if C > 1:
-            cache = out.cache
+            cache = getattr(out, cache_keyword())
             cache.batch_repeat_interleave(g)
             comp = completions[rows, : C - 1]
             mask = torch.cat(
@@ -84,7 +85,9 @@ def shared_prefix_logps(
                 dim=1,
             )
             positions = torch.arange(L, L + C - 1, device=input_ids.device).unsqueeze(0).expand(g, -1)
-            out2 = model(input_ids=comp, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+            out2 = model(
+                input_ids=comp, attention_mask=mask, position_ids=positions, use_cache=True, **{cache_keyword(): cache}
+            )
             logits = torch.cat([logits, out2.logits], dim=1)
         logits = logits.float() / temperature
         logp_all = logits.log_softmax(-1)
@@ -217,7 +220,7 @@ class EngineRolloutMixin:
         **extra,
     ):
         multimodal = any(v is not None for v in extra.values())
-        checkpointing = getattr(self.args, "activation_checkpointing", False)  # drops the KV cache it needs
+        checkpointing = getattr(self.args, checkpointing_option(), False)  # drops the KV cache it needs
         if not self.ftrl_share_prefix or compute_aux_loss or multimodal or checkpointing:
             return super()._get_per_token_logps_and_entropies(
                 model,
