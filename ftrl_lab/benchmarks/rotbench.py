@@ -47,8 +47,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -318,7 +317,7 @@ def _score_official(item: dict, output: Any) -> dict:
         try:
             scores[metric] = _official_pass(item, output, metric)
         except _OfficialCrash as e:
-            scores["error"] = f"official evaluate.py raises {e} in its {metric} pass"
+            scores["error"] = scores["error"] or f"official evaluate.py raises {e} in its {metric} pass"
     if scores["error"] is None and scores["TS"] == 0.0:
         given = _official_input(output) if _official_action_ok(output) else None
         if isinstance(given, str) or not given:
