@@ -82,7 +82,9 @@ def load_bfcl():
         return handler._parse_query_response_prompting(resp)["model_responses"]
 
     def check(item, calls):
-        return checker(item["functions"], copy.deepcopy(calls), item["ground_truth"], language, item["category"], model_name)
+        return checker(
+            item["functions"], copy.deepcopy(calls), item["ground_truth"], language, item["category"], model_name
+        )
 
     decoders = {
         "python": lambda t: default_decode_ast_prompting(t, language=_python_format()),
@@ -119,7 +121,9 @@ def bfcl_verdict(item, text, style, decoders, stored, check, fmt_ok, empty) -> t
 
 def our_verdict(item, text, style, rules) -> tuple[str, bool]:
     try:
-        shown = repr(bfcl_decode.decode_output(bfcl_decode.bfcl_response(text) if rules == "official" else text, style, rules))
+        shown = repr(
+            bfcl_decode.decode_output(bfcl_decode.bfcl_response(text) if rules == "official" else text, style, rules)
+        )
     except bfcl_decode.DecodeError:
         shown = "FAIL"
     return shown, bfcl.score_output(item, text, style, rules=rules).valid
@@ -138,17 +142,63 @@ def gold_calls(item) -> list[tuple[str, dict]]:
 def _py(calls, value_text=None) -> str:
     parts = []
     for k, (name, args) in enumerate(calls):
-        items = [f"{p}={value_text if (value_text and k == 0 and i == 0) else repr(v)}" for i, (p, v) in enumerate(args.items())]
+        items = [
+            f"{p}={value_text if (value_text and k == 0 and i == 0) else repr(v)}"
+            for i, (p, v) in enumerate(args.items())
+        ]
         parts.append(f"{name}({', '.join(items)})")
     return "[" + ", ".join(parts) + "]"
 
 
 PY_VALUES = [
-    "+10", "-10", "-(-10)", "- 5.5", "not True", "~3", "-x", "-'a'", "1 + 1", "2 * 3", "7 / 2", "2 ** 10", "10 % 3",
-    "'x' + '**2'", "'ab' 'cd'", "'a' * 3", "[1] + [2]", "(1, 2)", "{1, 2}", "{'k': 1}", "{**{'k': 1}}", "f'{1}'",
-    "lambda: 1", "a[0]", "math.pi", "math.sqrt(2)", "str(5)", "g(x=1)", "None", "True", "...", "b'x'", "1j", "1e400",
-    "0x10", "1 < 2", "1 if True else 2", "[i for i in range(3)]", "x + 1", "'a' + 1", "1 / 0", "2 ** 100000000",
-    "'é'", "'\\n'", '"quoted"', "[]", "{}", "()",
+    "+10",
+    "-10",
+    "-(-10)",
+    "- 5.5",
+    "not True",
+    "~3",
+    "-x",
+    "-'a'",
+    "1 + 1",
+    "2 * 3",
+    "7 / 2",
+    "2 ** 10",
+    "10 % 3",
+    "'x' + '**2'",
+    "'ab' 'cd'",
+    "'a' * 3",
+    "[1] + [2]",
+    "(1, 2)",
+    "{1, 2}",
+    "{'k': 1}",
+    "{**{'k': 1}}",
+    "f'{1}'",
+    "lambda: 1",
+    "a[0]",
+    "math.pi",
+    "math.sqrt(2)",
+    "str(5)",
+    "g(x=1)",
+    "None",
+    "True",
+    "...",
+    "b'x'",
+    "1j",
+    "1e400",
+    "0x10",
+    "1 < 2",
+    "1 if True else 2",
+    "[i for i in range(3)]",
+    "x + 1",
+    "'a' + 1",
+    "1 / 0",
+    "2 ** 100000000",
+    "'é'",
+    "'\\n'",
+    '"quoted"',
+    "[]",
+    "{}",
+    "()",
 ]
 
 
@@ -156,15 +206,33 @@ def python_texts(calls, rng) -> list[tuple[str, object]]:
     gold = _py(calls)
     inner = gold[1:-1]
     out = [
-        ("gold", gold), ("no_brackets", inner), ("fence_python", f"```python\n{gold}\n```"), ("fence", f"```\n{gold}\n```"),
-        ("python_prefix", f"python\n{gold}"), ("single_quoted", f"'{gold}'"), ("double_quoted", f'"{gold}"'),
-        ("spaces", f"  {gold}  \n"), ("tabs", f"\t{gold}\t"), ("crlf", gold + "\r\n"), ("trailing_text", gold + " Done."),
-        ("leading_prose", "Here you go: " + gold), ("semicolons", "; ".join(inner.split(", ")) if len(calls) > 1 else inner + ";"),
-        ("tuple", f"({inner},)"), ("set", "{" + inner + "}"), ("nested_list", f"[{gold}]"), ("empty_list", "[]"),
-        ("empty", ""), ("none", None), ("prose", "I cannot do that."), ("json", json.dumps([{n: a} for n, a in calls])),
-        ("positional", gold.replace("(", "(1, ", 1)), ("star_kwargs", gold.replace("(", "(**{}, ", 1) if calls[0][1] else gold.replace("()", "(**{})", 1)),
-        ("repeated_kw", gold.replace(")", ", a=1, a=2)", 1)), ("think", "<think>\nf(a=1)\n</think>\n\n" + gold),
-        ("dotted", gold.replace(calls[0][0], "mod." + calls[0][0], 1)), ("call_on_call", gold.replace(calls[0][0], f"g().{calls[0][0]}", 1)),
+        ("gold", gold),
+        ("no_brackets", inner),
+        ("fence_python", f"```python\n{gold}\n```"),
+        ("fence", f"```\n{gold}\n```"),
+        ("python_prefix", f"python\n{gold}"),
+        ("single_quoted", f"'{gold}'"),
+        ("double_quoted", f'"{gold}"'),
+        ("spaces", f"  {gold}  \n"),
+        ("tabs", f"\t{gold}\t"),
+        ("crlf", gold + "\r\n"),
+        ("trailing_text", gold + " Done."),
+        ("leading_prose", "Here you go: " + gold),
+        ("semicolons", "; ".join(inner.split(", ")) if len(calls) > 1 else inner + ";"),
+        ("tuple", f"({inner},)"),
+        ("set", "{" + inner + "}"),
+        ("nested_list", f"[{gold}]"),
+        ("empty_list", "[]"),
+        ("empty", ""),
+        ("none", None),
+        ("prose", "I cannot do that."),
+        ("json", json.dumps([{n: a} for n, a in calls])),
+        ("positional", gold.replace("(", "(1, ", 1)),
+        ("star_kwargs", gold.replace("(", "(**{}, ", 1) if calls[0][1] else gold.replace("()", "(**{})", 1)),
+        ("repeated_kw", gold.replace(")", ", a=1, a=2)", 1)),
+        ("think", "<think>\nf(a=1)\n</think>\n\n" + gold),
+        ("dotted", gold.replace(calls[0][0], "mod." + calls[0][0], 1)),
+        ("call_on_call", gold.replace(calls[0][0], f"g().{calls[0][0]}", 1)),
     ]
     if calls[0][1]:
         out += [(f"value:{v}", _py(calls, v)) for v in PY_VALUES]
@@ -188,7 +256,10 @@ def qwen_texts(calls, rng) -> list[tuple[str, object]]:
         ("spaces_inside", "\n".join(f"<tool_call> \n{b}\n </tool_call>" for b in bodies)),
         ("crlf", std.replace("\n", "\r\n")),
         ("parameters_key", "\n".join(f"<tool_call>\n{_qwen_call(n, a, 'parameters')}\n</tool_call>" for n, a in calls)),
-        ("args_as_string", "\n".join(f"<tool_call>\n{_qwen_call(n, a, args_as_string=True)}\n</tool_call>" for n, a in calls)),
+        (
+            "args_as_string",
+            "\n".join(f"<tool_call>\n{_qwen_call(n, a, args_as_string=True)}\n</tool_call>" for n, a in calls),
+        ),
         ("missing_last_close", std[: -len("\n</tool_call>")]),
         ("missing_last_close_nl", std[: -len("</tool_call>")]),
         ("text_between", "\nAlso:\n".join(f"<tool_call>\n{b}\n</tool_call>" for b in bodies) + "\nand more text"),
@@ -213,7 +284,10 @@ def qwen_texts(calls, rng) -> list[tuple[str, object]]:
         ("nested_tags", f"<tool_call>\n<tool_call>\n{first}\n</tool_call>\n</tool_call>"),
         ("duplicate", f"{std}\n{std}"),
         ("python_style_json", std.replace("true", "True").replace("false", "False")),
-        ("nan_value", f"<tool_call>\n{json.dumps({'name': name, 'arguments': {**args, 'v': float('nan')}})}\n</tool_call>"),
+        (
+            "nan_value",
+            f"<tool_call>\n{json.dumps({'name': name, 'arguments': {**args, 'v': float('nan')}})}\n</tool_call>",
+        ),
         ("plain_python", _py(calls)),
         ("plain_json", first),
         ("empty", ""),
@@ -256,7 +330,9 @@ def main(argv=None) -> int:
                     s["verdict"] += ok == ref_ok
                     if (dec != ref_dec or ok != ref_ok) and rules == "official" and shown[style] < args.show:
                         shown[style] += 1
-                        print(f"DIFF {style} [{kind}] {item['id']}: ours {ok} {dec[:120]} | BFCL {ref_ok} {ref_dec[:120]} | {text!r:.160}")
+                        print(
+                            f"DIFF {style} [{kind}] {item['id']}: ours {ok} {dec[:120]} | BFCL {ref_ok} {ref_dec[:120]} | {text!r:.160}"
+                        )
     summary = {}
     print(f"\n{len(items)} items")
     print(f"{'style':<8}{'rules':<10}{'n':>8}{'decode %':>10}{'verdict %':>11}")
@@ -271,7 +347,9 @@ def main(argv=None) -> int:
             if rules == "official":
                 for k, c in sorted(per.items()):
                     if c["decode"] < c["n"] or c["verdict"] < c["n"]:
-                        print(f"    {k:<28} decode {c['n'] - c['decode']:>5} / verdict {c['n'] - c['verdict']:>5} of {c['n']}")
+                        print(
+                            f"    {k:<28} decode {c['n'] - c['decode']:>5} / verdict {c['n'] - c['verdict']:>5} of {c['n']}"
+                        )
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1))
     return 0

@@ -254,8 +254,10 @@ def main(argv=None) -> int:
                     s["agree"] += same
                     if not same and (rules == scorer) and shown[(rules, scorer)] < args.show:
                         shown[(rules, scorer)] += 1
-                        print(f"DIFF rules={rules} vs {scorer} [{label}] {item['id']}: ours "
-                              f"{[ours[m] for m in METRICS]} theirs {[ref[m] for m in METRICS]} {pred!r:.200}")
+                        print(
+                            f"DIFF rules={rules} vs {scorer} [{label}] {item['id']}: ours "
+                            f"{[ours[m] for m in METRICS]} theirs {[ref[m] for m in METRICS]} {pred!r:.200}"
+                        )
     print(f"\n{len(cases)} items (shared data + constructed variants), {n_pred} predictions")
     print(f"\n{'our rules':<10}{'vs script':<11}{'n':>8}{'agree %':>10}")
     summary = {}

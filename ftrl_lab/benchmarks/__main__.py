@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ftrl_lab.benchmarks import NAMES, get
+from ftrl_lab.benchmarks import NAMES, bfcl, get, rotbench
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
         "--categories", nargs="*", default=None, help="RoTBench noise levels, BFCL categories, or ToolHop modes"
     )
     p.add_argument("--modes", nargs="*", default=None, help="ToolHop modes (direct, mandatory, free)")
-    p.add_argument("--rules", choices=("rotbench", "ftrl"), default="rotbench", help="RoTBench scoring rules")
+    p.add_argument("--rules", choices=rotbench.RULES, default=rotbench.DEFAULT_RULES, help="RoTBench scoring rules")
+    p.add_argument("--bfcl-rules", choices=bfcl.RULES, default=bfcl.DEFAULT_RULES, help="BFCL decoding rules")
     p.add_argument(
         "--bfcl-mode",
         choices=("fc", "python"),
@@ -144,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             show_progress=show,
         )
-        results = mod.score(items, rows)
+        results = mod.score(items, rows, rules=args.bfcl_rules)
     else:
         rows = mod.run(
             policy, items, outputs_path, user=user, max_turns=args.max_turns or mod.MAX_TURNS, show_progress=show

@@ -44,16 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftrl_lab.benchmarks.common import (
-    category_table,
-    in_item_order,
-    pending,
-    progress,
-    read_records,
-    require,
-    respond,
-    write_output,
-)
 from ftrl_lab.benchmarks.bfcl_decode import (
     DEFAULT_RULES,
     FORMATS,
@@ -64,6 +54,16 @@ from ftrl_lab.benchmarks.bfcl_decode import (
     decode_output,
     has_call,
     well_formed,
+)
+from ftrl_lab.benchmarks.common import (
+    category_table,
+    in_item_order,
+    pending,
+    progress,
+    read_records,
+    require,
+    respond,
+    write_output,
 )
 from ftrl_lab.core.records import RecordError
 

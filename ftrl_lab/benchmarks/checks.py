@@ -116,7 +116,7 @@ def _rot_corrupt(item: dict, kind: str) -> str | None:
     return _react(action, {**args, key: changed(args[key]) if kind == "wrong_value" else retyped(args[key])})
 
 
-def rotbench_rows(items: Sequence[dict], rules: str = "rotbench") -> list[dict]:
+def rotbench_rows(items: Sequence[dict], rules: str = rotbench.DEFAULT_RULES) -> list[dict]:
     """Gold and corrupted ReAct answers of the RoTBench items, scored (CF; TS and PI alongside)."""
     rows = []
     gold = rotbench.score(items, [{"id": it["id"], "output": it["answers"][0]} for it in items], rules)

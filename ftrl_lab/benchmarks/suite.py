@@ -59,7 +59,7 @@ class SuiteSettings:
     temperature: float = 0.0
     max_turns: int = toolhop.MAX_TURNS
     bfcl_mode: str = "fc"
-    rotbench_rules: str = "rotbench"
+    rotbench_rules: str = rotbench.DEFAULT_RULES
     batch_size: int = 8
     threads: int | None = None
     data: dict[str, str] = field(default_factory=dict)
@@ -457,7 +457,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--max-turns", type=int, default=toolhop.MAX_TURNS, help="ToolHop turns per episode")
     p.add_argument("--bfcl-mode", choices=("fc", "python"), default="fc")
-    p.add_argument("--rules", choices=rotbench.RULES, default="rotbench", help="RoTBench scoring rules")
+    p.add_argument("--rules", choices=rotbench.RULES, default=rotbench.DEFAULT_RULES, help="RoTBench scoring rules")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     for name in SUITE:

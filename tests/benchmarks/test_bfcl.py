@@ -165,8 +165,12 @@ def test_decoders():
         {"f": {"a": 1, "b": "x"}},
         {"g.h": {"c": [1, -2.5], "d": {"k": True}}},
     ]
-    assert bfcl_decode.decode_python_lenient("```\nf(a=2*3, b=x, c=(1, 2))\n```") == [{"f": {"a": 6, "b": "x", "c": (1, 2)}}]
-    assert bfcl_decode.decode_python_lenient("f(a=__import__('os').system('x'))") == [{"f": {"a": "__import__('os').system('x')"}}]
+    assert bfcl_decode.decode_python_lenient("```\nf(a=2*3, b=x, c=(1, 2))\n```") == [
+        {"f": {"a": 6, "b": "x", "c": (1, 2)}}
+    ]
+    assert bfcl_decode.decode_python_lenient("f(a=__import__('os').system('x'))") == [
+        {"f": {"a": "__import__('os').system('x')"}}
+    ]
     assert bfcl_decode.decode_python_lenient("") == []  # an empty answer decodes to no call (BFCL: no call)
     for bad in ["I cannot help with that.", "[1, 2]", "None"]:
         with pytest.raises(bfcl.DecodeError):
