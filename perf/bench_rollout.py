@@ -36,7 +36,8 @@ import torch  # noqa: E402
 from ftrl_lab.agent.engine import Engine, SamplingParams  # noqa: E402
 from ftrl_lab.agent.evaluate import machine_info  # noqa: E402
 from ftrl_lab.agent.models import load_model  # noqa: E402
-from ftrl_lab.agent.rollout import ForcedTurnsPolicy, HFGeneratePolicy, LocalPolicy, rollout  # noqa: E402
+from ftrl_lab.agent.policies import ForcedTurnsPolicy, HFGeneratePolicy, LocalPolicy  # noqa: E402
+from ftrl_lab.agent.rollout import rollout  # noqa: E402
 from ftrl_lab.core.executor import inprocess_executor  # noqa: E402
 from ftrl_lab.core.records import default_test_set, load_records  # noqa: E402
 from ftrl_lab.core.schema_args import example_arguments  # noqa: E402

@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ftrl_lab.benchmarks import bfcl  # noqa: E402
+from ftrl_lab.benchmarks.common import concrete_value, function_doc  # noqa: E402
 
 
 # --- importing BFCL's checker ------------------------------------------------------------------
@@ -71,7 +72,7 @@ def import_official(allow_stub: bool = True):
 
 # --- output variants -------------------------------------------------------------------------
 def _required(item, name):
-    return bfcl._doc(item["functions"], name)["parameters"].get("required", [])
+    return function_doc(item["functions"], name)["parameters"].get("required", [])
 
 
 def _gold_calls(item, pick: int = 0):
@@ -87,7 +88,7 @@ def _gold_calls(item, pick: int = 0):
                 continue
             v = vals[min(pick, len(vals) - 1)]
             if v != "":
-                args[p] = bfcl._concrete(v)
+                args[p] = concrete_value(v)
         calls.append({name: args})
     return calls
 

@@ -4,7 +4,7 @@
 with the standard library only: a timeout per request, retries with exponential backoff and
 jitter on network errors, 408/409/429 and 5xx (honouring ``Retry-After``), and a clear
 :class:`APIError` otherwise. :meth:`ChatClient.complete_many` runs requests on a thread pool.
-:class:`APIPolicy` plugs the client into :func:`ftrl_lab.agent.rollout.rollout`.
+:class:`ftrl_lab.agent.policies.APIPolicy` plugs the client into :func:`ftrl_lab.agent.rollout.rollout`.
 
 The HTTP layer is a replaceable ``transport(url, body, headers, timeout) -> (status, body,
 headers)``, so tests can inject one (or point the client at a local fake server).
@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 
 Transport = Callable[[str, bytes, dict, float], tuple[int, bytes, dict]]
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -120,13 +122,13 @@ class ChatClient:
         tools: list[dict] | None = None,
         *,
         temperature: float = 0.0,
-        max_tokens: int | None = 1024,
+        max_new_tokens: int | None = DEFAULT_MAX_NEW_TOKENS,
         **params: Any,
     ) -> ChatResult:
         """One chat completion (retried on transient errors); raises :class:`APIError`."""
         payload = {"model": self.model, "messages": messages, "temperature": temperature, **self.extra_body, **params}
-        if max_tokens is not None:
-            payload["max_tokens"] = max_tokens
+        if max_new_tokens is not None:
+            payload["max_tokens"] = max_new_tokens  # the wire name
         if tools:
             payload["tools"] = tools
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -185,53 +187,3 @@ def _error_text(text: str) -> str:
     except (json.JSONDecodeError, AttributeError):
         pass
     return text.strip()[:300] or "(empty body)"
-
-
-class APIPolicy:
-    """A :mod:`ftrl_lab.agent.rollout` policy backed by a :class:`ChatClient`.
-
-    Each turn sends every active episode's conversation and tools (concurrently). The reply's
-    ``tool_calls`` are used as is; a reply without them is parsed as ``fmt`` text (a server
-    without a tool parser returns Qwen ``<tool_call>`` blocks in ``content``).
-    """
-
-    def __init__(
-        self,
-        client: ChatClient,
-        temperature: float = 0.0,
-        max_tokens: int | None = 1024,
-        fmt: str = "qwen",
-        **params: Any,
-    ):
-        self.client, self.temperature, self.max_tokens, self.fmt = client, temperature, max_tokens, fmt
-        self.params = params
-
-    def act(self, episodes):
-        from ftrl_lab.agent.rollout import PolicyOutput
-
-        results = self.client.complete_many(
-            [
-                {
-                    "messages": ep.messages,
-                    "tools": ep.record.tools,
-                    "temperature": self.temperature,
-                    "max_tokens": self.max_tokens,
-                    **self.params,
-                }
-                for ep in episodes
-            ]
-        )
-        return [
-            PolicyOutput(
-                r.message,
-                r.usage.get("prompt_tokens", 0),
-                r.usage.get("prompt_tokens", 0),
-                r.usage.get("completion_tokens", 0),
-                r.finish_reason,
-                r.seconds,
-            )
-            for r in results
-        ]
-
-    def release(self, episode) -> None:
-        pass

@@ -28,27 +28,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import Cache, DynamicLayer
 
-
-@dataclass
-class SamplingParams:
-    """How to pick tokens. ``temperature == 0`` is greedy decoding (FTRL's evaluation)."""
-
-    max_new_tokens: int = 512
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
+from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingParams
 
 
 @dataclass
@@ -238,7 +218,7 @@ class Engine:
         tools: list[dict] | None,
         k: int,
         temperature: float = 1.0,
-        max_new_tokens: int = 512,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         top_p: float = 1.0,
         state: KVState | None = None,
     ) -> list[Generation]:

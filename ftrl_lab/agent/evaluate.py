@@ -30,8 +30,9 @@ from typing import Any
 import pandas as pd
 
 from ftrl_lab.agent.rollout import Episode, Policy, episode_key, rollout
-from ftrl_lab.core.executor import ToolExecutor
+from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 from ftrl_lab.agent.trajectories import read_jsonl_lines, rewrite_jsonl
+from ftrl_lab.core.executor import ToolExecutor
 from ftrl_lab.core.records import SCENARIOS, EnvRecord, append_jsonl, default_test_set, load_records
 
 TRANSCRIPTS, RESULTS_CSV, RESULTS_JSON = "transcripts.jsonl", "results.csv", "results.json"
@@ -61,19 +62,6 @@ def summarize(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
     order = [s for s in SCENARIOS if s in set(df["scenario"])] + sorted(set(df["scenario"]) - set(SCENARIOS))
     table = [block(df[df["scenario"] == s], s) for s in order] + [block(df, "overall")]
     return pd.DataFrame(table, columns=[c for c in columns if c in ("scenario", "n") or c in numeric])
-
-
-def per_scenario(records: Sequence[EnvRecord], k: int | None) -> list[EnvRecord]:
-    """The first ``k`` records of each scenario, in file order (all records when ``k`` is None)."""
-    if k is None:
-        return list(records)
-    counts: dict[str, int] = {}
-    out = []
-    for rec in records:
-        if counts.get(rec.scenario, 0) < k:
-            counts[rec.scenario] = counts.get(rec.scenario, 0) + 1
-            out.append(rec)
-    return out
 
 
 def machine_info() -> dict[str, Any]:
@@ -227,45 +215,6 @@ def _write_results(
 
 
 # --- command line ----------------------------------------------------------------------------
-def make_policy(
-    model: str = "default",
-    *,
-    api_base: str | None = None,
-    api_key: str | None = None,
-    max_new_tokens: int = 512,
-    batch_size: int = 8,
-    temperature: float = 0.0,
-    device: str = "auto",
-    dtype: str = "auto",
-    bf16_prefill: bool = False,
-) -> tuple[Policy, dict]:
-    """A policy and a description of it: a local model (folder or "default") or, with
-    ``api_base``, a served model behind an OpenAI-compatible endpoint. ``bf16_prefill``: see
-    :class:`ftrl_lab.agent.engine.Engine`."""
-    if api_base:
-        from ftrl_lab.agent.api_client import APIPolicy, ChatClient
-
-        client = ChatClient(api_base, model, api_key, concurrency=batch_size)
-        return APIPolicy(client, temperature=temperature, max_tokens=max_new_tokens), {
-            "backend": "api",
-            "api_base": api_base,
-            "model": model,
-        }
-    from ftrl_lab.agent.engine import Engine, SamplingParams
-    from ftrl_lab.agent.models import load_model, model_info
-    from ftrl_lab.agent.rollout import LocalPolicy
-
-    lm, tokenizer = load_model(model, dtype=dtype, device=device)
-    engine = Engine(lm, tokenizer, batch_size=batch_size, bf16_prefill=bf16_prefill)
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature)
-    return LocalPolicy(engine, params), {
-        "backend": "local",
-        "model": model,
-        "model_info": model_info(lm),
-        "bf16_prefill": engine.bf16_prefill,
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ftrl_lab.evaluate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="benchmark", required=True)
@@ -275,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="run folder (transcripts, results); a rerun resumes")
     p.add_argument("--limit", type=int, default=None, help="only the first N records")
     p.add_argument("--max-turns", type=int, default=20)
-    p.add_argument("--max-new-tokens", type=int, default=512, help="per turn (FTRL: 1024)")
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="per turn (FTRL: 1024)")
     p.add_argument("--batch-size", type=int, default=8, help="environments played (and decoded) together")
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
@@ -304,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = load_records(args.data)
     if args.limit is not None:
         records = records[: args.limit]
+    from ftrl_lab.agent.policies import make_policy
+
     policy, info = make_policy(
         args.model,
         api_base=args.api_base,

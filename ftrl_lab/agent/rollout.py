@@ -15,10 +15,8 @@ Per environment, as FTRL's evaluation and sampler do::
 call per turn for all of them (the local engine decodes them as a batch), one sandbox batch
 for all their tool calls, and a finished environment's place goes to the next one.
 
-Policies: :class:`LocalPolicy` (the cache-reusing :class:`ftrl_lab.agent.engine.Engine`),
-:class:`HFGeneratePolicy` (plain ``model.generate`` on the re-encoded conversation, one
-environment at a time: the FTRL reference), :class:`ScriptedPolicy` (fixed outputs, for
-tests) and :class:`ftrl_lab.agent.api_client.APIPolicy` (an OpenAI-compatible endpoint).
+A policy is anything with the :class:`Policy` protocol; the implementations and the one
+factory, :func:`ftrl_lab.agent.policies.make_policy`, live in :mod:`ftrl_lab.agent.policies`.
 """
 
 from __future__ import annotations
@@ -26,17 +24,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
-from ftrl_lab.core.parsing import ParsedResponse, parse_openai_message, parse_response
 from ftrl_lab.core.executor import ToolExecutor, sandbox_executor
+from ftrl_lab.core.parsing import ParsedResponse, parse_openai_message, parse_response
 from ftrl_lab.core.records import EnvRecord
 from ftrl_lab.core.reward import episode_metrics, update_unsolved
-
 
 
 # --- episodes --------------------------------------------------------------------------------
@@ -164,153 +161,6 @@ class Policy(Protocol):
     def act(self, episodes: Sequence[Episode]) -> list[PolicyOutput]: ...
 
     def release(self, episode: Episode) -> None: ...
-
-
-class LocalPolicy:
-    """A local model through the batched, cache-reusing :class:`~ftrl_lab.agent.engine.Engine`.
-
-    ``reuse_cache=False`` re-prefills the whole conversation every turn (still batched).
-    """
-
-    fmt = "qwen"
-
-    def __init__(self, engine, params=None, *, reuse_cache: bool = True, fmt: str = "qwen"):
-        from ftrl_lab.agent.engine import SamplingParams
-
-        self.engine, self.params = engine, params or SamplingParams()
-        self.reuse_cache, self.fmt = reuse_cache, fmt
-        self.states: dict[int, Any] = {}
-
-    def act(self, episodes: Sequence[Episode]) -> list[PolicyOutput]:
-        from ftrl_lab.agent.engine import KVState
-
-        prompts = [self.engine.encode_chat(ep.messages, ep.record.tools) for ep in episodes]
-        states = [self.states.setdefault(ep.index, KVState()) for ep in episodes] if self.reuse_cache else None
-        gens = self.engine.generate(prompts, self.params, states)
-        return [
-            PolicyOutput(
-                g.text,
-                g.prompt_tokens,
-                g.prefilled_tokens,
-                g.completion_tokens,
-                g.finish_reason,
-                g.prefill_seconds + g.decode_seconds,
-            )
-            for g in gens
-        ]
-
-    def release(self, episode: Episode) -> None:
-        self.states.pop(episode.index, None)
-
-
-class HFGeneratePolicy:
-    """FTRL's way: ``model.generate`` on the freshly encoded conversation, one episode at a time.
-
-    Greedy when ``temperature == 0``. The reference the engine is checked against.
-    """
-
-    fmt = "qwen"
-
-    def __init__(self, model, tokenizer, max_new_tokens: int = 512, temperature: float = 0.0, fmt: str = "qwen"):
-        self.model, self.tokenizer = model, tokenizer
-        self.max_new_tokens, self.temperature, self.fmt = max_new_tokens, temperature, fmt
-
-    def act(self, episodes: Sequence[Episode]) -> list[PolicyOutput]:
-        import torch
-
-        out = []
-        device = next(self.model.parameters()).device
-        for ep in episodes:
-            t0 = time.perf_counter()
-            text = self.tokenizer.apply_chat_template(
-                ep.messages, tools=ep.record.tools or None, tokenize=False, add_generation_prompt=True
-            )
-            ids = torch.tensor([self.tokenizer(text, add_special_tokens=False)["input_ids"]], device=device)
-            sampling = (
-                {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
-            )
-            with torch.inference_mode():
-                gen = self.model.generate(
-                    ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens, **sampling
-                )
-            new = gen[0, ids.shape[1] :].tolist()
-            stops = self.model.generation_config.eos_token_id
-            stops = set(stops if isinstance(stops, list) else [stops])
-            reason = "stop" if new and new[-1] in stops else "length"
-            out.append(
-                PolicyOutput(
-                    self.tokenizer.decode(new, skip_special_tokens=True),
-                    ids.shape[1],
-                    ids.shape[1],
-                    len(new),
-                    reason,
-                    time.perf_counter() - t0,
-                )
-            )
-        return out
-
-    def release(self, episode: Episode) -> None:
-        pass
-
-
-Script = Callable[[Episode], Any] | Sequence[Any] | Mapping[str, Sequence[Any]]
-
-
-class ScriptedPolicy:
-    """Replays fixed responses, for tests and demos.
-
-    ``script``: a list of responses (turn ``t`` of every episode gets ``script[t]``); a mapping
-    from :func:`episode_key` or question text to such a list; or a function of the episode.
-    Past the end of its list an episode gets ``default`` (no call: the episode ends).
-    ``fail_after``: raise ``RuntimeError`` once this many episodes have been released (to test
-    interrupted runs).
-    """
-
-    def __init__(self, script: Script, default: Any = "", fmt: str = "qwen", fail_after: int | None = None):
-        self.script, self.default, self.fmt = script, default, fmt
-        self.fail_after, self.released = fail_after, 0
-
-    def act(self, episodes: Sequence[Episode]) -> list[PolicyOutput]:
-        if self.fail_after is not None and self.released >= self.fail_after:
-            raise RuntimeError(f"ScriptedPolicy: simulated failure after {self.released} episodes")
-        return [PolicyOutput(self._response(ep), finish_reason="stop") for ep in episodes]
-
-    def _response(self, ep: Episode) -> Any:
-        if callable(self.script):
-            return self.script(ep)
-        if isinstance(self.script, Mapping):
-            lines = self.script.get(ep.key, self.script.get(ep.record.question, ()))
-        else:
-            lines = self.script
-        t = len(ep.turns)
-        return lines[t] if t < len(lines) else self.default
-
-    def release(self, episode: Episode) -> None:
-        self.released += 1
-
-
-class ForcedTurnsPolicy:
-    """Scripted first turns on top of a real policy: for the first ``turns`` turns of each
-    episode the response is ``script(episode)``, afterwards the inner policy's own.
-
-    The inner policy generates on every turn (its cost is paid and its text is kept in
-    ``Turn.generated``), so episodes are multi-turn even with a model that rarely calls
-    tools, while every model input is still exactly what an FTRL loop would feed it.
-    """
-
-    def __init__(self, inner: Policy, script: Callable[[Episode], Any], turns: int = 1):
-        self.inner, self.script, self.turns = inner, script, turns
-        self.fmt = getattr(inner, "fmt", "qwen")
-
-    def act(self, episodes: Sequence[Episode]) -> list[PolicyOutput]:
-        outputs = self.inner.act(episodes)
-        for ep, out in zip(episodes, outputs):
-            if len(ep.turns) < self.turns:
-                out.generated, out.response = out.response, self.script(ep)
-        return outputs
-
-    def release(self, episode: Episode) -> None:
-        self.inner.release(episode)
 
 
 def parse_output(response: Any, fmt: str = "qwen") -> ParsedResponse:

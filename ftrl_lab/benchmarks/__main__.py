@@ -4,7 +4,7 @@
     python -m ftrl_lab.benchmarks rotbench --model default --out runs/rot [--categories clean heavy]
     python -m ftrl_lab.benchmarks bfcl     --model default --out runs/bfcl [--categories simple multiple]
     python -m ftrl_lab.benchmarks taubench --model default --out runs/tau --data tau-bench.jsonl \\
-        --user-base-url https://api.openai.com/v1 --user-model gpt-4o-2024-08-06
+        --user-base-url https://api.openai.com/v1 --user-model gpt-4o-2024-08-06   (or --user-local default)
     python -m ftrl_lab.benchmarks suite    --model default --out runs/bench/default [--limit-per-category N]
 
 ``suite`` runs ToolHop, RoTBench clean/union and BFCL's four non-live AST categories for one
@@ -12,25 +12,32 @@ model and writes one summary (see :mod:`ftrl_lab.benchmarks.suite` for its optio
 
 The run folder gets ``outputs.jsonl`` (model outputs, appended as they finish: a rerun resumes),
 ``results.jsonl`` (per-item scores), ``table.csv`` (the benchmark's table, also printed) and
-``meta.json`` (model and settings). ``--limit N`` keeps the first N items (per category for
-RoTBench and BFCL).
+``meta.json`` (model, settings, the rule set that scored it). ``--limit N`` keeps the first N
+items (per category for RoTBench and BFCL). ``--rules`` picks the scoring rule set (default: the
+one the paper's numbers were made with). Loading, running and scoring go through
+:mod:`ftrl_lab.benchmarks.registry`, as the suite's do.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ftrl_lab.benchmarks import NAMES, bfcl, get, rotbench
+from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
+from ftrl_lab.benchmarks.registry import BENCHMARKS, RunOptions, benchmark, run_and_score
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ftrl_lab.benchmarks", description=__doc__.split("\n\n")[0])
-    p.add_argument("benchmark", choices=NAMES, help="one benchmark (or `suite ...`: see ftrl_lab.benchmarks.suite)")
+    p.add_argument(
+        "benchmark", choices=list(BENCHMARKS), help="one benchmark (or `suite ...`: see ftrl_lab.benchmarks.suite)"
+    )
     p.add_argument("--model", default="default", help='local folder, "default", or the served name with --api-base')
     p.add_argument("--out", required=True, help="run folder (a rerun resumes)")
     p.add_argument("--data", default=None, help="benchmark data (file or folder); default: the shared copy")
@@ -39,8 +46,12 @@ def _parser() -> argparse.ArgumentParser:
         "--categories", nargs="*", default=None, help="RoTBench noise levels, BFCL categories, or ToolHop modes"
     )
     p.add_argument("--modes", nargs="*", default=None, help="ToolHop modes (direct, mandatory, free)")
-    p.add_argument("--rules", choices=rotbench.RULES, default=rotbench.DEFAULT_RULES, help="RoTBench scoring rules")
-    p.add_argument("--bfcl-rules", choices=bfcl.RULES, default=bfcl.DEFAULT_RULES, help="BFCL decoding rules")
+    p.add_argument(
+        "--rules",
+        default=None,
+        help="scoring rule set: "
+        + "; ".join(f"{b.name}: {'/'.join(b.rules)} (default {b.default_rules})" for b in BENCHMARKS.values()),
+    )
     p.add_argument(
         "--bfcl-mode",
         choices=("fc", "python"),
@@ -52,8 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--user-base-url", default=None, help="tau-bench simulated user endpoint ($FTRL_USER_BASE_URL)")
     p.add_argument("--user-model", default=None, help="tau-bench simulated user model ($FTRL_USER_MODEL)")
     p.add_argument("--user-api-key", default=None, help="($FTRL_USER_API_KEY)")
+    p.add_argument(
+        "--user-local",
+        default=None,
+        metavar="MODEL",
+        help='tau-bench offline: a local model ("default" or a folder) plays the user through the engine',
+    )
     p.add_argument("--max-turns", type=int, default=None, help="ToolHop: 9, tau-bench: 30")
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint for the evaluated model")
@@ -65,22 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(name: str, args) -> list[dict]:
-    mod = get(name)
-    if name == "toolhop":
-        return mod.load(args.data, limit=args.limit)
-    if name == "rotbench":
-        return mod.load(args.data, levels=args.categories or mod.LEVELS, limit=args.limit)
-    if name == "bfcl":
-        return mod.load(args.categories or mod.CATEGORIES, path=args.data, limit=args.limit)
-    if not args.data:
-        raise SystemExit("tau-bench needs --data: FTRL's tau-bench.jsonl (see ftrl_lab/benchmarks/taubench.py)")
-    return mod.load(args.data, info_dir=args.info_dir, limit=args.limit)
-
-
 def _user(args):
-    from ftrl_lab.benchmarks.taubench import UserSimulator
+    from ftrl_lab.benchmarks.taubench import LocalUserSimulator, UserSimulator
 
+    if args.user_local:
+        if args.user_base_url or args.user_model:
+            raise SystemExit("give either --user-local or --user-base-url/--user-model, not both")
+        return LocalUserSimulator.from_model(
+            args.user_local, max_new_tokens=args.max_new_tokens, device=args.device, dtype=args.dtype
+        )
     if args.user_base_url or args.user_model:
         if not (args.user_base_url and args.user_model):
             raise SystemExit("give both --user-base-url and --user-model")
@@ -97,16 +107,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return suite_main(argv[1:])
     args = _parser().parse_args(argv)
-    name, mod = args.benchmark, get(args.benchmark)
+    bench = benchmark(args.benchmark)
+    try:
+        rules = bench.check_rules(args.rules)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    items = _load(name, args)
-    user = _user(args) if name == "taubench" else None  # fail before loading a model
+    categories = args.modes or args.categories
+    options = RunOptions(
+        categories=categories,
+        limit=args.limit,
+        max_turns=args.max_turns,
+        batch_size=args.batch_size,
+        bfcl_mode=args.bfcl_mode,
+        dots_as_underscores=args.dots_as_underscores,
+        info_dir=args.info_dir,
+        show_progress=not args.no_progress,
+    )
+    try:
+        items = bench.load(args.data, options)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    if bench.name == "taubench":  # fail before loading the evaluated model
+        options = dataclasses.replace(options, user=_user(args))
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    from ftrl_lab.agent.evaluate import make_policy
+    from ftrl_lab.agent.policies import make_policy
 
     policy, info = make_policy(
         args.model,
@@ -118,50 +147,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=args.device,
         dtype=args.dtype,
     )
-    outputs_path = out / "outputs.jsonl"
-    show = not args.no_progress
-    if name == "toolhop":
-        modes = args.modes or args.categories or mod.MODES
-        rows = mod.run(
-            policy,
-            items,
-            outputs_path,
-            modes=modes,
-            max_turns=args.max_turns or mod.MAX_TURNS,
-            batch_size=args.batch_size,
-            show_progress=show,
-        )
-        results = mod.score(items, rows)
-    elif name == "rotbench":
-        rows = mod.run(policy, items, outputs_path, batch_size=args.batch_size, show_progress=show)
-        results = mod.score(items, rows, args.rules)
-    elif name == "bfcl":
-        rows = mod.run(
-            policy,
-            items,
-            outputs_path,
-            mode=args.bfcl_mode,
-            dots_as_underscores=args.dots_as_underscores,
-            batch_size=args.batch_size,
-            show_progress=show,
-        )
-        results = mod.score(items, rows, rules=args.bfcl_rules)
-    else:
-        rows = mod.run(
-            policy, items, outputs_path, user=user, max_turns=args.max_turns or mod.MAX_TURNS, show_progress=show
-        )
-        results = mod.score(items, rows)
-    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
-        for r in results:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    table = mod.table(results)
-    table.to_csv(out / "table.csv")
+    t0 = time.perf_counter()
+    table, results = run_and_score(bench.name, policy, items, out, options, rules)
     settings = {k: v for k, v in vars(args).items() if k not in ("api_key", "user_api_key")}
-    (out / "meta.json").write_text(
-        json.dumps({**info, "settings": settings, "items": len(items)}, indent=1, default=str)
-    )
+    meta = {
+        **info,
+        "settings": settings,
+        "rules": rules,
+        "items": len(items),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    if bench.name == "taubench":
+        from ftrl_lab.benchmarks.taubench import describe_user, is_paper_user
+
+        meta.update(user_simulator=describe_user(options.user), paper_user=is_paper_user(options.user))
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
     print(table.to_string())
-    print(f"{len(rows)} outputs, results in {out}", file=sys.stderr)
+    print(f"{len(results)} results (rules {rules!r}) in {out}", file=sys.stderr)
     return 0
 
 

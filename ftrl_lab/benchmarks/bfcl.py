@@ -65,6 +65,8 @@ from ftrl_lab.benchmarks.common import (
     respond,
     write_output,
 )
+from ftrl_lab.benchmarks.common import concrete_value as _concrete
+from ftrl_lab.benchmarks.common import function_doc as _doc
 from ftrl_lab.core.records import RecordError
 
 __all__ = ["DEFAULT_RULES", "FORMATS", "RULES", "DecodeError", "decode_output", "has_call", "well_formed"]
@@ -364,13 +366,6 @@ def check_call(doc: dict, call: dict, expected: dict, dots_as_underscores: bool 
     return OK
 
 
-def _doc(functions: Sequence[dict], name: str) -> dict:
-    for f in functions:
-        if f["name"] == name:
-            return f
-    raise KeyError(f"no function document named {name!r}")
-
-
 def check_ast(
     functions: Sequence[dict],
     calls: list[dict],
@@ -549,12 +544,3 @@ def gold_output(item: dict, style: str = "python") -> str | None:
             for n, a in calls
         )
     raise ValueError(f"unknown style {style!r} (choose 'python' or 'qwen')")
-
-
-def _concrete(value: Any) -> Any:
-    """A possible value made concrete: inside dicts each key takes its first possible value."""
-    if isinstance(value, dict):
-        return {k: _concrete(v[0]) for k, v in value.items() if isinstance(v, list) and v and v[0] != ""}
-    if isinstance(value, list):
-        return [_concrete(v) for v in value]
-    return value

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ftrl_lab.benchmarks import bfcl, rotbench, toolhop
+from ftrl_lab.benchmarks.common import function_doc
+from ftrl_lab.benchmarks.registry import benchmark
 
 CORRUPTIONS = ("wrong_function", "missing_required", "wrong_value", "wrong_type")
 
@@ -69,7 +71,7 @@ def _bfcl_corrupt(item: dict, kind: str) -> str | None:
         bad[0] = {name + "_x": args}
         return _python_calls(bad)
     if kind == "missing_required":
-        required = [p for p in bfcl._doc(item["functions"], name)["parameters"].get("required", []) if p in args]
+        required = [p for p in function_doc(item["functions"], name)["parameters"].get("required", []) if p in args]
         if not required:
             return None
         del bad[0][name][required[0]]
@@ -116,8 +118,10 @@ def _rot_corrupt(item: dict, kind: str) -> str | None:
     return _react(action, {**args, key: changed(args[key]) if kind == "wrong_value" else retyped(args[key])})
 
 
-def rotbench_rows(items: Sequence[dict], rules: str = rotbench.DEFAULT_RULES) -> list[dict]:
-    """Gold and corrupted ReAct answers of the RoTBench items, scored (CF; TS and PI alongside)."""
+def rotbench_rows(items: Sequence[dict], rules: str | None = None) -> list[dict]:
+    """Gold and corrupted ReAct answers of the RoTBench items, scored (CF; TS and PI alongside)
+    by a RoTBench rule set (default: the paper's)."""
+    rules = benchmark("rotbench").check_rules(rules)
     rows = []
     gold = rotbench.score(items, [{"id": it["id"], "output": it["answers"][0]} for it in items], rules)
     rows.append(_row("rotbench", "gold", [r["CF"] for r in gold], gold))

@@ -13,7 +13,7 @@ functions:
 A *policy* is either a :mod:`ftrl_lab.agent.rollout` policy (``act(episodes)``: the local engine,
 the API backend, the scripted policy) or a plain callable ``policy(conversations, tools)`` that
 returns one response per conversation, raw text (parsed here) or an OpenAI-style assistant
-message dict. :func:`respond` asks either kind; :func:`as_rollout_policy` makes a callable
+message dict. :func:`respond` asks either kind; :func:`ftrl_lab.agent.policies.as_rollout_policy` makes a callable
 usable by :func:`ftrl_lab.agent.rollout.rollout`.
 
 No torch or transformers here: a benchmark is scored without a model.
@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,33 +192,6 @@ def release(policy: Any, keys: Sequence[int]) -> None:
             policy.release(ep)
 
 
-class CallablePolicy:
-    """A plain ``policy(conversations, tools)`` callable as a :mod:`ftrl_lab.agent.rollout` policy."""
-
-    def __init__(self, fn: Callable, fmt: str = "qwen"):
-        self.fn, self.fmt = fn, fmt
-
-    def act(self, episodes):
-        from ftrl_lab.agent.rollout import PolicyOutput
-
-        responses = list(self.fn([ep.messages for ep in episodes], [ep.record.tools or None for ep in episodes]))
-        if len(responses) != len(episodes):
-            raise ValueError(f"the policy gave {len(responses)} responses for {len(episodes)} conversations")
-        return [PolicyOutput(r, finish_reason="stop") for r in responses]
-
-    def release(self, episode) -> None:
-        pass
-
-
-def as_rollout_policy(policy: Any, fmt: str = "qwen") -> Any:
-    """A rollout policy as is; a plain callable wrapped in :class:`CallablePolicy`."""
-    if callable(getattr(policy, "act", None)):
-        return policy
-    if callable(policy):
-        return CallablePolicy(policy, fmt)
-    raise TypeError(f"not a policy: {type(policy).__name__} (need .act(episodes) or a callable)")
-
-
 def response_text(response: Response) -> str:
     """The text of a response: the string itself, or an OpenAI message's ``content``."""
     if isinstance(response, dict):
@@ -227,6 +200,24 @@ def response_text(response: Response) -> str:
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         return str(content)
     return "" if response is None else str(response)
+
+
+# --- function documents and possible values ----------------------------------------------------
+def function_doc(functions: Sequence[dict], name: str) -> dict:
+    """The function document named ``name`` in a list of them (BFCL's ``functions``)."""
+    for f in functions:
+        if f["name"] == name:
+            return f
+    raise KeyError(f"no function document named {name!r}")
+
+
+def concrete_value(value: Any) -> Any:
+    """A possible value made concrete: inside dicts each key takes its first possible value."""
+    if isinstance(value, dict):
+        return {k: concrete_value(v[0]) for k, v in value.items() if isinstance(v, list) and v and v[0] != ""}
+    if isinstance(value, list):
+        return [concrete_value(v) for v in value]
+    return value
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -275,5 +266,3 @@ def progress(iterable: Iterable, total: int | None = None, desc: str = "", enabl
     except ImportError:
         return iterable
     return tqdm(iterable, total=total, desc=desc)
-
-

@@ -10,6 +10,10 @@ Measured rows are built by :func:`measured_row` from the tables the benchmark mo
 ``python -m ftrl_lab.evaluate``, or by :func:`suite_row` / :func:`table2_from_suites` from
 ``python -m ftrl_lab.benchmarks suite`` folders (with a ``notes`` cell saying what they cover); a
 benchmark not run leaves its cells empty, and Avg is given only when all eight are there.
+Every row has a ``rules`` cell (the rule set of each measured benchmark; paper rows: the rule
+sets the paper's numbers were made with), and :func:`comparability` says, from
+:data:`PAPER_SETUP`, whether a measured number can be set beside the paper's and why
+(:func:`comparability_table`, :func:`comparability_markdown` for a suite summary).
 :func:`oracle_tables` shows the checkers on known-good outputs; :func:`plot_table2` and
 :func:`plot_suites` draw the figures.
 """
@@ -23,6 +27,17 @@ from pathlib import Path
 from typing import Any
 
 METRICS = ("Solve-P", "Solve-R", "Solve-F1", "ToolHop AC", "tau Pass^1", "TS", "PI", "CF")
+PAPER_SETUP: dict[str, dict[str, Any]] = {
+    "ftrl": {"rules": "official", "n": 200, "how": "FTRL's evaluation_self.py on its 200-environment test set"},
+    "toolhop": {"rules": "ftrl", "n": 995, "how": "FTRL's evaluation_toolhop.py on all 995 queries, 3 modes"},
+    "rotbench": {
+        "rules": "ftrl",
+        "categories": ("clean", "slight", "medium", "heavy", "union"),
+        "how": "FTRL's evaluation_rotbench.py on the 5 first-turn noise levels",
+    },
+    "taubench": {"rules": "default", "user": "gpt-4o-2024-08-06", "how": "FTRL's evaluation_taubench.py, GPT-4o user"},
+}
+"""How the paper made each Table 2 number (BFCL is not in Table 2): the rule set, the data, the user."""
 COLUMNS = METRICS + ("Avg",)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -57,12 +72,78 @@ def _overall(table: Any, column: str) -> float:
     return math.nan
 
 
+def comparability(
+    benchmark: str,
+    rules: str | None,
+    n: int | None = None,
+    categories: Sequence[str] | None = None,
+    subsample: bool = False,
+    user_simulator: str | None = None,
+) -> tuple[bool, str]:
+    """(comparable, why): whether a measured number can stand next to the paper's Table 2 number,
+    judged against :data:`PAPER_SETUP`: same rule set, the full data (``n`` items per category,
+    all ``categories``), and for tau-bench the paper's simulated user."""
+    if benchmark == "bfcl":
+        return False, "BFCL is not in the paper's Table 2 (compare with the BFCL leaderboard under rules `official`)"
+    setup = PAPER_SETUP.get(benchmark)
+    if setup is None:
+        return False, f"{benchmark} is not in the paper's Table 2"
+    why = []
+    if rules != setup["rules"]:
+        why.append(f"scored with rules `{rules}`, the paper's numbers with `{setup['rules']}`")
+    if subsample:
+        why.append("a subsample")
+    if "n" in setup and n is not None and n < setup["n"]:
+        why.append(f"{n} of the paper's {setup['n']} items")
+    missing = [c for c in setup.get("categories", ()) if categories is not None and c not in categories]
+    if missing:
+        why.append(f"without {', '.join(missing)}")
+    if "user" in setup and (user_simulator is None or not user_simulator.startswith(setup["user"])):
+        why.append(f"user simulator {user_simulator or 'unknown'} (paper: {setup['user']})")
+    if why:
+        return False, "not comparable: " + "; ".join(why)
+    return True, f"comparable: same rules and data as the paper ({setup['how']})"
+
+
+def comparability_table(summary: Any):
+    """One row per benchmark of a suite summary (:func:`ftrl_lab.benchmarks.suite.summarize`):
+    ``benchmark``, ``rules``, ``n``, ``comparable`` and ``why``."""
+    import pandas as pd
+
+    rows = []
+    overall = summary[summary["summary_row"].astype(bool)].drop_duplicates("benchmark")
+    for _, r in overall.iterrows():
+        cats = list(
+            summary.loc[(summary["benchmark"] == r["benchmark"]) & ~summary["summary_row"].astype(bool), "category"]
+        )
+        per_category = int(r["n"]) // max(1, len(set(cats))) if cats else int(r["n"])
+        ok, why = comparability(r["benchmark"], r["rules"], per_category, cats, bool(r["subsample"]))
+        rows.append({"benchmark": r["benchmark"], "rules": r["rules"], "n": int(r["n"]), "comparable": ok, "why": why})
+    return pd.DataFrame(rows, columns=["benchmark", "rules", "n", "comparable", "why"])
+
+
+def comparability_markdown(summary: Any) -> str:
+    """Markdown bullets for a README: which of a suite summary's numbers are comparable to the
+    paper's and why (from :func:`comparability_table`)."""
+    table = comparability_table(summary)
+    if not len(table):
+        return "- No benchmark was run."
+    return "\n".join(f"- **{r.benchmark}** (rules `{r.rules}`, n={r.n}): {r.why}." for r in table.itertuples())
+
+
 def measured_row(
-    label: str, ftrl: Mapping[str, float] | None = None, toolhop: Any = None, taubench: Any = None, rotbench: Any = None
+    label: str,
+    ftrl: Mapping[str, float] | None = None,
+    toolhop: Any = None,
+    taubench: Any = None,
+    rotbench: Any = None,
+    rules: Mapping[str, str] | None = None,
 ) -> dict:
     """One Table 2 row from measurements. ``ftrl``: mean episode metrics as fractions
     (``solve_precision``, ``solve_rate``, ``solve_f1``) or percents under the column names;
-    the others: the benchmark modules' ``table(...)`` DataFrames (their ``overall`` rows)."""
+    the others: the benchmark modules' ``table(...)`` DataFrames (their ``overall`` rows).
+    ``rules``: benchmark ("ftrl", "toolhop", "taubench", "rotbench") -> the rule set that scored
+    it, written to the ``rules`` cell for the benchmarks measured."""
     row: dict[str, Any] = {"row": label, "model": label, "method": "measured", "origin": "measured"}
     ftrl = dict(ftrl or {})
     for col, key in (("Solve-P", "solve_precision"), ("Solve-R", "solve_rate"), ("Solve-F1", "solve_f1")):
@@ -78,6 +159,9 @@ def measured_row(
         row[col] = _overall(rotbench, col)
     values = [row[c] for c in METRICS]
     row["Avg"] = sum(values) / len(values) if all(v == v for v in values) else math.nan
+    measured = {"ftrl": ftrl, "toolhop": toolhop, "taubench": taubench, "rotbench": rotbench}
+    rules = dict(rules or {})
+    row["rules"] = "; ".join(f"{b} {rules.get(b, 'unrecorded')}" for b, v in measured.items() if v is not None)
     return row
 
 
@@ -120,14 +204,31 @@ def measured_from_runs(
     taubench: str | os.PathLike | None = None,
     rotbench: str | os.PathLike | None = None,
 ) -> dict:
-    """:func:`measured_row` from run folders (any may be None: its cells stay empty)."""
+    """:func:`measured_row` from run folders (any may be None: its cells stay empty); the rule
+    sets come from each folder's ``meta.json`` / ``results.json``."""
+    folders = {"ftrl": ftrl, "toolhop": toolhop, "taubench": taubench, "rotbench": rotbench}
     return measured_row(
         label,
         ftrl_metrics(ftrl) if ftrl else None,
         read_run(toolhop) if toolhop else None,
         read_run(taubench) if taubench else None,
         read_run(rotbench) if rotbench else None,
+        rules={b: run_rules(f) for b, f in folders.items() if f},
     )
+
+
+def run_rules(out_dir: str | os.PathLike) -> str:
+    """The rule set booked in a run folder (``meta.json`` of a benchmark run, ``results.json``
+    of an FTRL evaluation), or "unrecorded"."""
+    import json
+
+    for name in ("meta.json", "results.json"):
+        path = Path(out_dir) / name
+        if path.exists():
+            rules = json.loads(path.read_text(encoding="utf-8")).get("rules")
+            if isinstance(rules, str):
+                return rules
+    return "unrecorded"
 
 
 def _ftrl_note(out_dir: str | os.PathLike) -> str:
@@ -156,8 +257,13 @@ def suite_row(folder: str | os.PathLike, label: str | None = None, ftrl: str | o
     summary = read_summary(folder)
     toolhop = read_run(folder / "toolhop") if (folder / "toolhop" / "table.csv").exists() else None
     rot = read_run(folder / "rotbench") if (folder / "rotbench" / "table.csv").exists() else None
-    row = measured_row(label or folder.name, ftrl_metrics(ftrl) if ftrl else None, toolhop, None, rot)
     overall = summary[summary["summary_row"].astype(bool)].drop_duplicates("benchmark").set_index("benchmark")
+    rules = {
+        b: str(overall.loc[b, "rules"]) for b in ("toolhop", "rotbench") if b in overall.index and "rules" in overall
+    }
+    if ftrl:
+        rules["ftrl"] = run_rules(ftrl)
+    row = measured_row(label or folder.name, ftrl_metrics(ftrl) if ftrl else None, toolhop, None, rot, rules=rules)
     notes = []
     if "toolhop" in overall.index:
         notes.append(
@@ -167,6 +273,8 @@ def suite_row(folder: str | os.PathLike, label: str | None = None, ftrl: str | o
         notes.append(
             f"RoTBench: {' + '.join(SUITE['rotbench'])} only (paper: 5 levels), {overall.loc['rotbench', 'selection']}"
         )
+    if "rules" in summary:
+        notes += [f"{r.benchmark} {r.why}" for r in comparability_table(summary).itertuples() if r.benchmark != "bfcl"]
     notes.append("tau-bench not run, so no Avg")
     notes.append(_ftrl_note(ftrl) if ftrl else "Solve-P/R/F1 not measured here")
     row["notes"] = "; ".join(notes)
@@ -207,8 +315,9 @@ def oracle_tables(toolhop_items: Sequence[dict] | None = None, bfcl_limit: int |
 
 
 def table2(measured: Sequence[dict] = (), path: str | os.PathLike | None = None):
-    """Paper rows then measured rows, columns :data:`COLUMNS`, ``origin`` and ``notes`` (paper
-    rows: their source and that they are unverified; measured rows: what they cover)."""
+    """Paper rows then measured rows, columns :data:`COLUMNS`, ``origin``, ``rules`` (the rule
+    set of each benchmark) and ``notes`` (paper rows: their source and that they are
+    unverified; measured rows: what they cover and whether they are comparable)."""
     import pandas as pd
 
     paper = paper_table2(path)
@@ -216,12 +325,16 @@ def table2(measured: Sequence[dict] = (), path: str | os.PathLike | None = None)
         f"{src}; {'verified' if v == 'yes' else 'UNVERIFIED secondary source'}"
         for src, v in zip(paper["source"], paper["verified"])
     ]
+    paper["rules"] = "; ".join(f"{b} {s['rules']}" for b, s in PAPER_SETUP.items())
     rows = pd.DataFrame(list(measured)).set_index("row") if measured else None
     df = pd.concat([paper, rows]) if rows is not None else paper
     if "notes" not in df:
         df["notes"] = ""
     df["notes"] = df["notes"].fillna("")
-    return df[[*COLUMNS, "origin", "notes"]]
+    if "rules" not in df:
+        df["rules"] = ""
+    df["rules"] = df["rules"].fillna("")
+    return df[[*COLUMNS, "origin", "rules", "notes"]]
 
 
 def style_table2(df):

@@ -33,15 +33,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftrl_lab.benchmarks import bfcl, rotbench, toolhop
+from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
+from ftrl_lab.benchmarks import bfcl, toolhop
+from ftrl_lab.benchmarks.registry import BENCHMARKS, RunOptions, run_and_score
 
 SUITE: dict[str, tuple[str, ...]] = {
     "toolhop": toolhop.MODES,
     "rotbench": ("clean", "union"),
     "bfcl": bfcl.NON_LIVE_AST,
 }
-HEADLINE = {"toolhop": ("AC",), "rotbench": rotbench.METRICS, "bfcl": ("accuracy",)}
-SUMMARY_ROWS = {"toolhop": "overall", "rotbench": "overall", "bfcl": "non_live_ast"}
+HEADLINE = {name: BENCHMARKS[name].headline for name in SUITE}
+SUMMARY_ROWS = {name: BENCHMARKS[name].summary_row for name in SUITE}
 """The row of each benchmark's table that summarises its categories (a mean over them)."""
 GUARDED = ("model", "api_base", "max_new_tokens", "temperature", "max_turns", "bfcl_mode", "data", "bf16_prefill")
 """Settings the outputs depend on: a rerun in the same folder must keep them."""
@@ -50,16 +52,18 @@ SUITE_JSON = "suite.json"
 
 @dataclass
 class SuiteSettings:
-    """How the suite is run. ``data`` maps a benchmark to a file/folder replacing its default."""
+    """How the suite is run. ``data`` maps a benchmark to a file/folder replacing its default;
+    ``rules`` maps a benchmark to the rule set that scores it (default: the one the paper's
+    numbers were made with, :attr:`~ftrl_lab.benchmarks.registry.Benchmark.default_rules`)."""
 
     model: str = "default"
     api_base: str | None = None
     limit_per_category: int | None = None
-    max_new_tokens: int = 512
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     temperature: float = 0.0
     max_turns: int = toolhop.MAX_TURNS
     bfcl_mode: str = "fc"
-    rotbench_rules: str = rotbench.DEFAULT_RULES
+    rules: dict[str, str] = field(default_factory=dict)
     batch_size: int = 8
     threads: int | None = None
     data: dict[str, str] = field(default_factory=dict)
@@ -71,18 +75,24 @@ class SuiteSettings:
         unknown = set(self.data) - set(SUITE)
         if unknown:
             raise ValueError(f"data given for unknown benchmark(s) {sorted(unknown)} (suite: {list(SUITE)})")
+        unknown = set(self.rules) - set(SUITE)
+        if unknown:
+            raise ValueError(f"rules given for unknown benchmark(s) {sorted(unknown)} (suite: {list(SUITE)})")
+        for name, rules in self.rules.items():
+            BENCHMARKS[name].check_rules(rules)
+
+    def rules_for(self, name: str) -> str:
+        """The rule set that scores a suite benchmark."""
+        return self.rules.get(name) or BENCHMARKS[name].default_rules
 
 
 # --- items ---------------------------------------------------------------------------------------
 def load_items(name: str, data: str | None = None) -> list[dict]:
     """Every item of a suite benchmark in the suite's categories (ToolHop: the records)."""
-    if name == "toolhop":
-        return toolhop.load(data)
-    if name == "rotbench":
-        return rotbench.load(data, levels=SUITE["rotbench"])
-    if name == "bfcl":
-        return bfcl.load(SUITE["bfcl"], path=data)
-    raise ValueError(f"{name!r} is not in the suite ({list(SUITE)})")
+    if name not in SUITE:
+        raise ValueError(f"{name!r} is not in the suite ({list(SUITE)})")
+    categories = None if name == "toolhop" else SUITE[name]
+    return BENCHMARKS[name].load(data, RunOptions(categories=categories))
 
 
 def select(name: str, items: Sequence[dict], limit: int | None) -> tuple[list[dict], dict[str, int]]:
@@ -132,37 +142,19 @@ def run_benchmark(
     executor: Any = None,
     show_progress: bool = True,
 ):
-    """Run (resuming) and score one suite benchmark in ``folder``; returns its table."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    outputs = folder / "outputs.jsonl"
-    if name == "toolhop":
-        rows = toolhop.run(
-            policy,
-            items,
-            outputs,
-            modes=SUITE["toolhop"],
-            executor=executor,
-            max_turns=settings.max_turns,
-            batch_size=settings.batch_size,
-            show_progress=show_progress,
-        )
-        results = toolhop.score(items, rows)
-    elif name == "rotbench":
-        rows = rotbench.run(policy, items, outputs, batch_size=settings.batch_size, show_progress=show_progress)
-        results = rotbench.score(items, rows, settings.rotbench_rules)
-    elif name == "bfcl":
-        rows = bfcl.run(
-            policy, items, outputs, mode=settings.bfcl_mode, batch_size=settings.batch_size, show_progress=show_progress
-        )
-        results = bfcl.score(items, rows)
-    else:
+    """Run (resuming) and score one suite benchmark in ``folder`` through the shared dispatch
+    (:func:`ftrl_lab.benchmarks.registry.run_and_score`); returns its table."""
+    if name not in SUITE:
         raise ValueError(f"{name!r} is not in the suite ({list(SUITE)})")
-    with open(folder / "results.jsonl", "w", encoding="utf-8") as f:
-        for r in results:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    table = {"toolhop": toolhop.table, "rotbench": rotbench.table, "bfcl": bfcl.table}[name](results)
-    table.to_csv(folder / "table.csv")
+    options = RunOptions(
+        categories=SUITE[name] if name == "toolhop" else None,
+        max_turns=settings.max_turns,
+        batch_size=settings.batch_size,
+        bfcl_mode=settings.bfcl_mode,
+        executor=executor,
+        show_progress=show_progress,
+    )
+    table, _ = run_and_score(name, policy, items, folder, options, settings.rules_for(name))
     return table
 
 
@@ -244,6 +236,7 @@ def run_suite(
             state.setdefault("selected", {})[name] = {
                 "limit_per_category": settings.limit_per_category,
                 "available": available,
+                "rules": settings.rules_for(name),
             }
         finally:  # an interrupted run still books its time and outputs
             n_new = len(_done_keys(name, out / name / "outputs.jsonl") & wanted) - len(before)
@@ -275,9 +268,17 @@ def _machine_line(machine: dict) -> str:
     return f"{machine.get('processor', '?')} ({machine.get('cpu_count', '?')} cores)" + (f", {gpu}" if gpu else "")
 
 
+def _older_rules(name: str, settings: dict) -> str:
+    """The rule set of a folder written before rule sets were booked per benchmark."""
+    if name == "rotbench" and settings.get("rotbench_rules"):
+        return settings["rotbench_rules"]
+    return "unrecorded"
+
+
 def summarize(out: str | os.PathLike):
     """The tidy summary of a suite folder: one row per benchmark, category and headline metric,
-    with ``n`` (items scored), ``available``, ``selection``, ``subsample`` and the settings."""
+    with ``n`` (items scored), ``available``, ``selection``, ``subsample``, ``rules`` (the rule set
+    that scored it) and the settings."""
     import pandas as pd
 
     out = Path(out)
@@ -296,6 +297,7 @@ def summarize(out: str | os.PathLike):
         table = pd.read_csv(path, index_col=0)
         selected = state.get("selected", {}).get(name, {})
         limit, available = selected.get("limit_per_category"), selected.get("available", {})
+        rules = selected.get("rules") or _older_rules(name, settings)
         runs = [r for r in state.get("runs", []) if r["benchmark"] == name]
         seconds = sum(r["seconds"] for r in runs)
         new = sum(r["new_outputs"] for r in runs)
@@ -316,6 +318,7 @@ def summarize(out: str | os.PathLike):
                         "selection": _selection(limit, n, n_avail, summary_row),
                         "subsample": n < n_avail,
                         "summary_row": summary_row,
+                        "rules": rules,
                         "model": model.get("model", settings.get("model")),
                         "model_path": model.get("model_path"),
                         "limit_per_category": limit,
@@ -366,6 +369,7 @@ def summary_markdown(df, state: dict) -> str:
     """The summary as Markdown: settings first (a subsample says so in bold), one table per benchmark."""
     settings = state.get("settings", {})
     model = state.get("model", {})
+    df = df if len(df) else df.reindex(columns=["benchmark", "rules"])
     lines = [f"# Benchmark suite: {model.get('model', settings.get('model'))}", ""]
     if len(df) and df["subsample"].any():
         limits = sorted({int(v) for v in df.loc[df["subsample"], "limit_per_category"]})
@@ -385,7 +389,8 @@ def summary_markdown(df, state: dict) -> str:
         + (f" via {settings['api_base']}" if settings.get("api_base") else ""),
         f"- decoding: greedy (temperature {settings.get('temperature')}), at most {settings.get('max_new_tokens')} "
         f"new tokens per turn; ToolHop at most {settings.get('max_turns')} turns; BFCL prompt mode "
-        f"`{settings.get('bfcl_mode')}`; RoTBench rules `{settings.get('rotbench_rules')}`"
+        f"`{settings.get('bfcl_mode')}`; scoring rule sets: "
+        + (", ".join(f"{b} `{r}`" for b, r in df.drop_duplicates("benchmark")[["benchmark", "rules"]].values) or "–")
         + ("; prefill under bf16 autocast" if settings.get("bf16_prefill") else ""),
         f"- batch size {settings.get('batch_size')}, torch threads {settings.get('threads')}",
         f"- machine: {_machine_line(state.get('machine', {}))}",
@@ -399,14 +404,20 @@ def summary_markdown(df, state: dict) -> str:
         first = part.drop_duplicates("category").set_index("category")
         metrics = list(HEADLINE[name])
         rows = [
-            [c, int(first.loc[c, "n"]), first.loc[c, "selection"], *[float(wide.loc[c, m]) for m in metrics]]
+            [
+                c,
+                int(first.loc[c, "n"]),
+                first.loc[c, "selection"],
+                first.loc[c, "rules"],
+                *[float(wide.loc[c, m]) for m in metrics],
+            ]
             for c in first.index
         ]
         seconds, new = first["seconds"].iloc[0], first["new_outputs"].iloc[0]
         lines += [
             f"## {name} ({', '.join(metrics)} in %)",
             "",
-            _md_table(["category", "n", "selection", *metrics], rows),
+            _md_table(["category", "n", "selection", "rules", *metrics], rows),
             "",
             f"{seconds:.1f} s for {new} model outputs ({seconds / new:.2f} s each)"
             if new
@@ -453,11 +464,15 @@ def _parser() -> argparse.ArgumentParser:
         help="first N items of each category (each ToolHop mode); default: all",
     )
     p.add_argument("--benchmarks", nargs="*", default=list(SUITE), choices=list(SUITE))
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--max-turns", type=int, default=toolhop.MAX_TURNS, help="ToolHop turns per episode")
     p.add_argument("--bfcl-mode", choices=("fc", "python"), default="fc")
-    p.add_argument("--rules", choices=rotbench.RULES, default=rotbench.DEFAULT_RULES, help="RoTBench scoring rules")
+    for name in SUITE:
+        b = BENCHMARKS[name]
+        p.add_argument(
+            f"--{name}-rules", choices=b.rules, default=None, help=f"{name} scoring rules (default {b.default_rules})"
+        )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     for name in SUITE:
@@ -482,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         temperature=args.temperature,
         max_turns=args.max_turns,
         bfcl_mode=args.bfcl_mode,
-        rotbench_rules=args.rules,
+        rules={name: getattr(args, f"{name}_rules") for name in SUITE if getattr(args, f"{name}_rules")},
         batch_size=args.batch_size,
         threads=args.threads,
         data=data,
@@ -496,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from ftrl_lab.agent.evaluate import make_policy
+    from ftrl_lab.agent.policies import make_policy
 
     t0 = time.perf_counter()
     policy, info = make_policy(

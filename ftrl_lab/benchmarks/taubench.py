@@ -20,11 +20,17 @@ after replaying the gold actions on a fresh copy, and every gold ``output`` appe
 outputs in assistant messages that carry tool calls instead, and ends on a tool named
 ``transform_to_user_agent`` that its tool lists do not have; we follow tau-bench.)
 
-The simulated user is a chat model behind an OpenAI-compatible endpoint
+The simulated user is a chat model: behind an OpenAI-compatible endpoint
 (:class:`UserSimulator`: ``base_url``, ``api_key``, ``model``, or the environment variables
-``FTRL_USER_BASE_URL``, ``FTRL_USER_API_KEY``, ``FTRL_USER_MODEL``). Without one, :func:`run`
-raises :class:`UserSimulatorNotConfigured`. Any callable ``user(instruction, transcript) -> str``
-may stand in (tests use a scripted one).
+``FTRL_USER_BASE_URL``, ``FTRL_USER_API_KEY``, ``FTRL_USER_MODEL``; a server at a local URL
+works offline), or a local model through this project's engine (:class:`LocalUserSimulator`,
+no network at all). Without one, :func:`run` raises :class:`UserSimulatorNotConfigured`. Any
+callable ``user(instruction, transcript) -> str`` may stand in (tests use a scripted one).
+
+The paper's user was gpt-4o-2024-08-06. Every output row and result names the user
+(``user_simulator``, :func:`describe_user`) and says whether it was the paper's
+(``paper_user``); a local model or a local URL is flagged ``local user simulator``, and such
+Pass^1 numbers are not comparable to the paper's.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import hashlib
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +48,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 from ftrl_lab.benchmarks.common import (
     category_table,
     in_item_order,
@@ -51,12 +59,16 @@ from ftrl_lab.benchmarks.common import (
     release,
     require,
     respond,
+    response_text,
     write_output,
 )
-from ftrl_lab.core.parsing import make_tool_call, parse_openai_message, parse_response
+from ftrl_lab.core.parsing import make_tool_call, parse_openai_message, parse_response, strip_end_markers
 from ftrl_lab.core.records import RecordError
 
 STOP = "###STOP###"
+PAPER_USER = "gpt-4o-2024-08-06"
+LOCAL_FLAG = "local user simulator"
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
 TERMINATE_TOOLS = ("transfer_to_human_agents",)
 MAX_TURNS = 30
 FIRST_AGENT_LINE = "Hi! How can I help you today?"
@@ -240,6 +252,13 @@ def gold_hash(item: dict, sandbox: Any) -> str:
 
 
 # --- the simulated user --------------------------------------------------------------------------
+def user_messages(instruction: str, transcript: Transcript) -> list[dict]:
+    """The chat the user model sees: the agent speaks as ``user``, the customer as ``assistant``."""
+    msgs = [{"role": "system", "content": USER_RULES.format(instruction=instruction)}]
+    msgs += [{"role": "user" if who == "agent" else "assistant", "content": text} for who, text in transcript]
+    return msgs
+
+
 @dataclass
 class UserSimulator:
     """A simulated user played by a chat model behind an OpenAI-compatible ``/chat/completions``."""
@@ -248,7 +267,7 @@ class UserSimulator:
     model: str
     api_key: str | None = None
     temperature: float = 0.0
-    max_tokens: int = 512
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     timeout: float = 120.0
     retries: int = 3
     extra: dict = field(default_factory=dict)
@@ -262,15 +281,23 @@ class UserSimulator:
             raise UserSimulatorNotConfigured(
                 "tau-bench needs a simulated user: pass user=UserSimulator(base_url=..., model=..., api_key=...) "
                 "or set FTRL_USER_BASE_URL and FTRL_USER_MODEL (and FTRL_USER_API_KEY) to an OpenAI-compatible "
-                "endpoint (the paper used gpt-4o-2024-08-06)"
+                f"endpoint (the paper used {PAPER_USER}); offline: user=LocalUserSimulator.from_model('default') "
+                "(command line: --user-local default)"
             )
         return cls(base_url=base, model=model, api_key=os.environ.get("FTRL_USER_API_KEY"))
 
+    @property
+    def local(self) -> bool:
+        """Whether the endpoint is on this machine (localhost, 127.0.0.1, ::1)."""
+        return (urllib.parse.urlparse(self.base_url).hostname or "") in _LOCAL_HOSTS
+
+    def describe(self) -> str:
+        where = f"{self.model} at {self.base_url}"
+        return f"{LOCAL_FLAG}: {where}" if self.local else where
+
     def messages(self, instruction: str, transcript: Transcript) -> list[dict]:
-        """The chat the user model sees: the agent speaks as ``user``, the customer as ``assistant``."""
-        msgs = [{"role": "system", "content": USER_RULES.format(instruction=instruction)}]
-        msgs += [{"role": "user" if who == "agent" else "assistant", "content": text} for who, text in transcript]
-        return msgs
+        """See :func:`user_messages`."""
+        return user_messages(instruction, transcript)
 
     def __call__(self, instruction: str, transcript: Transcript) -> str:
         body = json.dumps(
@@ -278,7 +305,7 @@ class UserSimulator:
                 "model": self.model,
                 "messages": self.messages(instruction, transcript),
                 "temperature": self.temperature,
-                "max_tokens": self.max_tokens,
+                "max_tokens": self.max_new_tokens,  # the wire name
                 **self.extra,
             }
         ).encode()
@@ -296,6 +323,48 @@ class UserSimulator:
             except (urllib.error.URLError, TimeoutError, KeyError, IndexError, json.JSONDecodeError) as e:
                 last = e
         raise RuntimeError(f"the simulated user at {url} did not answer: {last}")
+
+
+class LocalUserSimulator:
+    """A simulated user played by a local model: any benchmark policy (see
+    :mod:`ftrl_lab.benchmarks.common`), e.g. the engine's :class:`~ftrl_lab.agent.policies.LocalPolicy`.
+    Its reply is the model's text (end-of-turn markers removed); it is offered no tools."""
+
+    local = True
+
+    def __init__(self, policy: Any, name: str = "local model"):
+        self.policy, self.name = policy, name
+
+    @classmethod
+    def from_model(
+        cls, model: str = "default", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, temperature: float = 0.0, **kwargs
+    ) -> LocalUserSimulator:
+        """A local model ("default" or a folder) through the engine (``kwargs``: ``device``,
+        ``dtype``, ``batch_size``, as :func:`ftrl_lab.agent.policies.make_policy` takes them)."""
+        from ftrl_lab.agent.policies import make_policy
+
+        policy, _ = make_policy(model, max_new_tokens=max_new_tokens, temperature=temperature, **kwargs)
+        return cls(policy, name=str(model))
+
+    def describe(self) -> str:
+        return f"{LOCAL_FLAG}: {self.name} through the engine"
+
+    def __call__(self, instruction: str, transcript: Transcript) -> str:
+        reply = respond(self.policy, [user_messages(instruction, transcript)], [None])[0]
+        return strip_end_markers(response_text(reply))
+
+
+def describe_user(user: Any) -> str:
+    """How a simulated user is reported: its model and where it runs (local ones flagged
+    :data:`LOCAL_FLAG`); a plain callable is a scripted user."""
+    if callable(getattr(user, "describe", None)):
+        return user.describe()
+    return f"scripted user ({getattr(user, '__name__', type(user).__name__)})"
+
+
+def is_paper_user(user: Any) -> bool:
+    """Whether the simulated user is the paper's: :data:`PAPER_USER` behind a remote endpoint."""
+    return isinstance(user, UserSimulator) and not user.local and user.model.startswith("gpt-4o")
 
 
 # --- episodes ------------------------------------------------------------------------------------
@@ -366,7 +435,8 @@ def run(
     sandbox: Any = None,
     show_progress: bool = True,
 ) -> list[dict]:
-    """Run the episodes one task at a time; each row is appended to ``out_path`` when done."""
+    """Run the episodes one task at a time; each row is appended to ``out_path`` when done, with
+    the simulated user named (``user_simulator``, ``paper_user``)."""
     user = user if user is not None else UserSimulator.from_env()
     todo, done = pending(items, out_path)
     own = sandbox is None and bool(todo)
@@ -374,6 +444,7 @@ def run(
     try:
         for item in progress(todo, total=len(todo), desc="tau-bench", enabled=show_progress):
             row = episode(policy, item, user, sandbox, max_turns, fmt)
+            row.update(user_simulator=describe_user(user), paper_user=is_paper_user(user))
             done[str(item["id"])] = row
             write_output(out_path, row)
     finally:
@@ -394,7 +465,8 @@ def outputs_said(messages: Sequence[dict], outputs: Sequence[str]) -> bool:
 
 
 def score(items: Sequence[dict], outputs: Sequence[dict]) -> list[dict]:
-    """Per-task results ``{id, category, pass, db_match, outputs_said}`` (no row: fail)."""
+    """Per-task results ``{id, category, pass, db_match, outputs_said, ended, user_simulator,
+    paper_user}`` (no row: fail)."""
     by_id = {str(o["id"]): o for o in outputs}
     results = []
     for it in items:
@@ -409,12 +481,25 @@ def score(items: Sequence[dict], outputs: Sequence[dict]) -> list[dict]:
                 "db_match": float(db_ok),
                 "outputs_said": float(said),
                 "ended": row["ended"] if row else None,
+                "user_simulator": row.get("user_simulator", "unknown") if row else None,
+                "paper_user": bool(row.get("paper_user")) if row else False,
             }
         )
     return results
 
 
 def table(results: Sequence[dict]):
-    """Pass^1 (percent) per domain and the mean over domains."""
+    """Pass^1 (percent) per domain and the mean over domains, with a ``user_simulator`` column
+    naming the simulated user(s) of each row (local ones flagged :data:`LOCAL_FLAG`)."""
     df = category_table(results, ["pass", "db_match"], order=("airline", "retail"), overall="macro")
-    return df.rename(columns={"pass": "pass^1"})
+    df = df.rename(columns={"pass": "pass^1"})
+    if len(df):
+        users: dict[str, set] = {}
+        for r in results:
+            if r.get("user_simulator"):
+                users.setdefault(r["category"], set()).add(r["user_simulator"])
+        every = set().union(*users.values()) if users else set()
+        df["user_simulator"] = [
+            "; ".join(sorted(every if c == "overall" else users.get(c, set()))) or "none" for c in df.index
+        ]
+    return df

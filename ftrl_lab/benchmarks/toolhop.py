@@ -14,29 +14,67 @@ Answer correctness (AC), FTRL's rule: the conversation ends with an assistant me
 content contains the gold answer, or whose preceding tool message does (FTRL's
 ``answer_verify``: every ", "-separated part, lower-cased and without commas, is a substring).
 
-ToolHop ships no gold calls; :func:`derive_gold_calls` finds them by running candidate calls in
-the sandbox, built from the hard-coded branches of each function (``if name == 'X'``), its
-example calls, the chain of sub-answers and the schema, and keeping the first call whose output
-contains the step's answer. The oracle policy (:class:`OraclePolicy`) replays them.
+Gold plans (given or derived in the sandbox) and the oracle policy that replays them live in
+:mod:`ftrl_lab.benchmarks.toolhop_gold`; their names are re-exported here.
 """
 
 from __future__ import annotations
 
-import ast
-import itertools
-import json
 import os
-import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftrl_lab.benchmarks.common import as_rollout_policy, category_table, read_records, require, write_output
-from ftrl_lab.core.executor import ToolExecutor, run_calls
-from ftrl_lab.core.parsing import make_tool_call, render_qwen_calls
+from ftrl_lab.agent.policies import as_rollout_policy
+from ftrl_lab.benchmarks.common import category_table, read_records, require, write_output
+from ftrl_lab.benchmarks.toolhop_gold import (
+    GoldCallError,
+    GoldCallFormatError,
+    GoldCalls,
+    OraclePolicy,
+    candidate_arguments,
+    derive_gold_calls,
+    gold_plan,
+    mentions,
+    parameter_names,
+    parse_gold_calls,
+    plan_table,
+    reason_tally,
+)
 from ftrl_lab.core.records import EnvRecord, RecordError, function_names_defined, shared_dir
 from ftrl_lab.core.reward import answer_verify, normalise
+
+__all__ = [  # this module's names and the gold-plan names re-exported from toolhop_gold
+    "DEFAULT_RULES",
+    "MAX_TURNS",
+    "MODES",
+    "PROMPTS",
+    "RULES",
+    "GoldCallError",
+    "GoldCallFormatError",
+    "GoldCalls",
+    "OraclePolicy",
+    "Verdict",
+    "answer_correct",
+    "candidate_arguments",
+    "chain",
+    "check_rules",
+    "default_path",
+    "derive_gold_calls",
+    "gold_plan",
+    "judge",
+    "load",
+    "parse_gold_calls",
+    "plan_table",
+    "prompt",
+    "reason_tally",
+    "run",
+    "score",
+    "table",
+    "to_env_record",
+]
 
 MODES = ("direct", "mandatory", "free")
 MAX_TURNS = 9
@@ -55,10 +93,6 @@ PROMPTS = {
     ),
     "free": "Answer the following question; you may call the tools you are given.\n" + _FORMAT + "Question: {question}",
 }
-
-
-class GoldCallError(RuntimeError):
-    """No candidate call reproduces a step's answer."""
 
 
 def default_path() -> Path:
@@ -118,6 +152,11 @@ def _item(rec: Any, loc: dict, index: int) -> dict:
     no_code = [n for n in tools if n not in codes]
     if no_code:
         raise RecordError(f"no function source defines tool(s) {no_code}", field="functions", **loc)
+    gold = rec.get("gold_calls") or []
+    try:
+        gold_calls = parse_gold_calls(gold, parameter_names(codes)) if gold else []
+    except GoldCallFormatError as e:
+        raise RecordError(str(e), field="gold_calls", **loc) from None
     steps = chain(
         [{"question": q, "answer": str(a), "tool": step_tool[q]} for q, a in rec["sub_task"].items()],
         str(rec["answer"]),
@@ -130,16 +169,10 @@ def _item(rec: Any, loc: dict, index: int) -> dict:
         "steps": steps,
         "tools": list(tools.values()),
         "codes": codes,
-        "gold_calls": rec.get("gold_calls") or [],
+        "gold_calls": gold_calls,
         "hop_count": rec.get("hop_count", len(steps)),
         "domain": rec.get("domain", ""),
     }
-
-
-def _mentions(text: str, answer: str) -> bool:
-    """``answer`` occurs in ``text`` as a whole token (case-insensitive)."""
-    answer = answer.strip()
-    return bool(answer) and re.search(r"(?<!\w)" + re.escape(answer) + r"(?!\w)", text, re.IGNORECASE) is not None
 
 
 def chain(steps: list[dict], final_answer: str = "") -> list[dict]:
@@ -147,9 +180,7 @@ def chain(steps: list[dict], final_answer: str = "") -> list[dict]:
     after it; among ready steps the file order is kept, and the one giving the final answer
     goes last."""
     n = len(steps)
-    deps = {
-        i: {j for j in range(n) if j != i and _mentions(steps[i]["question"], steps[j]["answer"])} for i in range(n)
-    }
+    deps = {i: {j for j in range(n) if j != i and mentions(steps[i]["question"], steps[j]["answer"])} for i in range(n)}
     order: list[int] = []
     while len(order) < n:
         ready = [i for i in range(n) if i not in order and deps[i] <= set(order)]
@@ -189,23 +220,109 @@ def to_env_record(item: dict, mode: str) -> EnvRecord:
 
 
 # --- scoring -------------------------------------------------------------------------------------
-def answer_correct(messages: Sequence[dict], answer: str) -> bool:
-    """FTRL's AC: the last message is a non-empty assistant reply containing the answer, or the
-    tool message just before it does."""
+RULES = ("official", "ftrl", "lenient")
+"""Answer-correctness rule sets. ``official``: ToolHop's own ``evaluation_open.py`` (the answer,
+trailing "." and "0" characters stripped and lower-cased, is a substring of the last reply, or
+of the tool message before it, lower-cased, commas removed, same stripping; not split at ", ").
+``ftrl``: FTRL's ``Code/evaluation/evaluation_toolhop.py`` (FTRL's ``answer_verify`` on the last
+reply, or on the tool message before it: every ", "-separated part, lower-cased without commas,
+is a substring). ``lenient``: this project's earlier rule, as ``ftrl`` except that a tool message without
+text counts as empty (FTRL reads ``None`` as "none", which contains "no" and "one"). Where a
+script would crash or record nothing, its rule set scores 0 and says so in ``note``."""
+DEFAULT_RULES = "ftrl"
+"""FTRL's paper ran ToolHop through its own evaluation_toolhop.py."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One transcript judged: ``correct``, and ``note`` when the official script would not have
+    recorded a plain 0/1 (it crashes, or leaves the field out and its final sum crashes)."""
+
+    correct: bool
+    note: str = ""
+
+
+def _official_form(text: str) -> str:
+    return text.rstrip(".0").replace(",", "").lower()
+
+
+def _official_verdict(messages: Sequence[dict], answer: str) -> Verdict:
+    if not messages:
+        return Verdict(False, "official script: IndexError on an empty conversation")
+    last = messages[-1]
+    content = last.get("content")
+    if last.get("role") != "assistant" or not content:
+        return Verdict(False, "official script records no answer_correct (its final sum raises KeyError)")
+    if not isinstance(content, str):
+        return Verdict(False, f"official script: AttributeError ({type(content).__name__} content)")
+    gold = answer.rstrip(".0").lower()
+    if gold in _official_form(content):
+        return Verdict(True)
+    if len(messages) < 2:
+        return Verdict(False, "official script: IndexError (no message before the reply)")
+    before = messages[-2]
+    if before.get("role") != "tool":
+        return Verdict(False)
+    if not isinstance(before.get("content"), str):
+        return Verdict(False, f"official script: AttributeError ({type(before.get('content')).__name__} tool content)")
+    return Verdict(gold in _official_form(before["content"]))
+
+
+def _ftrl_verdict(messages: Sequence[dict], answer: str) -> Verdict:
+    if not messages:
+        return Verdict(False, "FTRL script: IndexError on an empty conversation")
+    last = messages[-1]
+    if last.get("role") != "assistant" or not last.get("content"):
+        return Verdict(False)
+    if answer_verify(last["content"], answer):
+        return Verdict(True)
+    if len(messages) < 2:
+        return Verdict(False, "FTRL script: IndexError (no message before the reply)")
+    before = messages[-2]
+    if before.get("role") != "tool":
+        return Verdict(False)
+    if "content" not in before:
+        return Verdict(False, "FTRL script: KeyError (tool message without content)")
+    return Verdict(answer_verify(before["content"], answer))
+
+
+def _lenient_verdict(messages: Sequence[dict], answer: str) -> Verdict:
     if not messages or messages[-1].get("role") != "assistant" or not messages[-1].get("content"):
-        return False
+        return Verdict(False)
     if answer_verify(messages[-1]["content"], answer):
-        return True
-    return (
+        return Verdict(True)
+    return Verdict(
         len(messages) > 1
         and messages[-2].get("role") == "tool"
         and answer_verify(messages[-2].get("content") or "", answer)
     )
 
 
-def score(items: Sequence[dict], outputs: Sequence[dict]) -> list[dict]:
-    """Per (item, mode) results ``{id, category: mode, AC, calls}``, one per output row; items
-    without an output row in a mode that other rows have are scored 0."""
+_VERDICTS = {"official": _official_verdict, "ftrl": _ftrl_verdict, "lenient": _lenient_verdict}
+
+
+def check_rules(rules: str) -> str:
+    """``rules`` if it names a rule set, else a ``ValueError`` listing them."""
+    if rules not in RULES:
+        raise ValueError(f"unknown ToolHop rules {rules!r} (choose from {RULES})")
+    return rules
+
+
+def judge(messages: Sequence[dict], answer: str, rules: str = DEFAULT_RULES) -> Verdict:
+    """Answer correctness of one transcript under a rule set (:data:`RULES`)."""
+    return _VERDICTS[check_rules(rules)](messages, str(answer))
+
+
+def answer_correct(messages: Sequence[dict], answer: str, rules: str = DEFAULT_RULES) -> bool:
+    """AC: the last message is a non-empty assistant reply containing the answer, or the tool
+    message just before it does, by the rule set's substring test (:data:`RULES`)."""
+    return judge(messages, answer, rules).correct
+
+
+def score(items: Sequence[dict], outputs: Sequence[dict], rules: str = DEFAULT_RULES) -> list[dict]:
+    """Per (item, mode) results ``{id, category: mode, AC, calls, missing, rules, note}``, one per
+    output row; items without an output row in a mode that other rows have are scored 0."""
+    check_rules(rules)
     by_key = {(str(o["id"]), o["mode"]): o for o in outputs}
     modes = [m for m in MODES if any(k[1] == m for k in by_key)]
     results = []
@@ -214,13 +331,16 @@ def score(items: Sequence[dict], outputs: Sequence[dict]) -> list[dict]:
             row = by_key.get((str(it["id"]), mode))
             messages = row["messages"] if row else []
             calls = sum(len(m.get("tool_calls") or []) for m in messages if m.get("role") == "assistant")
+            verdict = judge(messages, it["answer"], rules) if row else Verdict(False, "no output row")
             results.append(
                 {
                     "id": it["id"],
                     "category": mode,
-                    "AC": float(answer_correct(messages, it["answer"])),
+                    "AC": float(verdict.correct),
                     "calls": calls,
                     "missing": row is None,
+                    "rules": rules,
+                    "note": verdict.note,
                 }
             )
     return results
@@ -290,286 +410,3 @@ def _read_mode_rows(out_path: str | os.PathLike | None) -> dict[tuple[str, str],
         require(row, {"id": (str, int), "mode": str, "messages": list}, loc)
         rows[(str(row["id"]), row["mode"])] = row
     return rows
-
-
-# --- gold calls ----------------------------------------------------------------------------------
-def _function_def(source: str, name: str) -> ast.FunctionDef | None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tree = ast.parse(source)
-    return next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
-
-
-def _literal(node: ast.AST) -> tuple[bool, Any]:
-    try:
-        value = ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False, None
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        if isinstance(value, tuple):
-            return True, list(value)
-        return False, None
-    return True, value
-
-
-def _subject(node: ast.AST) -> str | None:
-    """The parameter a comparison side is about: ``p``, ``p.lower()``, ``str(p)``, ``p[0]``."""
-    while True:
-        if isinstance(node, ast.Name):
-            return node.id
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            node = node.func.value
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 1:
-            node = node.args[0]
-        elif isinstance(node, ast.Subscript):
-            node = node.value
-        else:
-            return None
-
-
-def _branch_constants(fn: ast.FunctionDef, params: set[str]) -> tuple[dict, dict]:
-    """(constants a parameter is compared equal to, constants listed in ``p in [...]``)."""
-    equal: dict[str, list] = {}
-    allowed: dict[str, list] = {}
-    for node in ast.walk(fn):
-        if not isinstance(node, ast.Compare) or len(node.ops) != 1:
-            continue
-        left, op, right = node.left, node.ops[0], node.comparators[0]
-        for a, b in ((left, right), (right, left)):
-            p = _subject(a)
-            if p not in params:
-                continue
-            ok, value = _literal(b)
-            if not ok:
-                continue
-            if isinstance(op, ast.Eq) and value is not None:
-                equal.setdefault(p, []).append(value)
-            elif isinstance(op, (ast.In, ast.NotIn)) and isinstance(value, list):
-                allowed.setdefault(p, []).extend(value)
-    return equal, allowed
-
-
-def _example_calls(source: str, name: str, positional: list[str]) -> list[dict]:
-    """Keyword arguments of the example calls of ``name`` in the source, commented or not."""
-    texts = [source] + [line.split("#", 1)[1] for line in source.splitlines() if "#" in line]
-    calls = []
-    for text in texts:
-        for m in re.finditer(re.escape(name) + r"\(", text):
-            start, depth = m.start(), 0
-            for end in range(m.end() - 1, len(text)):
-                depth += {"(": 1, ")": -1}.get(text[end], 0)
-                if depth == 0:
-                    break
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    node = ast.parse(text[start : end + 1], mode="eval").body
-            except (SyntaxError, ValueError, RecursionError):
-                continue
-            if not isinstance(node, ast.Call):
-                continue
-            args, good = {}, True
-            for k, arg in enumerate(node.args):
-                ok, value = _literal(arg)
-                if not ok or k >= len(positional):
-                    good = False
-                    break
-                args[positional[k]] = value
-            for kw in node.keywords:
-                ok, value = _literal(kw.value)
-                if kw.arg is None or not ok:
-                    good = False
-                    break
-                args[kw.arg] = value
-            if good and args:
-                calls.append(args)
-    return calls
-
-
-_OMIT = object()
-
-
-def _typed(value: str, spec: dict) -> Any:
-    kind = spec.get("type")
-    if kind == "array":
-        return [value]
-    if kind in ("integer", "number"):
-        try:
-            return int(value) if kind == "integer" else float(value)
-        except ValueError:
-            return None
-    if kind == "boolean" or kind == "object":
-        return None
-    return value
-
-
-_CONNECTORS = {"of", "de", "la", "van", "der", "von", "du", "the", "and", "&"}
-_QUESTION_WORDS = {"What", "Who", "Whom", "Whose", "When", "Where", "Which", "Why", "How", "In", "The", "A", "An"}
-
-
-def _phrases(question: str) -> list[str]:
-    """Names in a question: runs of capitalised words or numbers, with connectors and commas
-    inside ("William Paulet, 4Th Marquess Of Winchester")."""
-    out, run = [], []
-
-    def flush():
-        while run and (run[-1] in _CONNECTORS or run[-1] == ","):
-            run.pop()
-        if run and not (len(run) == 1 and run[0] in _QUESTION_WORDS):
-            out.append(" ".join(run).replace(" ,", ","))
-        run.clear()
-
-    for tok in re.findall(r"[\w.'&-]+|,", question):
-        tok = tok.rstrip(".") if tok.endswith("?") else tok
-        if tok[0].isupper() or tok[0].isdigit() or (run and (tok in _CONNECTORS or tok == ",")):
-            run.append(tok)
-        else:
-            flush()
-    flush()
-    return out
-
-
-def _date_forms(text: str) -> list[str]:
-    """Other spellings of a date ("11 July 1302" -> "11 07 1302", "1302-07-11", ...)."""
-    from datetime import datetime
-
-    for fmt in ("%d %B %Y", "%B %d, %Y", "%B %d %Y", "%d %b %Y", "%Y-%m-%d"):
-        try:
-            d = datetime.strptime(text.strip(), fmt)
-        except ValueError:
-            continue
-        day, month, year = f"{d.day:02d}", f"{d.month:02d}", f"{d.year:04d}"
-        return [
-            f"{day} {month} {year}",
-            f"{d.day} {d.month} {d.year}",
-            f"{year}-{month}-{day}",
-            f"{month}/{day}/{year}",
-            f"{day}/{month}/{year}",
-            f"{day}-{month}-{year}",
-        ]
-    return []
-
-
-def _fallback(spec: dict) -> Any:
-    return {"string": "default", "integer": 1, "number": 1.0, "boolean": True, "array": [], "object": {}}.get(
-        spec.get("type"), "default"
-    )
-
-
-def candidate_arguments(item: dict, step: dict, known: Sequence[str], limit: int = 96) -> list[dict]:
-    """Candidate argument dicts for one step's tool, most plausible first (see module doc)."""
-    name = step["tool"]
-    schema = next(t["function"] for t in item["tools"] if t["function"]["name"] == name)
-    props: dict = schema.get("parameters", {}).get("properties", {}) or {}
-    required = set(schema.get("parameters", {}).get("required", []) or [])
-    fn = _function_def(item["codes"][name], name)
-    positional = [a.arg for a in fn.args.args] if fn else list(props)
-    if fn:  # parameters without a default value must be given, whatever the schema says
-        required |= set(positional[: len(positional) - len(fn.args.defaults)]) & set(props)
-    params = set(props) | set(positional)
-    equal, allowed = _branch_constants(fn, params) if fn else ({}, {})
-    examples = _example_calls(item["codes"][name], name, positional)
-    entities = [a for a in known if _mentions(step["question"], a)]
-    entities += _phrases(step["question"]) + [step["question"]]
-    entities += [d for e in entities for d in _date_forms(e)]
-
-    options: dict[str, list] = {}
-    for p in props:
-        spec = props[p] if isinstance(props[p], dict) else {}
-        opts: list = list(equal.get(p, []))
-        opts += [ex[p] for ex in examples if p in ex]
-        if p not in required and not opts:
-            opts.append(_OMIT)
-        opts += [v for v in (_typed(e, spec) for e in entities) if v is not None]
-        opts += list(spec.get("enum", [])) + allowed.get(p, [])
-        if p not in required:
-            opts.append(_OMIT)
-        opts.append(_fallback(spec))
-        seen, uniq = set(), []
-        for o in opts:
-            key = "<omit>" if o is _OMIT else json.dumps(o, sort_keys=True)
-            if key not in seen:
-                seen.add(key)
-                uniq.append(o)
-        options[p] = uniq[:8]
-
-    def build(choice: dict) -> dict:
-        return {p: v for p, v in choice.items() if v is not _OMIT}
-
-    base = {p: opts[0] for p, opts in options.items()}
-    out = [dict(ex) for ex in examples]
-    out += [{**build(base), **ex} for ex in examples]
-    out.append(build(base))
-    for p, opts in options.items():
-        out += [build({**base, p: o}) for o in opts[1:]]
-    for (p, po), (q, qo) in itertools.combinations(options.items(), 2):
-        out += [build({**base, p: a, q: b}) for a in po[1:4] for b in qo[1:4]]
-    seen, uniq = set(), []
-    for args in out:
-        key = json.dumps(args, sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            uniq.append(args)
-    return uniq[:limit]
-
-
-class GoldCalls(list):
-    """Gold calls in chain order; ``skipped`` lists the steps no candidate reproduced."""
-
-    skipped: list[str]
-
-    def __init__(self, calls=(), skipped=None):
-        super().__init__(calls)
-        self.skipped = skipped or []
-
-
-def derive_gold_calls(item: dict, executor: ToolExecutor | None = None, strict: bool = True, limit: int = 96) -> GoldCalls:
-    """One OpenAI-style call per step, in chain order, whose output contains the step's answer.
-
-    The candidates of a step (:func:`candidate_arguments`) run in the sandbox as one batch.
-    When none reproduces the step's answer (ToolHop has tools whose code cannot return it),
-    ``strict`` raises :class:`GoldCallError`; otherwise the step is left out and described in
-    ``result.skipped``. Later steps use the gold sub-answers either way.
-    """
-    calls, skipped, known = [], [], []
-    for k, step in enumerate(item["steps"]):
-        candidates = candidate_arguments(item, step, known, limit)
-        batch = [make_tool_call(step["tool"], args, f"gold_{k}_{j}") for j, args in enumerate(candidates)]
-        outputs = run_calls(executor, item["codes"], batch)
-        hit = next((c for c, out in zip(batch, outputs) if answer_verify(out, step["answer"])), None)
-        known.append(step["answer"])
-        if hit is not None:
-            calls.append({**hit, "id": f"gold_{k}"})
-            continue
-        why = (
-            f"{item['id']}: step {k} ({step['question']!r}): none of {len(batch)} candidate calls of "
-            f"{step['tool']} returns {step['answer']!r}"
-        )
-        if strict:
-            raise GoldCallError(why)
-        skipped.append(why)
-    return GoldCalls(calls, skipped)
-
-
-class OraclePolicy:
-    """A scripted policy that replays each item's gold calls, one per turn, then answers with
-    the last tool output. ``gold``: item id -> calls (default: the items' ``gold_calls``)."""
-
-    def __init__(self, items: Sequence[dict], gold: dict[str, list[dict]] | None = None):
-        gold = gold or {it["id"]: it["gold_calls"] for it in items}
-        self.by_question = {it["question"]: gold[it["id"]] for it in items if it["id"] in gold}
-
-    def __call__(self, conversations: list[list[dict]], tools: list) -> list[str]:
-        out = []
-        for conv in conversations:
-            question = conv[0]["content"].rsplit("Question: ", 1)[-1]
-            calls = self.by_question.get(question, [])
-            done = sum(1 for m in conv if m.get("role") == "tool")
-            if done < len(calls) and tools[len(out)] is not None:
-                out.append(render_qwen_calls([calls[done]]))
-            else:
-                last = next((m["content"] for m in reversed(conv) if m.get("role") == "tool"), "")
-                out.append(f"<answer>{last}</answer>")
-        return out

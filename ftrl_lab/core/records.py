@@ -15,8 +15,9 @@ import copy
 import json
 import logging
 import os
+import random
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -472,3 +473,35 @@ def shared_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[3] / "shared"
+
+
+# --- subsets by scenario ---------------------------------------------------------------------
+def per_scenario(records: Sequence[EnvRecord], k: int | None) -> list[EnvRecord]:
+    """The first ``k`` records of each scenario, in file order (all records when ``k`` is None)."""
+    if k is None:
+        return list(records)
+    counts: dict[str, int] = {}
+    out = []
+    for rec in records:
+        if counts.get(rec.scenario, 0) < k:
+            counts[rec.scenario] = counts.get(rec.scenario, 0) + 1
+            out.append(rec)
+    return out
+
+
+def stratified_subset(records: Sequence[EnvRecord], n: int | None, seed: int = 0) -> list[EnvRecord]:
+    """``n`` records spread evenly over the scenarios (seeded; input order kept); all when ``n`` is None."""
+    if n is None or n >= len(records):
+        return list(records)
+    rng = random.Random(seed)
+    by_scenario: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        by_scenario.setdefault(r.scenario, []).append(i)
+    for idx in by_scenario.values():
+        rng.shuffle(idx)
+    picked: list[int] = []
+    while len(picked) < n:
+        for idx in by_scenario.values():
+            if idx and len(picked) < n:
+                picked.append(idx.pop())
+    return [records[i] for i in sorted(picked)]

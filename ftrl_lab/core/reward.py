@@ -38,6 +38,7 @@ from ftrl_lab.core.parsing import ParsedResponse, parse_response
 VARIANTS = ("solve_f1", "solve_precision", "solve_rate", "solve_pr")
 MALFORMED_TAGS = ("<tool_call>", "</tool_call>", "<tool_parsed_response>")
 
+
 def normalise(text: Any) -> str:
     """FTRL's normal form: dict/list as JSON, lower-case, commas removed, stripped."""
     if isinstance(text, (dict, list)):
@@ -132,6 +133,7 @@ class RewardBreakdown:
     t: int
     calls: list[CallOutcome] = field(default_factory=list)
     content: str = ""
+    malformed: bool = False  # the parser found a broken tool-call block
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -203,10 +205,11 @@ def score_responses(
                 CallOutcome(c["function"]["name"], c["function"]["arguments"], out, s)
                 for c, out, s in zip(pr.tool_calls, outputs[i], solved)
             ]
-            results.append(RewardBreakdown(variant_value(config.variant, q, p), "calls", p, q, t, calls, pr.content))
+            value = variant_value(config.variant, q, p)
+            results.append(RewardBreakdown(value, "calls", p, q, t, calls, pr.content, pr.malformed))
         else:
             value, branch = no_call_reward(pr, t, solve_rates[i], answers[i], config)
-            results.append(RewardBreakdown(value, branch, 0, 0, t, [], pr.content))
+            results.append(RewardBreakdown(value, branch, 0, 0, t, [], pr.content, pr.malformed))
     return results
 
 
@@ -214,12 +217,18 @@ def _decode(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def make_reward_func(variant: str = "solve_f1", executor: ToolExecutor | None = None, **penalties: Any) -> Callable:
+def make_reward_func(
+    variant: str = "solve_f1",
+    executor: ToolExecutor | None = None,
+    on_scored: Callable[[list[RewardBreakdown], dict], None] | None = None,
+    **penalties: Any,
+) -> Callable:
     """A TRL-compatible reward function ``(prompts, completions, **columns) -> list[float]``.
 
     It reads the record columns ``codes``, ``unsolved_set``, ``solve_rate`` and ``answer``
     (JSON strings or decoded) that TRL passes through from the dataset. Completions may be
-    strings or conversational message lists.
+    strings or conversational message lists. ``on_scored(breakdowns, call_kwargs)`` sees each
+    batch's breakdowns (each completion is parsed once, here), e.g. to log metrics.
     """
     config = RewardConfig(variant=variant, **penalties)
 
@@ -239,6 +248,8 @@ def make_reward_func(variant: str = "solve_f1", executor: ToolExecutor | None = 
             config,
             executor,
         )
+        if on_scored is not None:
+            on_scored(scored, {"prompts": prompts, **columns})
         return [s.reward for s in scored]
 
     reward_func.__name__ = f"ftrl_{variant}"

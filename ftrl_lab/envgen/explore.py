@@ -154,7 +154,8 @@ def scaling_trace(example: Example) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("step")
 
 
-def _depths(subs) -> dict[str, int]:
+def sub_depths(subs) -> dict[str, int]:
+    """Depth of each sub-question in the dependency graph (0: needs no other sub-answer)."""
     depth: dict[str, int] = {}
     for s in subs:  # sub-questions come in dependency order
         depth[s.id] = 1 + max((depth[d] for d in s.depends_on), default=-1)
@@ -168,7 +169,7 @@ def draw_graph(example: Example, ax=None):
     import matplotlib.pyplot as plt
 
     subs = example.decomposition.subs
-    depth = _depths(subs)
+    depth = sub_depths(subs)
     chains = sorted({s.chain for s in subs if s.chain >= 0})
     pos = {s.id: (depth[s.id], -chains.index(s.chain)) for s in subs if s.chain >= 0}
     for s in subs:  # an aggregate step sits level with the mean of what it combines

@@ -66,6 +66,10 @@ def urllib_transport(url: str, headers: dict, payload: dict, timeout: float) -> 
         raise TransportError(200, f"reply is not JSON: {e}") from None
 
 
+ENVGEN_MAX_NEW_TOKENS = 4096
+"""Tokens one environment-generation call may produce (a whole environment's documents or code)."""
+
+
 @dataclass
 class OpenAIChat:
     """Chat completions from an OpenAI-compatible endpoint (``{base_url}/chat/completions``)."""
@@ -77,7 +81,7 @@ class OpenAIChat:
     retries: int = 3
     backoff: float = 2.0
     temperature: float = 0.7
-    max_tokens: int = 4096
+    max_new_tokens: int = ENVGEN_MAX_NEW_TOKENS
     transport: Transport = urllib_transport
     sleep: Callable[[float], None] = time.sleep
     calls: int = 0
@@ -91,7 +95,7 @@ class OpenAIChat:
             "model": self.model,
             "messages": messages,
             "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
+            "max_tokens": self.max_new_tokens,  # the wire name
         }
         last: Exception | None = None
         for attempt in range(self.retries + 1):
@@ -122,7 +126,9 @@ class OpenAIChat:
 class TransformersChat:
     """A local transformers chat model as a `Chat` callable (greedy unless temperature > 0)."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_new_tokens: int = 2048, temperature: float = 0.0):
+    def __init__(
+        self, model: Any, tokenizer: Any, max_new_tokens: int = ENVGEN_MAX_NEW_TOKENS, temperature: float = 0.0
+    ):
         self.model, self.tokenizer = model, tokenizer
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
 

@@ -10,7 +10,7 @@ added by toolset extension).
 from __future__ import annotations
 
 from ftrl_lab.envgen.decompose import SCENARIOS
-from ftrl_lab.envgen.explore import Example, _depths, build_example, draw_graph
+from ftrl_lab.envgen.explore import Example, build_example, draw_graph, sub_depths
 
 
 def scenario_examples(
@@ -26,7 +26,7 @@ def scenario_examples(
         lo, hi = (min_hops, max_hops) if "multi_hop" in scenario else (1, 1)
         for s in range(seed, seed + tries):
             ex = build_example(scenario, level, None, s)
-            if lo <= max(_depths(ex.decomposition.subs).values()) + 1 <= hi:
+            if lo <= max(sub_depths(ex.decomposition.subs).values()) + 1 <= hi:
                 out[scenario] = ex
                 break
         else:

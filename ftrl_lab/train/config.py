@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ftrl_lab.agent.anatomy import GROUP_MODULES, layer_thirds
+from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 from ftrl_lab.core.reward import VARIANTS
 
 ALGORITHMS = ("grpo", "reinforce_pp", "rloo")
@@ -69,7 +70,7 @@ class RLSection:
     beta: float = 0.0
     temperature: float = 1.0
     top_p: float = 1.0
-    max_completion_length: int = 128
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS  # per turn, in collection and in the RL samples
     max_prompt_tokens: int = 1536
     epsilon: float = 0.2
     loss_type: str | None = None  # default per algorithm (see train.trl_config)
@@ -77,7 +78,6 @@ class RLSection:
     lora: dict | None = None  # peft LoraConfig kwargs; null = full fine-tuning (see lora_kwargs)
     collect_temperature: float = 0.7
     collect_max_turns: int = 6
-    collect_max_new_tokens: int = 128
     drop_solved: bool = False
     share_prefix: bool = True
     engine_batch_size: int = 16
@@ -93,7 +93,7 @@ class EvalSection:
     """Before/after evaluation (greedy, FTRL's loop)."""
 
     max_turns: int = 8
-    max_new_tokens: int = 128
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     batch_size: int = 16
     test_limit: int | None = None
     ftrl_limit: int | None = 20
@@ -228,6 +228,13 @@ def read_preset(path: Path) -> dict[str, Any]:
     return data
 
 
+RENAMED = {
+    "rl.max_completion_length": "rl.max_new_tokens",
+    "rl.collect_max_new_tokens": "rl.max_new_tokens",
+}
+"""Keys of older presets and their one name now (tokens per turn is ``max_new_tokens`` everywhere)."""
+
+
 def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainConfig:
     """A :class:`TrainConfig` from a mapping; unknown keys raise ``ValueError`` naming them."""
     top = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -241,6 +248,9 @@ def config_from_dict(data: dict[str, Any], source: str = "<config>") -> TrainCon
             if not isinstance(value, dict):
                 raise ValueError(f"{source}: '{key}' must be a mapping")
             bad = sorted(set(value) - known)
+            renamed = [f"'{key}.{b}' is now '{RENAMED[f'{key}.{b}']}'" for b in bad if f"{key}.{b}" in RENAMED]
+            if renamed:
+                raise ValueError(f"{source}: {'; '.join(renamed)}")
             if bad:
                 raise ValueError(f"{source}: unknown key(s) {[f'{key}.{b}' for b in bad]} (known: {sorted(known)})")
             kwargs[key] = cls(**{k: _coerce(cls, k, v, f"{source}: {key}.{k}") for k, v in value.items()})

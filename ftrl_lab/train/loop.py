@@ -30,7 +30,6 @@ import gc
 import json
 import logging
 import os
-import random
 import shutil
 import sys
 import time
@@ -41,8 +40,7 @@ from typing import Any
 
 import pandas as pd
 
-from ftrl_lab.core.parsing import parse_response
-from ftrl_lab.core.records import EnvRecord, append_jsonl, default_test_set, load_records
+from ftrl_lab.core.records import EnvRecord, append_jsonl, default_test_set, load_records, stratified_subset
 from ftrl_lab.core.reward import make_reward_func
 from ftrl_lab.train.config import TrainConfig, load_config, lora_kwargs, parse_value
 from ftrl_lab.train.run_state import RunState
@@ -72,24 +70,6 @@ def ensure_split(path: str, n: int, seed: int, split: str, cfg: TrainConfig, exc
     if not p.exists():
         raise FileNotFoundError(f"{p}: split missing (set data.generate: true to generate it)")
     return p
-
-
-def stratified_subset(records: Sequence[EnvRecord], n: int | None, seed: int = 0) -> list[EnvRecord]:
-    """``n`` records spread evenly over the scenarios (seeded; input order kept); all when ``n`` is None."""
-    if n is None or n >= len(records):
-        return list(records)
-    rng = random.Random(seed)
-    by_scenario: dict[str, list[int]] = {}
-    for i, r in enumerate(records):
-        by_scenario.setdefault(r.scenario, []).append(i)
-    for idx in by_scenario.values():
-        rng.shuffle(idx)
-    picked: list[int] = []
-    while len(picked) < n:
-        for idx in by_scenario.values():
-            if idx and len(picked) < n:
-                picked.append(idx.pop())
-    return [records[i] for i in sorted(picked)]
 
 
 def load_environments(cfg: TrainConfig) -> dict[str, list[EnvRecord]]:
@@ -148,13 +128,16 @@ def evaluate_model(
     model, tokenizer, records: Sequence[EnvRecord], out_dir: Path, cfg: TrainConfig, desc: str
 ) -> pd.DataFrame:
     """Greedy FTRL-loop evaluation (resumable); per-episode rows."""
-    from ftrl_lab.agent.engine import Engine, SamplingParams
     from ftrl_lab.agent.evaluate import evaluate
-    from ftrl_lab.agent.rollout import LocalPolicy
+    from ftrl_lab.agent.policies import make_policy
 
     model.eval()
-    engine = Engine(model, tokenizer, batch_size=cfg.eval.batch_size, bf16_prefill=use_bf16(cfg))
-    policy = LocalPolicy(engine, SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=0.0))
+    policy, _ = make_policy(
+        (model, tokenizer),
+        max_new_tokens=cfg.eval.max_new_tokens,
+        batch_size=cfg.eval.batch_size,
+        bf16_prefill=use_bf16(cfg),
+    )
     log.info("evaluating %s on %d environments -> %s", desc, len(records), out_dir)
     result = evaluate(
         records,
@@ -194,24 +177,22 @@ def eval_episodes(run_dir: Path, tag: str, name: str) -> pd.DataFrame:
 # --- reward with training statistics -----------------------------------------------------------
 def logged_reward(variant: str) -> Callable:
     """``reward.make_reward_func(variant)`` that also logs parse-failure rate, calls per response,
-    no-call rate and the mean within-group reward std through TRL's ``log_metric``."""
-    base = make_reward_func(variant)
+    no-call rate and the mean within-group reward std through TRL's ``log_metric`` (from the
+    reward's own breakdowns: each completion is parsed once)."""
 
-    def reward(prompts=None, completions=(), log_metric=None, **columns):
-        values = base(prompts=prompts, completions=completions, **columns)
-        if log_metric is not None and completions:
-            parsed = [parse_response(c) for c in completions]
-            log_metric("ftrl/parse_failure_rate", mean(float(p.malformed) for p in parsed))
-            log_metric("ftrl/calls_per_response", mean(float(len(p.tool_calls)) for p in parsed))
-            log_metric("ftrl/no_call_rate", mean(float(not p.tool_calls) for p in parsed))
-            groups: dict[str, list[float]] = {}
-            for prompt, value in zip(prompts or [None] * len(values), values):
-                groups.setdefault(json.dumps(prompt, sort_keys=True, default=str), []).append(value)
-            log_metric("ftrl/group_reward_std", mean(pstdev(g) if len(g) > 1 else 0.0 for g in groups.values()))
-        return values
+    def log(scored, kwargs) -> None:
+        log_metric = kwargs.get("log_metric")
+        if log_metric is None or not scored:
+            return
+        log_metric("ftrl/parse_failure_rate", mean(float(b.malformed) for b in scored))
+        log_metric("ftrl/calls_per_response", mean(float(b.p) for b in scored))
+        log_metric("ftrl/no_call_rate", mean(float(b.p == 0) for b in scored))
+        groups: dict[str, list[float]] = {}
+        for prompt, b in zip(kwargs.get("prompts") or [None] * len(scored), scored):
+            groups.setdefault(json.dumps(prompt, sort_keys=True, default=str), []).append(b.reward)
+        log_metric("ftrl/group_reward_std", mean(pstdev(g) if len(g) > 1 else 0.0 for g in groups.values()))
 
-    reward.__name__ = base.__name__
-    return reward
+    return make_reward_func(variant, on_scored=log)
 
 
 # --- RL ----------------------------------------------------------------------------------------
@@ -241,7 +222,7 @@ def trl_config(cfg: TrainConfig, output_dir: Path):
         gradient_accumulation_steps=accumulate,
         steps_per_generation=accumulate,
         num_generations=rl.num_generations,
-        max_completion_length=rl.max_completion_length,
+        max_completion_length=rl.max_new_tokens,  # TRL's name for tokens per sample
         temperature=rl.temperature,
         top_p=rl.top_p,
         learning_rate=rl.learning_rate,
@@ -358,18 +339,21 @@ def iteration_envs(train: Sequence[EnvRecord], cfg: TrainConfig, iteration: int)
 
 def collect_prefixes(model, tokenizer, records: Sequence[EnvRecord], out_path: Path, cfg: TrainConfig):
     """Roll the current policy out (sampling) and write the prefix records (resumable)."""
-    from ftrl_lab.agent.engine import Engine, SamplingParams
-    from ftrl_lab.agent.rollout import LocalPolicy
+    from ftrl_lab.agent.policies import make_policy
     from ftrl_lab.agent.trajectories import collect
 
     model.eval()
-    engine = Engine(
-        model, tokenizer, batch_size=cfg.eval.batch_size, seed=cfg.seed + len(records), bf16_prefill=use_bf16(cfg)
+    policy, _ = make_policy(
+        (model, tokenizer),
+        max_new_tokens=cfg.rl.max_new_tokens,
+        temperature=cfg.rl.collect_temperature,
+        batch_size=cfg.eval.batch_size,
+        seed=cfg.seed + len(records),
+        bf16_prefill=use_bf16(cfg),
     )
-    params = SamplingParams(max_new_tokens=cfg.rl.collect_max_new_tokens, temperature=cfg.rl.collect_temperature)
     return collect(
         records,
-        LocalPolicy(engine, params),
+        policy,
         out_path,
         max_turns=cfg.rl.collect_max_turns,
         max_active=cfg.eval.batch_size,
@@ -511,8 +495,8 @@ def run(
         src_cfg = json.loads((Path(reuse_start) / "config.json").read_text())
         same_collection = (
             all(
-                src_cfg["rl"][k] == getattr(cfg.rl, k)
-                for k in ("envs_per_iteration", "collect_temperature", "collect_max_turns", "collect_max_new_tokens")
+                src_cfg["rl"].get(k) == getattr(cfg.rl, k)
+                for k in ("envs_per_iteration", "collect_temperature", "collect_max_turns", "max_new_tokens")
             )
             and src_cfg["seed"] == cfg.seed
             and src_cfg["eval"]["batch_size"] == cfg.eval.batch_size

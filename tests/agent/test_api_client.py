@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from helpers import TOY
 
-from ftrl_lab.agent.api_client import APIError, APIPolicy, ChatClient
+from ftrl_lab.agent.api_client import APIError, ChatClient
+from ftrl_lab.agent.policies import APIPolicy
 from ftrl_lab.agent.rollout import rollout
 from ftrl_lab.core.executor import inprocess_executor
 from ftrl_lab.core.records import load_records
@@ -69,7 +70,7 @@ def test_complete_sends_request_and_parses_reply():
     with FakeServer(lambda body: (200, completion(msg), {})) as srv:
         client = ChatClient(srv.url, "m1", api_key="sk-test")
         tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
-        res = client.complete([{"role": "user", "content": "q"}], tools, temperature=0.0, max_tokens=5)
+        res = client.complete([{"role": "user", "content": "q"}], tools, temperature=0.0, max_new_tokens=5)
     assert res.message == msg and res.finish_reason == "stop" and res.usage["completion_tokens"] == 7
     body = srv.requests[0]
     assert body["model"] == "m1" and body["tools"] == tools and body["max_tokens"] == 5 and body["temperature"] == 0
@@ -158,7 +159,7 @@ def test_api_policy_plays_episodes_against_a_fake_tool_calling_model():
 
     records = load_records(TOY)
     with FakeServer(respond) as srv:
-        policy = APIPolicy(ChatClient(srv.url, "fake"), max_tokens=64)
+        policy = APIPolicy(ChatClient(srv.url, "fake"), max_new_tokens=64)
         episodes = rollout(records, policy, max_active=3, executor=inprocess_executor(), progress=False)
     first = episodes[0]
     assert first.metrics == {"solve_precision": 1.0, "solve_rate": 1.0, "solve_f1": 1.0}

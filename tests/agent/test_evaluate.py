@@ -13,11 +13,12 @@ from ftrl_lab.agent.evaluate import (
     evaluate,
     load_transcripts,
     main,
-    per_scenario,
     summarize,
 )
-from ftrl_lab.agent.rollout import ScriptedPolicy, episode_key
+from ftrl_lab.agent.policies import ScriptedPolicy
+from ftrl_lab.agent.rollout import episode_key
 from ftrl_lab.core.executor import inprocess_executor
+from ftrl_lab.core.records import per_scenario
 
 
 def script(toy):

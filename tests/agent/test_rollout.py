@@ -6,15 +6,8 @@ import json
 import pytest
 from helpers import TOY, call
 
-from ftrl_lab.agent.rollout import (
-    Episode,
-    ForcedTurnsPolicy,
-    PolicyOutput,
-    ScriptedPolicy,
-    episode_key,
-    parse_output,
-    rollout,
-)
+from ftrl_lab.agent.policies import ForcedTurnsPolicy, ScriptedPolicy
+from ftrl_lab.agent.rollout import Episode, PolicyOutput, episode_key, parse_output, rollout
 from ftrl_lab.core.executor import inprocess_executor, sandbox_executor
 from ftrl_lab.core.parsing import parse_qwen
 from ftrl_lab.core.records import load_records
@@ -180,7 +173,7 @@ def test_default_model_episode_matches_model_generate(toy, one_thread):
     transcript equals FTRL's (model.generate on the re-encoded conversation)."""
     from ftrl_lab.agent.engine import Engine, SamplingParams
     from ftrl_lab.agent.models import load_model
-    from ftrl_lab.agent.rollout import HFGeneratePolicy, LocalPolicy
+    from ftrl_lab.agent.policies import HFGeneratePolicy, LocalPolicy
 
     model, tok = load_model("default")
     script = lambda ep: call("capital_lookup", country="Japan")  # noqa: E731

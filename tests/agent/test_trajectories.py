@@ -5,9 +5,10 @@ import json
 import pytest
 from helpers import call
 
-from ftrl_lab.agent.rollout import ScriptedPolicy, episode_key, rollout
-from ftrl_lab.core.executor import inprocess_executor
+from ftrl_lab.agent.policies import ScriptedPolicy
+from ftrl_lab.agent.rollout import episode_key, rollout
 from ftrl_lab.agent.trajectories import collect, finished_keys, prefix_records, sidecar_path
+from ftrl_lab.core.executor import inprocess_executor
 from ftrl_lab.core.records import FIELDS, EnvRecord, load_records, validate_record
 
 

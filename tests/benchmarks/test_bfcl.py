@@ -6,6 +6,7 @@ import json
 import pytest
 
 from ftrl_lab.benchmarks import bfcl, bfcl_decode
+from ftrl_lab.benchmarks.common import function_doc
 
 # Items whose possible answers no call can satisfy (BFCL data quirks: a required parameter
 # missing from the answer, a nested key listed at the top level, a parameter outside the
@@ -77,7 +78,7 @@ def test_corruptions_fail(items):
         bad[0] = {name + "_v2": args}
         assert not bfcl.check_ast(it["functions"], bad, it["ground_truth"], it["category"]).valid
         checked["wrong_function"] += 1
-        required = bfcl._doc(it["functions"], name)["parameters"].get("required", [])
+        required = function_doc(it["functions"], name)["parameters"].get("required", [])
         for p in [p for p in required if p in args][:1]:
             bad = copy.deepcopy(calls)
             del bad[0][name][p]

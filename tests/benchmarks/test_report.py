@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from ftrl_lab.benchmarks import report, rotbench, taubench, toolhop
 
 
@@ -84,7 +86,7 @@ def test_oracle_tables():
 def test_table2_from_suite_folders(tmp_path):
     import json
 
-    from ftrl_lab.benchmarks import suite
+    from ftrl_lab.benchmarks import registry, suite
 
     def shrug(convs, tools):
         return ["Thought: no idea\nAction: finish\nAction Input: {}" for _ in convs]
@@ -106,12 +108,21 @@ def test_table2_from_suite_folders(tmp_path):
     (ftrl / "transcripts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     df = report.table2_from_suites([folder, tmp_path / "missing"], ftrl={"tiny-run": ftrl})
-    assert list(df.columns) == [*report.COLUMNS, "origin", "notes"] and df.index[-1] == "tiny-run"
+    assert list(df.columns) == [*report.COLUMNS, "origin", "rules", "notes"] and df.index[-1] == "tiny-run"
     row = df.loc["tiny-run"]
     assert row["origin"] == "measured" and row["ToolHop AC"] == 0.0 and row["TS"] == 0.0
     assert row["Solve-F1"] == 25.0 and math.isnan(row["tau Pass^1"]) and math.isnan(row["Avg"])
     assert "first 2 per category: 6 of 30" in row["notes"] and "clean + union only" in row["notes"]
     assert "2 FTRL test episodes (partial)" in row["notes"]
+    rot_rules = registry.benchmark("rotbench").default_rules
+    assert row["rules"] == f"ftrl unrecorded; toolhop ftrl; rotbench {rot_rules}"
+    assert "toolhop not comparable: a subsample; 2 of the paper's 995 items" in row["notes"]
+    assert "without slight, medium, heavy" in row["notes"]
+    assert df.loc["GPT-4o / closed", "rules"].startswith("ftrl official; toolhop ftrl; rotbench ftrl")
+    summary = suite.read_summary(folder)
+    assert set(summary["rules"]) == {"ftrl", rot_rules}
+    text = report.comparability_markdown(summary)
+    assert text.startswith("- **toolhop** (rules `ftrl`, n=6): not comparable") and "**rotbench**" in text
     assert df.loc["GPT-4o / closed", "notes"].endswith("UNVERIFIED secondary source")
     html = report.style_table2(df).to_html()
     assert "UNVERIFIED" in html and "tiny-run" in html
@@ -153,3 +164,25 @@ def test_findings_compare_trained_with_base_and_state_the_papers_gain():
     assert "Solve-P 30.0 → 50.0; Solve-R 10.0 → 10.0; Solve-F1 10.0 → 0.0; BFCL non-live AST 0.0 → 8.0" in text
     assert "higher on 2, lower on 1 and level on 1 of these 4 numbers" in text
     assert "a trained-minus-base reading needs" in findings(table2(rows[:1]))
+
+
+@pytest.mark.parametrize(
+    "args, comparable, why",
+    [
+        (("toolhop", "ftrl", 995), True, "comparable: same rules and data"),
+        (("toolhop", "lenient", 995), False, "scored with rules `lenient`, the paper's numbers with `ftrl`"),
+        (("toolhop", "ftrl", 10), False, "10 of the paper's 995 items"),
+        (("rotbench", "ftrl", None, ["clean", "union"]), False, "without slight, medium, heavy"),
+        (("rotbench", "ftrl", None, ["clean", "slight", "medium", "heavy", "union"]), True, "comparable"),
+        (("taubench", "default", None, None, False, "local user simulator: tiny"), False, "(paper: gpt-4o"),
+        (
+            ("taubench", "default", None, None, False, "gpt-4o-2024-08-06 at https://api.openai.com/v1"),
+            True,
+            "comparable",
+        ),
+        (("bfcl", "official"), False, "not in the paper's Table 2"),
+    ],
+)
+def test_comparability(args, comparable, why):
+    ok, text = report.comparability(*args)
+    assert ok is comparable and why in text

@@ -147,7 +147,7 @@ def test_bad_file_names_file_and_field(tmp_path):
 
 
 def test_rollout_policies_are_accepted(items):
-    from ftrl_lab.agent.rollout import ScriptedPolicy
+    from ftrl_lab.agent.policies import ScriptedPolicy
 
     subset = items[:3]
     answers = {it["messages"][1]["content"]: it["answers"][0] for it in subset}

@@ -201,7 +201,7 @@ def test_outputs_said_rules():
 
 
 def test_rollout_policy_keeps_one_episode_per_task(items, sandbox):
-    from ftrl_lab.agent.rollout import ScriptedPolicy
+    from ftrl_lab.agent.policies import ScriptedPolicy
 
     plan = agent(GOOD)
     seen = set()
@@ -214,3 +214,47 @@ def test_rollout_policy_keeps_one_episode_per_task(items, sandbox):
     rows = tb.run(policy, items, None, user=scripted_user, sandbox=sandbox, show_progress=False)
     assert [r["pass"] for r in tb.score(items, rows)] == [1.0, 1.0]
     assert len(seen) == 2 and policy.released == 2  # same id on every turn of a task, released at its end
+
+
+@pytest.fixture(scope="module")
+def tiny_policy():
+    from ftrl_lab.agent.engine import Engine, SamplingParams
+    from ftrl_lab.agent.models import tiny_model
+    from ftrl_lab.agent.policies import LocalPolicy
+
+    model, tok = tiny_model(seed=0)
+    return LocalPolicy(Engine(model, tok, batch_size=2), SamplingParams(max_new_tokens=6))
+
+
+def test_offline_run_with_a_local_user_simulator(items, sandbox, tiny_policy, tmp_path):
+    """End to end without a network: a tiny random model plays the agent and the user."""
+    user = tb.LocalUserSimulator(tiny_policy, name="tiny-random")
+    assert tb.describe_user(user) == "local user simulator: tiny-random through the engine"
+    first = user("Pay bob 30.", [("agent", tb.FIRST_AGENT_LINE)])
+    assert isinstance(first, str) and "<|im_end|>" not in first
+    rows = tb.run(
+        tiny_policy, items, tmp_path / "tau.jsonl", user=user, max_turns=2, sandbox=sandbox, show_progress=False
+    )
+    assert len(rows) == 2 and all(r["ended"] in ("stop", "transfer", "max_turns") for r in rows)
+    assert all(r["user_simulator"].startswith(tb.LOCAL_FLAG) for r in rows)
+    assert not any(r["paper_user"] for r in rows)
+    assert all(m["role"] in ("system", "user", "assistant", "tool") for r in rows for m in r["messages"])
+    results = tb.score(items, rows)
+    assert {r["user_simulator"] for r in results} == {"local user simulator: tiny-random through the engine"}
+    table = tb.table(results)
+    assert table.loc["overall", "user_simulator"].startswith(tb.LOCAL_FLAG)
+    assert 0.0 <= table.loc["overall", "pass^1"] <= 100.0
+
+
+def test_user_descriptions_flag_what_is_not_the_papers():
+    remote = tb.UserSimulator("https://api.openai.com/v1", tb.PAPER_USER)
+    local_url = tb.UserSimulator("http://127.0.0.1:8000/v1", "qwen")
+    assert (
+        tb.is_paper_user(remote)
+        and not remote.local
+        and remote.describe() == f"{tb.PAPER_USER} at https://api.openai.com/v1"
+    )
+    assert local_url.local and not tb.is_paper_user(local_url)
+    assert local_url.describe().startswith("local user simulator: qwen at http://127.0.0.1")
+    assert not tb.is_paper_user(tb.UserSimulator("https://example.org/v1", "llama"))
+    assert tb.describe_user(scripted_user) == "scripted user (scripted_user)" and not tb.is_paper_user(scripted_user)

@@ -146,7 +146,7 @@ def test_bad_record_is_located(tmp_path):
 
 
 def test_scripted_rollout_policy(items, gold):
-    from ftrl_lab.agent.rollout import ScriptedPolicy
+    from ftrl_lab.agent.policies import ScriptedPolicy
 
     it = items[1]
     calls = gold[it["id"]]
@@ -154,3 +154,57 @@ def test_scripted_rollout_policy(items, gold):
     rows = th.run(ScriptedPolicy(script), [it], None, modes=["mandatory"], show_progress=False)
     assert th.score([it], rows)[0]["AC"] == 1.0
     assert rows[0]["calls"] == len(calls) and rows[0]["solved"] == rows[0]["total"] == len(it["steps"])
+
+
+def _final(text, tool=None):
+    msgs = [{"role": "user", "content": "Question: q"}]
+    if tool is not False:
+        msgs += [
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{}"}}],
+            },
+            {"role": "tool", "content": tool, "tool_call_id": "c"},
+        ]
+    return msgs + [{"role": "assistant", "content": text}]
+
+
+# (transcript, answer, {rules: correct}): one case per way the three rule sets differ
+RULE_CASES = {
+    "official strips trailing . and 0": (_final("<answer>1</answer>", False), "100", (True, False, False)),
+    "official keeps the answer's comma": (_final("John Smith Jr", False), "John Smith, Jr", (False, True, True)),
+    "ftrl checks ', ' parts in any order": (_final("France: Paris", False), "Paris, France", (False, True, True)),
+    "ftrl reads a None tool output as 'none'": (_final("I give up.", None), "no", (False, True, False)),
+    "all read commas out of the reply": (_final("<answer>1,881</answer>", False), "1881", (True, True, True)),
+    "the tool message before the reply counts": (_final("Done.", "born 1881"), "1881", (True, True, True)),
+    "a trailing 0 of the reply is stripped too": (_final("<answer>150", False), "15", (True, True, True)),
+    "no reply at the end": (_final("x", "1881")[:-1], "1881", (False, False, False)),
+}
+
+
+@pytest.mark.parametrize("case", list(RULE_CASES))
+def test_rule_sets_differ_as_the_scripts_do(case):
+    messages, answer, expected = RULE_CASES[case]
+    got = tuple(th.answer_correct(messages, answer, rules) for rules in th.RULES)
+    assert got == expected, dict(zip(th.RULES, got))
+
+
+def test_rule_set_notes_where_the_scripts_crash():
+    assert th.DEFAULT_RULES == "ftrl" and th.RULES == ("official", "ftrl", "lenient")
+    assert "IndexError" in th.judge([], "x", "official").note and "IndexError" in th.judge([], "x", "ftrl").note
+    assert th.judge([], "x", "lenient") == th.Verdict(False, "")
+    no_reply = th.judge([{"role": "user", "content": "q"}], "x", "official")
+    assert not no_reply.correct and "KeyError" in no_reply.note  # no answer_correct field, its sum fails
+    none_tool = th.judge(_final("I give up.", None), "no", "official")
+    assert not none_tool.correct and "AttributeError" in none_tool.note
+    with pytest.raises(ValueError, match="unknown ToolHop rules 'bfcl'"):
+        th.score([], [], rules="bfcl")
+
+
+def test_score_names_its_rule_set(items, gold):
+    rows = th.run(th.OraclePolicy(items[:2], gold), items[:2], None, modes=["free"], show_progress=False)
+    for rules in th.RULES:
+        results = th.score(items[:2], rows, rules=rules)
+        assert {r["rules"] for r in results} == {rules}
+    assert [r["rules"] for r in th.score(items[:2], rows)] == ["ftrl", "ftrl"]

@@ -16,7 +16,7 @@ def test_every_preset_loads(name):
 def test_gpu_presets_mirror_the_paper():
     for name in ("gpu-qwen2.5-7b-lora", "gpu-qwen3-8b"):
         rl = load_config(name).rl
-        assert (rl.learning_rate, rl.num_generations, rl.beta, rl.max_completion_length) == (1e-6, 16, 0.001, 1024)
+        assert (rl.learning_rate, rl.num_generations, rl.beta, rl.max_new_tokens) == (1e-6, 16, 0.001, 1024)
         assert 0.7 <= rl.temperature <= 1.0
 
 

@@ -7,9 +7,9 @@ import pytest
 from _train_helpers import envgen_records, small_record
 
 from ftrl_lab.agent.models import tiny_model
-from ftrl_lab.core.records import save_records
+from ftrl_lab.core.records import save_records, stratified_subset
 from ftrl_lab.train.config import config_from_dict, load_config
-from ftrl_lab.train.loop import iteration_envs, logged_reward, main, run, stratified_subset, trl_config
+from ftrl_lab.train.loop import iteration_envs, logged_reward, main, run, trl_config
 from ftrl_lab.train.run_state import final_policy
 
 CALL = '<tool_call>\n{"name": "get_capital", "arguments": {"country": "Norland"}}\n</tool_call>'
@@ -108,10 +108,9 @@ def _tiny_config(tmp_path, iterations):
                 "prefixes_per_iteration": 2,
                 "num_generations": 2,
                 "prompts_per_step": 2,
-                "max_completion_length": 6,
+                "max_new_tokens": 6,
                 "max_prompt_tokens": 8000,
                 "collect_max_turns": 1,
-                "collect_max_new_tokens": 6,
                 "learning_rate": 1e-3,
                 "save_steps": 0,
             },
@@ -187,7 +186,7 @@ def test_lora_restricted_to_lower_third_mlp_moves_only_those_weights(tmp_path, m
                 "lora": {"r": 4, "lora_alpha": 8, "target_modules": "mlp", "layers_to_transform": "lower_third"},
                 "num_generations": 4,
                 "prompts_per_step": 2,
-                "max_completion_length": 8,
+                "max_new_tokens": 8,
                 "learning_rate": 1e-2,
                 "save_steps": 0,
             },

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ftrl_lab.core.ftrl_executor import inprocess_feedback
+from ftrl_lab.core.executor import inprocess_executor
 from ftrl_lab.views.reward_explorer import (
     ResponseInspector,
     RewardExplorer,
@@ -46,7 +46,7 @@ def test_inspector_scores_real_environment(ftrl_test_records):
     rec = ftrl_test_records[0]
     examples = example_responses(rec)
     assert "final answer only" in examples and "empty turn" in examples
-    ins = ResponseInspector(ftrl_test_records[:3], executor=inprocess_feedback)
+    ins = ResponseInspector(ftrl_test_records[:3], executor=inprocess_executor())
     ins.example.value = "final answer only"
     parsed, b, _ = ins.score()
     assert b.branch == "answer" and b.reward == pytest.approx(1 / (1 + rec.n_unsolved))

@@ -5,7 +5,8 @@ import json
 import pytest
 from helpers import TOY
 
-from ftrl_lab.agent.rollout import ScriptedPolicy, rollout
+from ftrl_lab.agent.policies import ScriptedPolicy
+from ftrl_lab.agent.rollout import rollout
 from ftrl_lab.core.executor import inprocess_executor
 from ftrl_lab.core.records import load_records
 from ftrl_lab.views.transcripts import TranscriptBrowser, render_turn, turn_table
