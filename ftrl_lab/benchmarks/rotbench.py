@@ -108,6 +108,8 @@ def parse_react(text: str) -> tuple[str, dict] | str:
         args = json.loads(text[b + len("Action Input:") :].strip())
     except json.JSONDecodeError as e:
         return f"Action Input is not valid JSON ({e.msg})"
+    except RecursionError:
+        return "Action Input is nested too deeply"
     if not isinstance(args, dict):
         return f"Action Input is a JSON {type(args).__name__}, not an object"
     return action, args
