@@ -26,10 +26,12 @@ BFCL's Qwen handlers also keep only the text after the last ``</think>`` (left-s
 newlines) before decoding: :func:`bfcl_response` does that step; ``bfcl.score_output`` applies it.
 
 One documented residual: BFCL evaluates a binary operation with Python's ``eval`` in its own
-module, so names, calls and attribute lookups inside it run there. Here only literal
-expressions are evaluated (no names, calls or attributes; no integer of more than 10^7 bits
-and no repetition to more than 10^7 items); such an expression fails the decode, as it does in
-BFCL whenever the name is not defined in BFCL's module or the value cannot be built in memory.
+module, so any name, call or attribute lookup inside it runs there. Here only literals and
+calls of pure builtins (:data:`SAFE_BUILTINS`: ``str(5) + 'x'``, ``len('ab') * 2``) are
+evaluated, with no integer of more than 10^7 bits and no repetition to more than 10^7 items;
+anything else (another name, an attribute or method call, a lambda, an assignment
+expression) fails the decode, as it does in BFCL whenever the name is not defined in BFCL's
+module or the value cannot be built in memory.
 
 ``rules="lenient"`` is this project's forgiving reading: a code fence, a ``python`` label and
 quotes around the whole output are removed; unary ``+``/``-`` of any number; sets become lists;
@@ -119,6 +121,13 @@ def _guarded_mul(a: Any, b: Any) -> Any:
     return operator.mul(a, b)
 
 
+# Pure builtins an operation may call (BFCL's eval sees all of them; these cannot run code or
+# build unbounded values beyond what the guards check).
+SAFE_BUILTINS = {
+    f.__name__: f
+    for f in (str, int, float, bool, complex, len, abs, round, min, max, sorted, list, tuple, dict, set)
+    + (chr, ord, hex, oct, bin, repr, divmod, ascii, format)
+}
 _GUARDS = {ast.Pow: "_pow", ast.LShift: "_lshift", ast.Mult: "_mul"}
 _GUARD_FUNCTIONS = {"_pow": _guarded_pow, "_lshift": _guarded_lshift, "_mul": _guarded_mul}
 
@@ -134,6 +143,16 @@ class _Guard(ast.NodeTransformer):
         return ast.copy_location(ast.Call(ast.Name(name, ast.Load()), [node.left, node.right], []), node)
 
 
+def _evaluable(node: ast.AST) -> bool:
+    if isinstance(node, _LITERAL_NODES):
+        return True
+    if isinstance(node, ast.Name):
+        return isinstance(node.ctx, ast.Load) and node.id in SAFE_BUILTINS
+    if isinstance(node, ast.Call):
+        return isinstance(node.func, ast.Name)  # and the name is checked as a Name node
+    return isinstance(node, ast.keyword)
+
+
 def _evaluate(node: ast.BinOp) -> Any:
     """The value BFCL's ``eval(ast.unparse(node))`` gives, for literal expressions only."""
     try:
@@ -141,12 +160,13 @@ def _evaluate(node: ast.BinOp) -> Any:
         tree = ast.parse(source, mode="eval")
     except Exception as e:  # noqa: BLE001 - any failure is BFCL's decode failure too
         raise DecodeError(f"cannot evaluate: {e}") from None
-    if not all(isinstance(n, _LITERAL_NODES) for n in ast.walk(tree)):
+    if not all(_evaluable(n) for n in ast.walk(tree)):
         raise DecodeError(f"not evaluated (names, calls or attributes inside an operation): {source[:80]}")
     guarded = ast.fix_missing_locations(_Guard().visit(tree))
     try:
         code = compile(guarded, "<bfcl-argument>", "eval")
-        return eval(code, {"__builtins__": {}, **_GUARD_FUNCTIONS}, {})  # noqa: S307 - literals only
+        namespace = {"__builtins__": {}, **SAFE_BUILTINS, **_GUARD_FUNCTIONS}
+        return eval(code, namespace, {})  # noqa: S307 - literals and pure builtins only
     except DecodeError:
         raise
     except Exception as e:  # noqa: BLE001
