@@ -318,8 +318,9 @@ def _score_official(item: dict, output: Any) -> dict:
     for metric in METRICS:
         try:
             scores[metric] = _official_pass(item, output, metric)
-        except _OfficialCrash as e:
-            scores["error"] = scores["error"] or f"official evaluate.py raises {e} in its {metric} pass"
+        except Exception as e:  # noqa: BLE001 - every exception ends evaluate.py's run
+            why = str(e) if isinstance(e, _OfficialCrash) else f"{type(e).__name__} ({e})"
+            scores["error"] = scores["error"] or f"official evaluate.py raises {why} in its {metric} pass"
     if scores["error"] is None and scores["TS"] == 0.0:
         given = _official_input(output) if _official_action_ok(output) else None
         if isinstance(given, str) or not given:
