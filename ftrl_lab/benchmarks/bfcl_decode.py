@@ -26,12 +26,12 @@ BFCL's Qwen handlers also keep only the text after the last ``</think>`` (left-s
 newlines) before decoding: :func:`bfcl_response` does that step; ``bfcl.score_output`` applies it.
 
 One documented residual: BFCL evaluates a binary operation with Python's ``eval`` in its own
-module, so any name, call or attribute lookup inside it runs there. Here only literals and
-calls of pure builtins (:data:`SAFE_BUILTINS`: ``str(5) + 'x'``, ``len('ab') * 2``) are
-evaluated, with no integer of more than 10^7 bits and no repetition to more than 10^7 items;
-anything else (another name, an attribute or method call, a lambda, an assignment
-expression) fails the decode, as it does in BFCL whenever the name is not defined in BFCL's
-module or the value cannot be built in memory.
+module, so any name, call or attribute lookup inside it runs there. Here
+:func:`bounded_eval.evaluate` gives the same value for literals, operators, ``:=``, pure
+builtins (``str(5) + 'x'``) and common methods (``'x'.upper() + 'y'``), within size bounds;
+anything else (a name BFCL's module happens to define, another function or attribute, a
+lambda, a value of more than 10^7 items) fails the decode here, as it does in BFCL whenever
+the name is not defined there or the value cannot be built in memory.
 
 ``rules="lenient"`` is this project's forgiving reading: a code fence, a ``python`` label and
 quotes around the whole output are removed; unary ``+``/``-`` of any number; sets become lists;
@@ -48,6 +48,7 @@ import json
 import operator
 from typing import Any
 
+from ftrl_lab.benchmarks import bounded_eval
 from ftrl_lab.core.parsing import parse_openai_message, parse_qwen
 
 RULES = ("official", "lenient")
@@ -55,8 +56,6 @@ DEFAULT_RULES = "official"
 FORMATS = ("auto", "qwen", "python", "openai")
 TOOL_CALL_OPEN = "<tool_call>\n"
 TOOL_CALL_CLOSE = "\n</tool_call>"
-MAX_BITS = 10_000_000
-MAX_ITEMS = 10_000_000
 
 
 class DecodeError(ValueError):
@@ -77,100 +76,16 @@ def bfcl_response(text: Any) -> Any:
 
 
 # --- official: Python call syntax ------------------------------------------------------------------
-_LITERAL_NODES = (
-    ast.Expression,
-    ast.Constant,
-    ast.BinOp,
-    ast.UnaryOp,
-    ast.BoolOp,
-    ast.Compare,
-    ast.IfExp,
-    ast.List,
-    ast.Tuple,
-    ast.Set,
-    ast.Dict,
-    ast.Subscript,
-    ast.Slice,
-    ast.Starred,
-    ast.JoinedStr,
-    ast.FormattedValue,
-    ast.expr_context,
-    ast.operator,
-    ast.unaryop,
-    ast.boolop,
-    ast.cmpop,
-)
-
-
-def _guarded_pow(a: Any, b: Any) -> Any:
-    if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1 and b * a.bit_length() > MAX_BITS:
-        raise DecodeError("power too large to evaluate")
-    return operator.pow(a, b)
-
-
-def _guarded_lshift(a: Any, b: Any) -> Any:
-    if isinstance(a, int) and isinstance(b, int) and a and b + a.bit_length() > MAX_BITS:
-        raise DecodeError("shift too large to evaluate")
-    return operator.lshift(a, b)
-
-
-def _guarded_mul(a: Any, b: Any) -> Any:
-    for seq, n in ((a, b), (b, a)):
-        if isinstance(seq, (str, bytes, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_ITEMS:
-            raise DecodeError("repetition too large to evaluate")
-    return operator.mul(a, b)
-
-
-# Pure builtins an operation may call (BFCL's eval sees all of them; these cannot run code or
-# build unbounded values beyond what the guards check).
-SAFE_BUILTINS = {
-    f.__name__: f
-    for f in (str, int, float, bool, complex, len, abs, round, min, max, sorted, list, tuple, dict, set)
-    + (chr, ord, hex, oct, bin, repr, divmod, ascii, format)
-}
-_GUARDS = {ast.Pow: "_pow", ast.LShift: "_lshift", ast.Mult: "_mul"}
-_GUARD_FUNCTIONS = {"_pow": _guarded_pow, "_lshift": _guarded_lshift, "_mul": _guarded_mul}
-
-
-class _Guard(ast.NodeTransformer):
-    """``a ** b``, ``a << b`` and ``a * b`` as calls to the size-checking equivalents."""
-
-    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
-        self.generic_visit(node)
-        name = _GUARDS.get(type(node.op))
-        if name is None:
-            return node
-        return ast.copy_location(ast.Call(ast.Name(name, ast.Load()), [node.left, node.right], []), node)
-
-
-def _evaluable(node: ast.AST) -> bool:
-    if isinstance(node, _LITERAL_NODES):
-        return True
-    if isinstance(node, ast.Name):
-        return isinstance(node.ctx, ast.Load) and node.id in SAFE_BUILTINS
-    if isinstance(node, ast.Call):
-        return isinstance(node.func, ast.Name)  # and the name is checked as a Name node
-    return isinstance(node, ast.keyword)
-
-
 def _evaluate(node: ast.BinOp) -> Any:
-    """The value BFCL's ``eval(ast.unparse(node))`` gives, for literal expressions only."""
+    """The value BFCL's ``eval(ast.unparse(node))`` gives (see :mod:`bounded_eval` for what is
+    evaluated); a failure or a refusal fails the decode."""
     try:
         source = ast.unparse(node)
-        tree = ast.parse(source, mode="eval")
+        return bounded_eval.evaluate(ast.parse(source, mode="eval"))
+    except bounded_eval.Refused as e:
+        raise DecodeError(f"not evaluated here ({e}): {ast.unparse(node)[:80]}") from None
     except Exception as e:  # noqa: BLE001 - any failure is BFCL's decode failure too
-        raise DecodeError(f"cannot evaluate: {e}") from None
-    if not all(_evaluable(n) for n in ast.walk(tree)):
-        raise DecodeError(f"not evaluated (names, calls or attributes inside an operation): {source[:80]}")
-    guarded = ast.fix_missing_locations(_Guard().visit(tree))
-    try:
-        code = compile(guarded, "<bfcl-argument>", "eval")
-        namespace = {"__builtins__": {}, **SAFE_BUILTINS, **_GUARD_FUNCTIONS}
-        return eval(code, namespace, {})  # noqa: S307 - literals and pure builtins only
-    except DecodeError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise DecodeError(f"{type(e).__name__} evaluating {source[:80]}") from None
+        raise DecodeError(f"{type(e).__name__} evaluating an argument: {e}"[:200]) from None
 
 
 def _official_value(node: Any) -> Any:
