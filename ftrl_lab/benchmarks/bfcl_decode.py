@@ -5,15 +5,15 @@
 
 * ``python``: the prompting decoder (``default_decode_ast_prompting`` + ``ast_parse``): the text
   is stripped of backticks, newlines and spaces at both ends and wrapped in ``[...]`` unless it
-  already starts / ends with a bracket, then parsed as one Python expression that must be a call
-  or a list (tuple, set) of calls. A fence label (```` ```python ````) therefore fails, and so does
+  already starts / ends with a bracket, then parsed as one Python expression that must be a
+  list of calls. A fence label (```` ```python ````) therefore fails, and so does
   a quoted whole output. Keyword arguments only (positional ones are dropped, ``**x`` becomes the
   parameter ``None``); argument values: literals; ``-c`` / ``+c`` / ``not c`` / ``~c`` of a numeric
   literal ``c`` all become ``-c`` and anything else behind a unary operator fails (``-(-10)``);
   names become their text; a call with keyword arguments becomes a nested ``{name: {...}}``,
   one without becomes its source text; ``a[i]`` becomes ``"a[i]"``; binary operations
-  (``'x' + '**2'``, ``2 * 3``) are evaluated; sets, attributes, comparisons, f-strings,
-  lambdas and comprehensions fail the decode.
+  (``'x' + '**2'``, ``2 * 3``) are evaluated; other values (sets, attributes, comparisons,
+  f-strings, lambdas, comprehensions, ``**`` in a dict) fail the decode.
 * ``qwen``: the Qwen FC handler: each ``<tool_call>\\n...\\n</tool_call>`` (the newlines are
   part of the tags; text between calls is ignored) whose body is JSON is kept, others are
   skipped; the decode fails if a kept body is not an object, lacks ``name`` or ``arguments``,
@@ -24,6 +24,7 @@
 
 BFCL's Qwen handlers also keep only the text after the last ``</think>`` (left-stripped of
 newlines) before decoding: :func:`bfcl_response` does that step; ``bfcl.score_output`` applies it.
+``fmt="auto"`` (:func:`output_format`) picks one of the three by the output's shape.
 
 One documented residual: BFCL evaluates a binary operation with Python's ``eval`` in its own
 module, so any name, call or attribute lookup inside it runs there. Here
