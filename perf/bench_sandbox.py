@@ -5,11 +5,13 @@ valid, alternative, missing-required, wrong-type and extra-parameter arguments),
 environment as a rollout would issue them. Measured in one process, on the same calls:
 
 * FTRL-style: exec of the source + ``func_timeout`` thread per call, single thread, as FTRL;
-* the sandbox with 1 worker and with the default number of workers: one ``run()`` per call
-  (the round trip of a single tool call), one ``run()`` per environment, and all environments
-  in one ``run_batch()``; "cold" is a fresh sandbox's first pass (sources sent and compiled),
-  "warm" a later pass (as when GRPO rolls out the same environment again);
-* sandbox start-up time.
+* the sandbox with 1 worker and with the default number of workers: one ``run()`` per
+  environment and all environments in one ``run_batch()``; "cold" is a fresh sandbox's first
+  pass, "warm" a later pass on the same sandbox (every environment gets a fresh child process
+  either way; ``--per-call`` adds one ``run()`` per call, the round trip of a single call);
+* the per-environment start-up cost: a batch of environments with one trivial call each,
+  minus the cost of that call, per environment (fork of the zygote, lock-down, exit);
+* sandbox start-up time and the active protections.
 
 Usage: ``python perf/bench_sandbox.py [--calls 5000] [--repeats 3]``
 """
@@ -62,6 +64,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=5000, help="number of synthesised calls (default 5000)")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per mode; the median is shown")
     ap.add_argument("--workers", type=int, default=None, help="the 'default' worker count (os.cpu_count())")
+    ap.add_argument("--per-call", action="store_true", help="also time one run() per call (slow)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = ap.parse_args()
 
@@ -85,7 +88,10 @@ def main() -> None:
     starts, mismatches = {}, 0
     for workers in sorted({1, default_workers}):
         label = f"{workers} worker" + ("s" if workers > 1 else "")
-        for mode in ("one run() per call", "one run() per environment", "one run_batch()"):
+        modes = ["one run() per environment", "one run_batch()"]
+        if args.per_call:
+            modes.insert(0, "one run() per call")
+        for mode in modes:
 
             def one_pass(sb):
                 if mode == "one run_batch()":
@@ -108,6 +114,15 @@ def main() -> None:
             rows.append((f"sandbox, {label}, {mode}, cold", n / statistics.median(cold)))
             rows.append((f"sandbox, {label}, {mode}, warm", n / statistics.median(warm)))
 
+    # per-environment start-up: many one-call environments vs one environment with as many calls
+    trivial = ({"f": "def f():\n    return 1\n"}, [{"function": {"name": "f", "arguments": "{}"}}])
+    k = 100
+    with Sandbox(n_workers=1) as sb:
+        prot = sb.protections()
+        sb.run_batch([trivial] * 5)
+        many = statistics.median(timed(lambda: sb.run_batch([trivial] * k))[0] for _ in range(args.repeats))
+        one = statistics.median(timed(lambda: sb.run(trivial[0], trivial[1] * k))[0] for _ in range(args.repeats))
+        per_env, per_call = (many - one) / (k - 1), one / k
     width = max(len(r[0]) for r in rows)
     print(f"\n{'mode':<{width}}  {'calls/s':>9}  {'vs FTRL':>7}")
     for name, rate in rows:
@@ -116,6 +131,14 @@ def main() -> None:
         "\nsandbox start-up (all workers ready): "
         + ", ".join(f"{w} worker{'s' if w > 1 else ''}: {s * 1000:.0f} ms" for w, s in starts.items())
     )
+    print(
+        f"per-environment start-up (1 worker: {k} one-call environments vs one environment of {k} calls):"
+        f" {per_env * 1000:.2f} ms per extra environment; {per_call * 1000:.3f} ms per call"
+    )
+    warm_batch = [rate for name, rate in rows if name.endswith("run_batch(), warm")]
+    print(f"warm batch mode vs FTRL-style: {max(warm_batch) / ftrl_rate:.2f}x (required: >= 3x)")
+    print("active protections: " + ", ".join(k for k, v in prot.items() if v))
+    print("inactive: " + (", ".join(k for k, v in prot.items() if not v) or "none"))
     print(f"feedback strings differing from FTRL-style: {mismatches}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -128,6 +151,8 @@ def main() -> None:
                     "rates": {name: rate for name, rate in rows},
                     "ftrl_rate": ftrl_rate,
                     "startup_seconds": starts,
+                    "per_environment_startup_seconds": per_env,
+                    "protections": prot,
                     "mismatches": mismatches,
                 },
                 indent=2,

@@ -1,7 +1,11 @@
 """Shared fixtures: the FTRL test set from ../shared (tests skip cleanly without it)."""
 
+import os
 import sys
 from pathlib import Path
+
+# No test touches the network: Hugging Face lookups stay in the local cache (set before any HF import).
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest
 

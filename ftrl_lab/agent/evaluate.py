@@ -29,8 +29,8 @@ from typing import Any
 
 import pandas as pd
 
+from ftrl_lab.agent.policies import add_policy_arguments, policy_from_args
 from ftrl_lab.agent.rollout import Episode, Policy, episode_key, rollout
-from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 from ftrl_lab.agent.trajectories import read_jsonl_lines, rewrite_jsonl
 from ftrl_lab.core.executor import ToolExecutor
 from ftrl_lab.core.records import SCENARIOS, EnvRecord, append_jsonl, default_test_set, load_records
@@ -51,17 +51,26 @@ def load_transcripts(out_dir: str | os.PathLike) -> list[dict]:
 def summarize(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
     """Per-scenario and overall means of the episode metrics (one row per scenario + "overall")."""
     df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows
-    columns = ["scenario", "n", *METRICS, "turns", "calls", "solved", "total", "completion_tokens"]
+    columns = ["scenario", "n", *METRICS, "turns", "calls", "solved", "total", "echoes", "completion_tokens"]
     if df.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=[*columns, "rules"])
     numeric = [c for c in columns[2:] if c in df.columns]
 
     def block(part: pd.DataFrame, name: str) -> dict:
-        return {"scenario": name, "n": len(part), **part[numeric].mean().to_dict()}
+        return {"scenario": name, "n": len(part), **part[numeric].mean().to_dict(), "rules": setting(part)}
 
     order = [s for s in SCENARIOS if s in set(df["scenario"])] + sorted(set(df["scenario"]) - set(SCENARIOS))
     table = [block(df[df["scenario"] == s], s) for s in order] + [block(df, "overall")]
-    return pd.DataFrame(table, columns=[c for c in columns if c in ("scenario", "n") or c in numeric])
+    return pd.DataFrame(table, columns=[*(c for c in columns if c in ("scenario", "n") or c in numeric), "rules"])
+
+
+def setting(rows: pd.DataFrame) -> str:
+    """The scoring setting of these episodes, e.g. ``official`` or ``official+echo_guard``
+    (transcripts written before rule sets existed were lenient; a mix is listed)."""
+    rules = rows["rules"].fillna("lenient") if "rules" in rows else pd.Series(["lenient"] * len(rows))
+    guard = rows["echo_guard"].fillna(False).astype(bool) if "echo_guard" in rows else pd.Series([False] * len(rows))
+    names = sorted({r + ("+echo_guard" if g else "") for r, g in zip(rules, guard)})
+    return "/".join(names) if names else "official"
 
 
 def machine_info() -> dict[str, Any]:
@@ -118,10 +127,14 @@ def evaluate(
     executor: ToolExecutor | None = None,
     progress: bool = True,
     meta: dict | None = None,
+    rules: str = "official",
+    echo_guard: bool = False,
 ) -> EvalResult:
     """Evaluate ``policy`` on ``records``, resumably, writing transcripts and results to ``out_dir``.
 
-    ``meta`` (model, data, settings) is stored in ``results.json``.
+    ``meta`` (model, data, settings) is stored in ``results.json``. ``rules`` (default "official":
+    FTRL's evaluation_self.py outcome) and ``echo_guard`` (default off: paper parity) set how turns
+    are parsed and scored; both are named in every summary row.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,10 +166,14 @@ def evaluate(
                 indices=[i for i, _ in todo],
                 progress=progress,
                 desc="evaluate",
+                rules=rules,
+                echo_guard=echo_guard,
             )
     finally:
         wall = time.perf_counter() - t0
-        result = _write_results(out_dir, set(keys), len(set(keys)), wall, new, meta or {})
+        result = _write_results(
+            out_dir, set(keys), len(set(keys)), wall, new, {"rules": rules, "echo_guard": echo_guard, **(meta or {})}
+        )
     return EvalResult(result[0], result[1], out_dir, wall, new, len(set(keys)) - len(todo))
 
 
@@ -173,6 +190,9 @@ def _write_results(
         "solved",
         "total",
         *METRICS,
+        "rules",
+        "echo_guard",
+        "echoes",
         "prompt_tokens",
         "prefilled_tokens",
         "completion_tokens",
@@ -219,56 +239,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ftrl_lab.evaluate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="benchmark", required=True)
     p = sub.add_parser("ftrl", help="FTRL's test set (Solve-P/R/F1)")
-    p.add_argument("--model", default="default", help='local folder, "default", or the served name with --api-base')
     p.add_argument("--data", default=str(default_test_set()), help="records (.parquet or .jsonl)")
     p.add_argument("--out", required=True, help="run folder (transcripts, results); a rerun resumes")
     p.add_argument("--limit", type=int, default=None, help="only the first N records")
     p.add_argument("--max-turns", type=int, default=20)
-    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="per turn (FTRL: 1024)")
-    p.add_argument("--batch-size", type=int, default=8, help="environments played (and decoded) together")
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--api-key", default=None, help="default: $OPENAI_API_KEY")
     p.add_argument(
         "--executor",
         choices=("sandbox", "inprocess"),
         default="sandbox",
         help="where tool code runs (inprocess: FTRL's unisolated exec, trusted code only)",
     )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
     p.add_argument(
-        "--bf16-prefill",
-        action="store_true",
-        help="prefill an fp32 model under bf16 autocast (faster on CPUs with bf16)",
+        "--exec-mode",
+        choices=("ftrl", "fresh"),
+        default="ftrl",
+        help="inprocess executor: FTRL's exec semantics (module-level names of a tool source invisible) or a fresh namespace",
     )
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--rules", choices=("official", "lenient"), default="official", help="FTRL's parse rules or the lenient ones"
+    )
+    p.add_argument("--echo-guard", action="store_true", help="refuse solves by echo (off: paper parity)")
     p.add_argument("--no-progress", action="store_true")
+    add_policy_arguments(p)
     args = parser.parse_args(argv)
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     records = load_records(args.data)
     if args.limit is not None:
         records = records[: args.limit]
-    from ftrl_lab.agent.policies import make_policy
-
-    policy, info = make_policy(
-        args.model,
-        api_base=args.api_base,
-        api_key=args.api_key,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        temperature=args.temperature,
-        device=args.device,
-        dtype=args.dtype,
-        bf16_prefill=args.bf16_prefill,
-    )
+    policy, info = policy_from_args(args)
     from ftrl_lab.core.executor import inprocess_executor, sandbox_executor
 
-    executor = inprocess_executor() if args.executor == "inprocess" else sandbox_executor()
+    executor = inprocess_executor(mode=args.exec_mode) if args.executor == "inprocess" else sandbox_executor()
     meta = {
         **info,
         "data": str(args.data),
@@ -295,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         executor=executor,
         progress=not args.no_progress,
         meta=meta,
+        rules=args.rules,
+        echo_guard=args.echo_guard,
     )
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(result.table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))

@@ -7,7 +7,9 @@ every call. Its tokenizer gets a Qwen2.5-style tool-calling chat template (FTRL'
 tools in the system prompt, calls as ``<tool_call>{...}</tool_call>``, tool results as
 ``<tool_response>`` blocks inside a user turn.
 
-Nothing here downloads from a model hub: every ``from_pretrained`` is ``local_files_only``.
+Hub ids load as transformers loads them: from the local Hugging Face cache, downloaded when
+the hub is reachable and ``HF_HUB_OFFLINE`` is not set; offline and not cached, the error says
+so and how to fetch the model. The embedded default model never touches the network.
 """
 
 from __future__ import annotations
@@ -119,6 +121,21 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def pick_threads(requested: int | None = None) -> tuple[int, str]:
+    """Torch CPU threads for a run, and how they were chosen (for the run's record).
+
+    ``requested`` wins. Otherwise the cores this process may use minus the 1-minute load average
+    (rounded), at least 1: on a shared 2-core machine a second busy job makes 1 thread faster than
+    2 (decode several times over), while an idle machine gets every core.
+    """
+    if requested:
+        return int(requested), f"{requested} (requested)"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    free = max(1, cores - int(load + 0.5))
+    return free, f"{free} (auto: {cores} usable cores, 1-minute load {load:.2f})"
 
 
 def pick_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu") -> torch.dtype:
@@ -323,7 +340,7 @@ def _convert_gguf(source: Path, source_sha: str, out: Path) -> None:
     tokenizer.init_kwargs["padding_side"] = "left"  # saved, so plain AutoTokenizer pads left too
     for key in ("is_local", "local_files_only", "name_or_path"):
         tokenizer.init_kwargs.pop(key, None)
-    _sync_generation_config(model, tokenizer)
+    sync_generation_config(model, tokenizer)
 
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -349,7 +366,7 @@ def write_manifest(folder: Path, source: Path, source_sha: str, seconds: float =
     return path
 
 
-def _sync_generation_config(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+def sync_generation_config(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
     """Generation stops at the tokenizer's eos (and ``<|endoftext|>``), pads with its pad."""
     gen = model.generation_config
     eos = [tokenizer.eos_token_id]
@@ -376,35 +393,59 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizer
 
 def resolve_model_path(path_or_name: str | os.PathLike) -> str:
     """What to pass to ``from_pretrained``: the default names map to the converted default
-    model, an existing path to itself, anything else (a cached hub id) is left as is."""
+    model, an existing path to itself, anything else (a hub id) is left as is."""
     if str(path_or_name).lower() in DEFAULT_MODEL_NAMES:
         return str(ensure_default_model())
     path = Path(path_or_name).expanduser()
     return str(path) if path.exists() else str(path_or_name)
 
 
+def hub_offline() -> bool:
+    """Whether Hugging Face downloads are switched off (``HF_HUB_OFFLINE=1``, read at import by huggingface_hub)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_load_error(name: str | os.PathLike, error: Exception) -> FileNotFoundError:
+    """A clear error for a model that is neither a local folder nor obtainable from the hub."""
+    from huggingface_hub import constants
+
+    if hub_offline():
+        return FileNotFoundError(
+            f"{name}: not a local model folder and not in the Hugging Face cache ({constants.HF_HUB_CACHE}), "
+            f"and HF_HUB_OFFLINE=1 forbids downloading it: fetch it once with `hf download {name}` "
+            "(or unset HF_HUB_OFFLINE), or pass a local folder"
+        )
+    return FileNotFoundError(
+        f"{name}: not a local model folder, and the Hugging Face hub could not provide it "
+        f"(a typo, a gated model needing `hf auth login`, or no network): {error}"
+    )
+
+
 def load_model(
     path_or_name: str | os.PathLike = "default", dtype: str | torch.dtype = "auto", device: str | torch.device = "auto"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a Hugging Face causal LM and its tokenizer from local files, ready for generation.
+    """Load a Hugging Face causal LM and its tokenizer, ready for generation.
 
-    ``path_or_name``: a local folder, a hub id already in the local HF cache, or "default" /
-    "smollm2-135m" for the embedded SmolLM2-135M-Instruct. Never downloads. The model is in
-    eval mode on ``device``; the tokenizer pads on the left with a pad token set.
+    ``path_or_name``: a local folder; a hub id (from the local HF cache, downloaded there when
+    allowed, as transformers does; ``HF_HUB_OFFLINE=1`` is honoured); or "default" /
+    "smollm2-135m" for the embedded SmolLM2-135M-Instruct (offline). The model is in eval mode
+    on ``device`` (attention: transformers' default, sdpa where the family supports it); the tokenizer pads on the left with a pad token set.
     """
     path = resolve_model_path(path_or_name)
-    if Path(path).exists() and not (Path(path) / "config.json").is_file():
+    local = Path(path).exists()
+    if local and not (Path(path) / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a Hugging Face model folder (no config.json)")
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, local_files_only=local)
     except OSError as e:
-        raise FileNotFoundError(
-            f"{path_or_name}: not a local model folder nor in the local Hugging Face "
-            f"cache (ftrl_lab never downloads models): {e}"
-        ) from None
+        if local:
+            raise
+        raise hub_load_error(path_or_name, e) from None
     prepare_tokenizer(tokenizer)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -494,7 +535,7 @@ def tiny_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
-    _sync_generation_config(model, tokenizer)
+    sync_generation_config(model, tokenizer)
     return model.eval(), tokenizer
 
 

@@ -16,6 +16,7 @@ drives):
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -301,3 +302,50 @@ def make_policy(
         "model_info": model_info(lm),
         "bf16_prefill": engine.bf16_prefill,
     }
+
+
+# --- command lines --------------------------------------------------------------------------
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    """The evaluated-model options every command line shares (read back by :func:`policy_from_args`)."""
+    parser.add_argument("--model", default="default", help='local folder, hub id, "default", or the served name')
+    parser.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--api-key", default=None, help="default: $OPENAI_API_KEY")
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="per turn (FTRL: 1024)")
+    parser.add_argument("--batch-size", type=int, default=8, help="conversations decoded together")
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument(
+        "--bf16-prefill", action="store_true", help="prefill an fp32 model under bf16 autocast (CPUs with bf16)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def policy_from_args(args: argparse.Namespace) -> tuple[Policy, dict]:
+    """:func:`make_policy` from the options of :func:`add_policy_arguments`.
+
+    Local models first set torch's CPU threads (:func:`ftrl_lab.agent.models.pick_threads`: the
+    ``--threads`` given, else the cores free now); ``info["threads"]`` says how they were chosen.
+    """
+    threads_how = None
+    if not args.api_base:
+        import torch
+
+        from ftrl_lab.agent.models import pick_threads
+
+        threads, threads_how = pick_threads(args.threads)
+        torch.set_num_threads(threads)
+    policy, info = make_policy(
+        args.model,
+        api_base=args.api_base,
+        api_key=args.api_key,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+        device=args.device,
+        dtype=args.dtype,
+        bf16_prefill=args.bf16_prefill,
+    )
+    if threads_how is not None:
+        info["threads"] = threads_how
+    return policy, info

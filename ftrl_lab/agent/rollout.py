@@ -31,9 +31,9 @@ from typing import Any, Protocol
 from tqdm.auto import tqdm
 
 from ftrl_lab.core.executor import ToolExecutor, sandbox_executor
-from ftrl_lab.core.parsing import ParsedResponse, parse_openai_message, parse_response
+from ftrl_lab.core.parsing import ParsedResponse, check_rules, parse_openai_message, parse_response
 from ftrl_lab.core.records import EnvRecord
-from ftrl_lab.core.reward import episode_metrics, update_unsolved
+from ftrl_lab.core.reward import episode_metrics, execute_calls, hashable, solve_calls
 
 
 # --- episodes --------------------------------------------------------------------------------
@@ -67,6 +67,7 @@ class Turn:
     gen_seconds: float = 0.0
     tool_seconds: float = 0.0
     generated: Any = None  # the model's own output on a scripted turn (ForcedTurnsPolicy)
+    echoes: list[bool] = field(default_factory=list)  # per call, whether the echo check fired
 
     @property
     def tool_calls(self) -> list[dict]:
@@ -85,6 +86,8 @@ class Episode:
     turns: list[Turn] = field(default_factory=list)
     seconds: float = 0.0
     done: bool = False
+    rules: str = "official"  # the rule set that parsed and scored it
+    echo_guard: bool = False
 
     @property
     def key(self) -> str:
@@ -97,6 +100,19 @@ class Episode:
     @property
     def solved(self) -> int:
         return sum(s is not None for t in self.turns for s in t.solved)
+
+    @property
+    def echoes(self) -> int:
+        """Calls the echo check fired on (counted whether the guard is on or off)."""
+        return sum(sum(t.echoes) for t in self.turns)
+
+    @property
+    def official_crash(self) -> bool:
+        """True where FTRL's evaluation script would have crashed (a call named by a JSON list
+        or object: ``unsolved_set.get`` of an unhashable key) and recorded no row."""
+        return self.rules == "official" and any(
+            not hashable(c["function"]["name"]) for t in self.turns for c in t.tool_calls
+        )
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -113,12 +129,19 @@ class Episode:
             "solved": self.solved,
             "total": self.total,
             **self.metrics,
+            "rules": self.rules,
+            "echo_guard": self.echo_guard,
+            "echoes": self.echoes,
+            "official_crash": self.official_crash,
             "prompt_tokens": sum(t.prompt_tokens for t in self.turns),
             "prefilled_tokens": sum(t.prefilled_tokens for t in self.turns),
             "completion_tokens": sum(t.completion_tokens for t in self.turns),
             "gen_seconds": round(sum(t.gen_seconds for t in self.turns), 4),
             "tool_seconds": round(sum(t.tool_seconds for t in self.turns), 4),
-            "seconds": round(self.seconds, 4),
+            # this episode's own cost (its share of each batched generation, plus its tool calls);
+            # the wall time it spent in flight overlaps the other episodes of its batch
+            "seconds": round(sum(t.gen_seconds + t.tool_seconds for t in self.turns), 4),
+            "in_flight_seconds": round(self.seconds, 4),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,13 +186,14 @@ class Policy(Protocol):
     def release(self, episode: Episode) -> None: ...
 
 
-def parse_output(response: Any, fmt: str = "qwen") -> ParsedResponse:
-    """An OpenAI message with ``tool_calls`` is taken as is; otherwise its text is parsed in ``fmt``."""
+def parse_output(response: Any, fmt: str = "qwen", rules: str = "lenient") -> ParsedResponse:
+    """An OpenAI message with ``tool_calls`` is taken as is; otherwise its text is parsed in
+    ``fmt`` by ``rules`` ("official": FTRL's ``parse_qwen`` on the decoded text, as its evaluation)."""
     if isinstance(response, dict):
         if response.get("tool_calls"):
             return parse_openai_message(response)
         response = response.get("content") or ""
-    return parse_response(response, fmt)
+    return parse_response(response, fmt, rules)
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -184,8 +208,13 @@ def rollout(
     indices: Sequence[int] | None = None,
     progress: bool = True,
     desc: str = "rollout",
+    rules: str = "official",
+    echo_guard: bool = False,
 ) -> list[Episode]:
     """Play every record to the end with ``policy``; episodes come back in input order.
+
+    ``rules`` ("official": FTRL's ``evaluation_self.py`` outcome, or "lenient") parses the model
+    turns; ``echo_guard`` refuses solves by echo (:func:`ftrl_lab.core.reward.solve_calls`).
 
     ``max_active`` environments are played at once (one policy call and one tool batch per
     turn); ``on_episode`` is called as each one finishes (e.g. to save it); ``indices`` gives
@@ -194,6 +223,7 @@ def rollout(
     """
     if max_turns < 1 or max_active < 1:
         raise ValueError(f"max_turns and max_active must be >= 1, got {max_turns}, {max_active}")
+    check_rules(rules)
     executor = executor or sandbox_executor()
     indices = list(indices) if indices is not None else list(range(len(records)))
     if len(indices) != len(records):
@@ -208,17 +238,19 @@ def rollout(
             while pending and len(active) < max_active:
                 i, rec = pending.pop()
                 ep = new_episode(i, rec)
+                ep.rules, ep.echo_guard = rules, echo_guard
                 ep.seconds = -time.perf_counter()
                 active.append(ep)
             outputs = policy.act(active)
             if len(outputs) != len(active):
                 raise RuntimeError(f"policy returned {len(outputs)} outputs for {len(active)} episodes")
-            parsed = [parse_output(o.response, getattr(policy, "fmt", "qwen")) for o in outputs]
+            parsed = [parse_output(o.response, getattr(policy, "fmt", "qwen"), rules) for o in outputs]
             for ep, p in zip(active, parsed):
                 ep.messages.append(p.to_message())
             calling = [k for k, p in enumerate(parsed) if p.tool_calls]
             t0 = time.perf_counter()
-            feedback = executor([(active[k].record.codes, parsed[k].tool_calls) for k in calling]) if calling else []
+            items = [(active[k].record.codes, parsed[k].tool_calls) for k in calling]
+            feedback = execute_calls(executor, items) if calling else []
             tool_seconds = (time.perf_counter() - t0) / max(1, sum(len(parsed[k].tool_calls) for k in calling))
             contents: dict[int, list[str]] = dict(zip(calling, feedback))
             still = []
@@ -228,7 +260,7 @@ def rollout(
                     raise RuntimeError(f"executor returned {len(outs)} results for {len(p.tool_calls)} calls")
                 for call, content in zip(p.tool_calls, outs):
                     ep.messages.append({"role": "tool", "content": content, "tool_call_id": call.get("id")})
-                solved = update_unsolved(ep.unsolved, p.tool_calls, outs) if p.tool_calls else []
+                solved, fired = solve_calls(ep.unsolved, p.tool_calls, outs, echo_guard) if p.tool_calls else ([], [])
                 ep.turns.append(
                     Turn(
                         out.response,
@@ -244,6 +276,7 @@ def rollout(
                         out.seconds,
                         tool_seconds * len(outs),
                         out.generated,
+                        fired,
                     )
                 )
                 if p.tool_calls and len(ep.turns) < max_turns:

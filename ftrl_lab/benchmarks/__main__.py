@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
+from ftrl_lab.agent.policies import add_policy_arguments, policy_from_args
 from ftrl_lab.benchmarks.registry import BENCHMARKS, RunOptions, benchmark, run_and_score
 
 
@@ -38,7 +38,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "benchmark", choices=list(BENCHMARKS), help="one benchmark (or `suite ...`: see ftrl_lab.benchmarks.suite)"
     )
-    p.add_argument("--model", default="default", help='local folder, "default", or the served name with --api-base')
     p.add_argument("--out", required=True, help="run folder (a rerun resumes)")
     p.add_argument("--data", default=None, help="benchmark data (file or folder); default: the shared copy")
     p.add_argument("--limit", type=int, default=None)
@@ -70,15 +69,8 @@ def _parser() -> argparse.ArgumentParser:
         help='tau-bench offline: a local model ("default" or a folder) plays the user through the engine',
     )
     p.add_argument("--max-turns", type=int, default=None, help="ToolHop: 9, tau-bench: 30")
-    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint for the evaluated model")
-    p.add_argument("--api-key", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
+    add_policy_arguments(p)
     return p
 
 
@@ -131,22 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(str(e)) from None
     if bench.name == "taubench":  # fail before loading the evaluated model
         options = dataclasses.replace(options, user=_user(args))
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    from ftrl_lab.agent.policies import make_policy
-
-    policy, info = make_policy(
-        args.model,
-        api_base=args.api_base,
-        api_key=args.api_key,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        temperature=args.temperature,
-        device=args.device,
-        dtype=args.dtype,
-    )
+    policy, info = policy_from_args(args)
     t0 = time.perf_counter()
     table, results = run_and_score(bench.name, policy, items, out, options, rules)
     settings = {k: v for k, v in vars(args).items() if k not in ("api_key", "user_api_key")}

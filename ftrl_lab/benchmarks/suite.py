@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftrl_lab.agent.policies import add_policy_arguments, policy_from_args
 from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 from ftrl_lab.benchmarks import bfcl, toolhop
 from ftrl_lab.benchmarks.registry import BENCHMARKS, RunOptions, run_and_score
@@ -455,7 +456,6 @@ def compare(folders: Sequence[str | os.PathLike] | dict[str, str | os.PathLike])
 # --- command line --------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ftrl_lab.benchmarks suite", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="default", help='local folder, "default", or the served name with --api-base')
     p.add_argument("--out", required=True, help="run folder, e.g. runs/bench/default (a rerun resumes)")
     p.add_argument(
         "--limit-per-category",
@@ -464,8 +464,6 @@ def _parser() -> argparse.ArgumentParser:
         help="first N items of each category (each ToolHop mode); default: all",
     )
     p.add_argument("--benchmarks", nargs="*", default=list(SUITE), choices=list(SUITE))
-    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
-    p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--max-turns", type=int, default=toolhop.MAX_TURNS, help="ToolHop turns per episode")
     p.add_argument("--bfcl-mode", choices=("fc", "python"), default="fc")
     for name in SUITE:
@@ -473,16 +471,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             f"--{name}-rules", choices=b.rules, default=None, help=f"{name} scoring rules (default {b.default_rules})"
         )
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     for name in SUITE:
         p.add_argument(f"--{name}-data", default=None, help=f"{name} data instead of the default copy")
-    p.add_argument("--api-base", default=None, help="OpenAI-compatible endpoint for the evaluated model")
-    p.add_argument("--api-key", default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto")
-    p.add_argument("--bf16-prefill", action="store_true", help="prefill an fp32 model under bf16 autocast")
     p.add_argument("--no-progress", action="store_true")
+    add_policy_arguments(p)
     return p
 
 
@@ -507,24 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_resumable(args.out, settings)  # before loading a model
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    from ftrl_lab.agent.policies import make_policy
-
     t0 = time.perf_counter()
-    policy, info = make_policy(
-        args.model,
-        api_base=args.api_base,
-        api_key=args.api_key,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        temperature=args.temperature,
-        device=args.device,
-        dtype=args.dtype,
-        bf16_prefill=args.bf16_prefill,
-    )
+    policy, info = policy_from_args(args)
     info["load_seconds"] = round(time.perf_counter() - t0, 1)
     if not args.api_base:
         from ftrl_lab.agent.models import resolve_model_path

@@ -32,13 +32,22 @@ def sandbox_executor(sandbox: Any = None, **sandbox_kwargs: Any) -> ToolExecutor
     return run
 
 
-def inprocess_executor(timeout: float = 10.0) -> ToolExecutor:
-    """FTRL's unisolated in-process executor (trusted tool code only; fast, for tests)."""
+def inprocess_executor(timeout: float = 10.0, mode: str = "ftrl") -> ToolExecutor:
+    """FTRL's unisolated in-process executor (trusted tool code only; fast, for tests).
+
+    ``mode`` "ftrl" (default): tool sources run as FTRL runs them (module-level names of a source
+    invisible to its function); "fresh": each source in its own namespace
+    (:func:`ftrl_lab.core.ftrl_executor.exec_tool`).
+    """
+    from ftrl_lab.core.ftrl_executor import EXEC_MODES
+
+    if mode not in EXEC_MODES:
+        raise ValueError(f"unknown exec mode '{mode}' (choose from {EXEC_MODES})")
 
     def run(items: Sequence[tuple[dict, list[dict]]]) -> list[list[str]]:
         from ftrl_lab.core.ftrl_executor import inprocess_feedback
 
-        return [inprocess_feedback(codes, calls, timeout) for codes, calls in items]
+        return [inprocess_feedback(codes, calls, timeout, mode) for codes, calls in items]
 
     return run
 

@@ -13,6 +13,21 @@ each block is a JSON object with ``name`` and ``arguments`` (an object, or a str
 JSON); a final block without ``</tool_call>`` still counts; bad blocks are dropped, good ones
 kept; when no call survives, the content is the whole text (so the reward can see the tags).
 Unlike FTRL, call ids are deterministic (a hash of the text), not clock-based.
+
+Rule sets (``rules=``): ``"lenient"`` (the default here, the rules above) and ``"official"``, the
+outcome of FTRL's own ``parse_qwen`` on every input, quirks included:
+
+- the text after ``<tool_call>`` loses every leading character of the set ``<tool_call>`` (a
+  character-set strip: ``<tool_call><tool_call>{...}`` is one good call);
+- any truthy JSON ``name`` is a call (``7``, ``true``, ``[1]``); the key must be ``arguments``
+  (``parameters`` drops the block);
+- ``arguments`` that are not an object must be a string holding JSON, and any JSON value is kept
+  (``"[1]"``, ``"null"``, ``"5"`` become calls that the executor then fails on); a non-string
+  non-object value (``[1]``, ``null``, ``5``) drops the block;
+- no end-of-turn markers are removed (the reward removes its own, :func:`strip_reward_suffixes`).
+
+Only Qwen text has an official rule set (FTRL's paper numbers are Qwen's); other formats parse the
+same under both.
 """
 
 from __future__ import annotations
@@ -26,6 +41,8 @@ TOOL_CALL_START, TOOL_CALL_END = "<tool_call>", "</tool_call>"
 PYTHON_TAG = "<|python_tag|>"
 END_MARKERS = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "</s>")
 FORMATS = ("qwen", "llama31", "openai")
+RULE_SETS = ("official", "lenient")
+REWARD_SUFFIXES = ("<|endoftext|>", "<|im_end|>")  # what FTRL's reward strips, once each, in order
 
 
 @dataclass
@@ -56,6 +73,22 @@ def strip_end_markers(text: str) -> str:
                 text = text[: -len(marker)].strip()
                 changed = True
     return text
+
+
+def strip_reward_suffixes(text: str) -> str:
+    """FTRL's reward clean-up: strip, drop one trailing ``<|endoftext|>``, strip, drop one
+    trailing ``<|im_end|>``, strip (``</s>`` and ``<|eot_id|>`` stay)."""
+    text = text.strip()
+    for marker in REWARD_SUFFIXES:
+        text = text.removesuffix(marker).strip()
+    return text
+
+
+def check_rules(rules: str) -> str:
+    """``rules`` itself, or a ValueError naming the rule sets."""
+    if rules not in RULE_SETS:
+        raise ValueError(f"unknown rule set '{rules}' (choose from {RULE_SETS})")
+    return rules
 
 
 def _call_id(text: str, index: int) -> str:
@@ -92,8 +125,60 @@ def _decode_call(obj: Any, args_key: str = "arguments") -> tuple[str, dict] | st
     return name, args
 
 
-def parse_qwen(text: Any) -> ParsedResponse:
-    """Parse Qwen / Hermes ``<tool_call>`` output (FTRL's training format)."""
+def _official_block(body: str) -> tuple[Any, str] | str:
+    """(name, arguments JSON text) of one ``<tool_call>`` block by FTRL's rules, or why it is dropped."""
+    try:
+        obj = json.loads(body.lstrip(TOOL_CALL_START).strip())
+    except (ValueError, RecursionError) as e:
+        return f"tool call is not valid JSON: {getattr(e, 'msg', e)}"
+    if not isinstance(obj, dict):
+        return f"call is a JSON {type(obj).__name__}, not an object"
+    name = obj.get("name")
+    if not name:
+        return "call has no truthy 'name'"
+    if "arguments" not in obj:
+        return f"call to {name!r} has no 'arguments'"
+    args = obj["arguments"]
+    if type(args) is not dict:  # noqa: E721 (FTRL tests the exact type)
+        if not isinstance(args, str):
+            return f"arguments of {name!r} are a JSON {type(args).__name__}, neither an object nor a string"
+        try:
+            args = json.loads(args)
+        except (ValueError, RecursionError) as e:
+            return f"arguments of {name!r} are not valid JSON: {getattr(e, 'msg', e)}"
+    try:
+        return name, json.dumps(args, ensure_ascii=False)
+    except (ValueError, RecursionError) as e:
+        return f"arguments of {name!r} cannot be re-encoded: {e}"
+
+
+def parse_qwen_official(text: str) -> ParsedResponse:
+    """FTRL's ``parse_qwen`` outcome (see the module notes); ``name`` may be any truthy JSON value."""
+    stripped = text.strip()
+    start = text.find(TOOL_CALL_START)
+    if start == -1:
+        return ParsedResponse(content=stripped)
+    calls: list[dict] = []
+    errors: list[str] = []
+    for block in text[start:].split(TOOL_CALL_END):
+        block = block.strip()
+        if not block.startswith(TOOL_CALL_START):
+            continue
+        decoded = _official_block(block)
+        if isinstance(decoded, str):
+            errors.append(decoded)
+            continue
+        name, arguments = decoded
+        call_id = _call_id(text, len(calls))
+        calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
+    content = text[:start].strip() if calls else stripped
+    return ParsedResponse(content=content, tool_calls=calls, malformed=bool(errors), errors=errors)
+
+
+def parse_qwen(text: Any, rules: str = "lenient") -> ParsedResponse:
+    """Parse Qwen / Hermes ``<tool_call>`` output (FTRL's training format) by ``rules``."""
+    if check_rules(rules) == "official" and isinstance(text, str):
+        return parse_qwen_official(text)
     if not isinstance(text, str):
         return ParsedResponse(
             content="" if text is None else str(text),
@@ -226,8 +311,10 @@ def parse_openai_message(message: Any) -> ParsedResponse:
     return ParsedResponse(content=content.strip(), tool_calls=calls, malformed=bool(errors), errors=errors)
 
 
-def parse_response(response: Any, fmt: str = "qwen") -> ParsedResponse:
+def parse_response(response: Any, fmt: str = "qwen", rules: str = "lenient") -> ParsedResponse:
     """Parse a model response in the given format: 'qwen', 'llama31' or 'openai'.
+
+    ``rules`` ('official' or 'lenient') applies to Qwen text (see the module notes).
 
     A dict is always treated as an OpenAI message; a TRL conversational completion (a list
     of messages) is parsed from its last assistant message.
@@ -240,7 +327,7 @@ def parse_response(response: Any, fmt: str = "qwen") -> ParsedResponse:
     if isinstance(response, dict):
         return parse_openai_message(response)
     if fmt == "qwen":
-        return parse_qwen(response)
+        return parse_qwen(response, rules)
     if fmt == "llama31":
         return parse_llama31(response)
     if fmt == "openai":

@@ -310,6 +310,26 @@ def code_errors(name: str, source: Any) -> list[tuple[str, str]]:
     return []
 
 
+SHORT_GOLD_CHARS = 2  # gold answers this short (or shorter) are warned about at load time
+
+
+def degenerate_answer(answer: str) -> bool:
+    """True for a gold answer without a single letter or digit (``''``, ``' '``, ``','``): after
+    FTRL's normalisation it is contained in (almost) any output, so it is solved by anything."""
+    return not any(ch.isalnum() for ch in answer)
+
+
+def short_gold_answers(rec: EnvRecord) -> list[tuple[str, str]]:
+    """(field, answer) of the gold answers of at most SHORT_GOLD_CHARS characters (stripped)."""
+    return [
+        (f"unsolved_set[{name}][{i}]", a)
+        for name, answers in rec.unsolved_set.items()
+        if isinstance(answers, list)
+        for i, a in enumerate(answers)
+        if isinstance(a, str) and not degenerate_answer(a) and len(a.strip()) <= SHORT_GOLD_CHARS
+    ]
+
+
 def validate_record(rec: EnvRecord, *, parse_codes: bool = True) -> list[tuple[str, str]]:
     """All problems with a record, as (field, message) pairs; empty when it is valid.
 
@@ -349,6 +369,19 @@ def validate_record(rec: EnvRecord, *, parse_codes: bool = True) -> list[tuple[s
             errors.append((f"unsolved_set[{name}]", f"names unknown tool '{name}'"))
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
             errors.append((f"unsolved_set[{name}]", f"expected a list of strings, got {answers!r:.80}"))
+            continue
+        for i, a in enumerate(answers):
+            if degenerate_answer(a):
+                errors.append(
+                    (
+                        f"unsolved_set[{name}][{i}]",
+                        f"degenerate gold answer {a!r}: no letter or digit, any output would contain it",
+                    )
+                )
+    if rec.answer and degenerate_answer(rec.answer):
+        errors.append(
+            ("answer", f"degenerate final answer {rec.answer!r}: no letter or digit, any output would contain it")
+        )
     if not 0.0 <= rec.solve_rate <= 1.0:
         errors.append(("solve_rate", f"must lie in [0, 1], got {rec.solve_rate}"))
     return errors
@@ -402,19 +435,29 @@ def load_records(path: str | os.PathLike, *, skip_invalid: bool = False, validat
     ``skip_invalid=True``: then it is skipped, kept in ``result.skipped`` and logged.
     """
     out = Records()
+    short: list[str] = []
     for row, loc in iter_rows(path):
         try:
             if isinstance(row, RecordError):
                 raise row
-            out.append(
-                EnvRecord.from_row(
-                    row, source=loc["source"], line=loc.get("line"), row_index=loc.get("row_index"), validate=validate
-                )
+            rec = EnvRecord.from_row(
+                row, source=loc["source"], line=loc.get("line"), row_index=loc.get("row_index"), validate=validate
             )
+            out.append(rec)
+            where = f"line {loc['line']}" if loc.get("line") is not None else f"row {loc.get('row_index')}"
+            short.extend(f"{where} {fld} {a!r}" for fld, a in short_gold_answers(rec))
         except RecordError as e:
             if not skip_invalid:
                 raise
             out.skipped.append(e)
+    if short:
+        log.warning(
+            "%s: %d gold answer(s) of <= %d characters (easy to hit by chance or echo): %s",
+            path,
+            len(short),
+            SHORT_GOLD_CHARS,
+            "; ".join(short[:5]) + (" ..." if len(short) > 5 else ""),
+        )
     if out.skipped:
         log.warning(
             "%s: skipped %d invalid record(s): %s",

@@ -1,28 +1,41 @@
-"""Isolated execution of FTRL tool calls in reused worker processes.
+"""Isolated execution of FTRL tool calls: one fresh, locked-down process per environment.
 
 ``Sandbox.run(codes, calls)`` gives, per OpenAI-style tool call, the feedback string FTRL's
 ``get_feedback`` would give (the return value; dict/list -> ``json.dumps(ensure_ascii=False)``,
 other -> ``str``; an error -> ``"an error occured when call <name>: <str(e)>"``), but the tool
-code runs in separate, locked-down worker processes (see :mod:`ftrl_lab.core.sandbox_worker` and
-``Sandbox.protections()``), never in this one.
+code never runs in this process.
 
-Workers are fresh interpreters (``python -m ftrl_lab.core.sandbox_worker``, not forks of this
-process), reused across calls, talking length-prefixed JSON over a socket pair. Each source is
-sent to a worker once and compiled once there. The calls of a ``run`` are spread over the
-workers in chunks; results come back in call order. A worker that does not answer in
-``timeout + grace`` seconds, or dies, is killed and replaced; only the call it was running gets
-an error.
+Layout: one **zygote** per Sandbox (:mod:`ftrl_lab.core.sandbox_worker`), a pre-imported
+interpreter started inside bubblewrap (:mod:`ftrl_lab.core.sandbox_bwrap`: no network, a
+read-only view of only the interpreter, private /tmp, own pid namespace), forks one **child
+per environment** of a batch. The child gets a fresh socket pair from us (passed through the
+zygote), locks itself down (private tmpfs, rlimits, no capabilities, seccomp filter of
+:mod:`ftrl_lab.core.sandbox_seccomp`, audit hook), and only then receives that environment's
+sources and calls; it runs them, replies and exits. So no state of one environment (code,
+globals, patched modules, signal state, limits, files) can be seen or changed by another, and
+the zygote never runs tool code. Up to ``n_workers`` children run at once.
+
+This parent trusts nothing a child sends: replies are flat length-prefixed records
+(:mod:`ftrl_lab.core.sandbox_protocol`), bounded in size, decoded without recursion, and
+matched to the calls sent to that child, in order. A child that crashes, sends a bad reply or
+stops answering is killed; its unanswered calls are re-run one per fresh child, so that only
+the call that caused it gets the error. Where bubblewrap cannot run (not installed, no user
+namespaces) the zygote runs without it (``protections()["bubblewrap"]`` is False and a
+``SandboxWarning`` says what is then left).
 
 Core module: no torch or transformers imports.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
+import functools
 import hashlib
+import importlib.util
+import itertools
 import json
 import logging
-import mmap
 import os
 import selectors
 import shutil
@@ -33,17 +46,19 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftrl_lab.core.sandbox_worker import FLUSH_SECONDS, FrameError, FrameReader, encode_frame
+from ftrl_lab.core import sandbox_bwrap, sandbox_seccomp
+from ftrl_lab.core.sandbox_calls import FLUSH_COUNT, FLUSH_SECONDS
+from ftrl_lab.core.sandbox_protocol import REPLY, FrameError, ReplyReader, encode_frame
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 DEFAULT_PREIMPORT = (
     "datetime",
     "re",
@@ -97,24 +112,36 @@ def _error(name, arguments: str, message: str, seconds: float = 0.0) -> CallResu
     return CallResult(name, arguments, f"an error occured when call {name}: {message}", False, message, seconds=seconds)
 
 
-class _Worker:
-    """Parent-side handle of one worker process."""
+class SandboxWarning(UserWarning):
+    """The machine cannot provide the full sandbox (no bubblewrap or no user namespaces)."""
 
-    def __init__(
-        self, proc: subprocess.Popen, sock: socket.socket, workdir: str, max_frame: int, progress_map: mmap.mmap
-    ):
-        self.proc, self.sock, self.workdir = proc, sock, workdir
-        self.reader = FrameReader(max_frame)
-        self._map = progress_map
-        self.progress = memoryview(progress_map).cast("q")  # index of the call the worker runs
-        self.known: set[str] = set()  # source keys this worker has received
-        self.calls = 0
-        self.hello: dict | None = None
-        self.chunk: list | None = None  # calls in flight: [(index, name, key, args_text)]
-        self.pos = 0
-        self.deadline = 0.0
-        self.started = 0.0  # when the worker last made progress
-        self.recycle = False
+
+FALLBACK_LEFT = (
+    "without bubblewrap the tool code sees the host's file system with this user's rights "
+    "(uid nobody when root) behind the audit hook only, and shares the pid namespace; still "
+    "active: one fresh process per environment, seccomp (when libseccomp is there), rlimits, "
+    "network namespace and private /tmp (when namespaces are permitted), no-new-privs, the "
+    "audit hook and this untrusting parent"
+)
+WORKER_MODULES = ("sandbox_worker.py", "sandbox_calls.py", "sandbox_audit.py", "sandbox_protocol.py")
+CORE_DIR = Path(__file__).resolve().parent
+DEFAULT_SITE_PACKAGES = ("dateutil", "pytz", "six")  # imported by a few FTRL tool codes
+
+
+@functools.cache
+def _seccomp_program() -> tuple[bytes | None, str]:
+    return sandbox_seccomp.build_filter()
+
+
+class _Zygote:
+    """Parent-side handle of the zygote process (bwrap, or the bare interpreter)."""
+
+    def __init__(self, proc: subprocess.Popen, ctl: socket.socket, workdir: str, site_dir: str | None):
+        self.proc, self.ctl, self.workdir, self.site_dir = proc, ctl, workdir, site_dir
+        self.hello: dict = {}
+
+    def send(self, msg: dict, fds: tuple = ()) -> None:
+        socket.send_fds(self.ctl, [json.dumps(msg).encode()], list(fds))
 
     def kill(self) -> None:
         try:
@@ -129,9 +156,9 @@ class _Worker:
     def close(self, graceful: bool = True) -> None:
         if graceful and self.proc.poll() is None:
             try:
-                self.sock.settimeout(0.5)
-                self.sock.sendall(encode_frame({"op": "exit"}))
-                self.proc.wait(timeout=1.0)
+                self.ctl.settimeout(0.5)
+                self.send({"op": "exit"})
+                self.proc.wait(timeout=2.0)
             except (OSError, subprocess.TimeoutExpired):
                 pass
         if self.proc.poll() is None:
@@ -139,48 +166,56 @@ class _Worker:
         try:
             self.proc.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
-            log.warning("sandbox worker %d did not exit after SIGKILL", self.proc.pid)
-        self.sock.close()
-        self.progress.release()
-        self._map.close()
+            log.warning("sandbox zygote %d did not exit after SIGKILL", self.proc.pid)
+        self.ctl.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.site_dir:
+            shutil.rmtree(self.site_dir, ignore_errors=True)
 
-    def death_reason(self) -> str:
-        """Why the process ended, for the error message."""
-        try:
-            rc = self.proc.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:
-            return "the worker stopped answering"
-        if rc < 0:
-            try:
-                sig = signal.Signals(-rc).name
-            except ValueError:
-                sig = str(-rc)
-            extra = " (out of memory?)" if -rc == signal.SIGKILL else ""
-            return f"the tool crashed its sandbox process (killed by signal {sig}{extra})"
-        return f"the tool ended its sandbox process (exit status {rc})"
+
+@dataclass(eq=False)
+class _Env:
+    """One environment's calls in flight in one child: jobs are (flat index, name, key, args)."""
+
+    jobs: list
+    careful: bool = False  # re-run of one call after its child failed
+    id: int = 0
+    sock: socket.socket | None = None
+    reader: ReplyReader | None = None
+    pos: int = 0
+    deadline: float = 0.0
+    started: float = 0.0
+    rc: int | None = None
+    eof_at: float | None = None
+    failure: str | None = None  # our reason to kill it (timeout, bad reply)
+    keys: set = field(default_factory=set)
 
 
 class Sandbox:
-    """Runs FTRL tool calls in isolated, reused worker processes. Thread-safe; a context manager.
+    """Runs FTRL tool calls in one fresh, isolated child process per environment.
+    Thread-safe; a context manager.
 
     Args:
-        n_workers: parallel worker processes (default: ``os.cpu_count()``).
+        n_workers: environments run at once (default: ``os.cpu_count()``).
         timeout: wall-clock seconds per call (FTRL: 10).
         cpu_limit: CPU seconds per call (default: ``timeout``).
-        memory_bytes: RLIMIT_AS of each worker (default 1 GiB).
+        memory_bytes: RLIMIT_AS of each child (default 1 GiB).
         max_output: feedback strings are cut to this many characters, with a marker.
         max_stdout: printed output kept per call, in characters.
         file_bytes: RLIMIT_FSIZE, the largest file a tool may write.
-        tmpfs_bytes: size of the worker's private /tmp (when mount namespaces are permitted).
-        recycle_after: a worker is replaced after this many calls.
-        grace: extra seconds the parent waits past ``timeout`` before killing a silent worker.
-        namespaces: try network / mount namespaces (off: only the other layers).
-        drop_privileges: when root, run tool code as uid/gid nobody.
-        read_paths: extra files or directories tool code may read.
-        preimport: modules imported in each worker before tool code runs (start-up cost, speed).
-        hash_seed: PYTHONHASHSEED of every worker, so that e.g. ``str(set(...))`` gives the same
-            text whichever worker runs the call (None: random per worker).
+        tmpfs_bytes: size of each child's private /tmp.
+        recycle_after: kept for compatibility; unused (every environment gets a new process).
+        grace: extra seconds the parent waits past ``timeout`` before killing a silent child.
+        namespaces: in the fallback without bubblewrap, try network / mount namespaces.
+        drop_privileges: in the fallback as root, run tool code as uid/gid nobody.
+        read_paths: extra files or directories tool code may read (bound read-only).
+        preimport: modules the zygote imports before forking (children start with them).
+        hash_seed: PYTHONHASHSEED of the zygote (and so of every child), so that e.g.
+            ``str(set(...))`` gives the same text in every child (None: random).
+        use_bwrap: True: require bubblewrap; False: never use it; None (default): use it when
+            it works here, else fall back with a ``SandboxWarning``.
+        site_packages: third-party top-level packages tool code may import (made visible
+            read-only, alone; the rest of site-packages stays hidden).
     """
 
     def __init__(
@@ -202,6 +237,8 @@ class Sandbox:
         preimport: Iterable[str] = DEFAULT_PREIMPORT,
         hash_seed: int | None = 0,
         startup_timeout: float = 30.0,
+        use_bwrap: bool | None = None,
+        site_packages: Iterable[str] = DEFAULT_SITE_PACKAGES,
     ):
         if timeout <= 0:
             raise SandboxError(f"timeout must be positive, got {timeout}")
@@ -212,84 +249,95 @@ class Sandbox:
         self.recycle_after, self.grace = int(recycle_after), float(grace)
         self.startup_timeout = float(startup_timeout)
         self.hash_seed = hash_seed
+        self.use_bwrap = use_bwrap
+        self.site_packages = tuple(site_packages)
         self._cfg = {
             "memory_bytes": int(memory_bytes),
             "file_bytes": int(file_bytes),
             "tmpfs_bytes": int(tmpfs_bytes),
             "namespaces": bool(namespaces),
             "drop_privileges": bool(drop_privileges),
-            "read_paths": [str(p) for p in read_paths],
+            "read_paths": [os.path.abspath(str(p)) for p in read_paths],
             "preimport": list(preimport),
-            "project_root": PROJECT_ROOT,
         }
-        # A reply holds at most max_output + max_stdout characters plus a short error text;
-        # JSON with ensure_ascii may spend 12 bytes on one character (a surrogate pair).
-        self._max_frame = 12 * (2 * self.max_output + self.max_stdout) + (1 << 20)
+        # A reply text holds at most max_output (+ a marker) characters, 4 UTF-8 bytes each.
+        self._max_text = 4 * max(self.max_output, self.max_stdout) + (64 << 10)
+        self._max_frame = FLUSH_COUNT * (REPLY.size + 3 * self._max_text)
         self._lock = threading.RLock()
-        self._workers: list[_Worker] = []  # changed in place: the finalizer holds this list
+        self._holder: list[_Zygote] = []  # changed in place: the finalizer holds this list
         self._keys: dict[str, str] = {}
+        self._ids = itertools.count(1)
         self._pid = os.getpid()
         self._closed = False
-        self._selector = selectors.DefaultSelector()  # reused by every run (under the lock)
         self._buf = bytearray(1 << 18)
         self._view = memoryview(self._buf)
-        self.started_in = 0.0  # seconds the last start of all workers took
-        self.restarts = 0  # workers killed and replaced so far
-        self._owner = [self._pid]  # the process whose workers these are (not a fork of it)
-        self._finalizer = weakref.finalize(self, _close_workers, self._workers, self._owner)
-        self._start_all()
+        self.started_in = 0.0  # seconds the last start of the zygote took
+        self.restarts = 0  # children killed or crashed (not counting clean exits)
+        self.children = 0  # children started so far
+        self._spares: collections.deque = collections.deque()  # (id, socket) of waiting children
+        self._owner = [self._pid]  # the process whose zygote this is (not a fork of it)
+        self._finalizer = weakref.finalize(self, _close_zygotes, self._holder, self._owner)
+        self._start()
 
     # --- life cycle ------------------------------------------------------------------------
-    def _spawn_many(self, n: int) -> list[_Worker]:
-        """Start ``n`` workers concurrently and wait for each one's hello frame."""
-        pending = [self._launch() for _ in range(n)]
-        sel = selectors.DefaultSelector()
-        for w in pending:
-            sel.register(w.sock, selectors.EVENT_READ, w)
-        end = time.monotonic() + self.startup_timeout
-        try:
-            waiting = len(pending)
-            while waiting:
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise SandboxError(f"sandbox worker did not start within {self.startup_timeout:g} s")
-                for key, _ in sel.select(left):
-                    w = key.data
-                    data = w.sock.recv(1 << 16)
-                    if not data:
-                        raise SandboxError(
-                            "sandbox worker exited during start-up: " + _tail(Path(w.workdir) / "worker.stderr")
-                        )
-                    frames = w.reader.feed(data)
-                    if frames:
-                        w.hello = frames[0]
-                        sel.unregister(w.sock)
-                        waiting -= 1
-        except BaseException:
-            for w in pending:
-                w.close(graceful=False)
-            raise
-        finally:
-            sel.close()
-        return pending
+    def _site_modules(self) -> dict[str, str]:
+        out = {}
+        for name in self.site_packages:
+            try:
+                spec = importlib.util.find_spec(name)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+                continue
+            path = spec.origin
+            out[name] = os.path.dirname(path) if os.path.basename(path) == "__init__.py" else path
+        return out
 
-    def _launch(self) -> _Worker:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    def _command(self, fd: int, workdir: str) -> tuple[list[str], str | None, dict, str | None]:
+        """(argv, bwrap failure or None, config additions, fallback site dir)."""
+        site = self._site_modules()
+        bwrap = sandbox_bwrap.bwrap_binary() if self.use_bwrap is not False else None
+        why = "disabled by configuration" if self.use_bwrap is False else "bwrap is not installed"
+        if bwrap:
+            args = sandbox_bwrap.bwrap_args([str(CORE_DIR / m) for m in WORKER_MODULES], site, self._cfg["read_paths"])
+            why = sandbox_bwrap.probe(bwrap, tuple(args))
+            if why is None:
+                script = f"{sandbox_bwrap.WORKER_DIR}/sandbox_worker.py"
+                extra = {"bwrap": True, "workdir": "/tmp", "site_dirs": [sandbox_bwrap.SITE_DIR] if site else []}
+                argv = [bwrap, *args, "--", os.path.realpath(sys.executable), "-s", "-S", "-B", script]
+                return argv, None, extra, None
+        if self.use_bwrap:
+            raise SandboxError(f"bubblewrap was required but cannot run here: {why}")
+        site_dir = None
+        if site:  # only the allowed packages, through links in a directory of their own
+            site_dir = tempfile.mkdtemp(prefix="ftrl-sandbox-site-")
+            os.chmod(site_dir, 0o755)
+            for name, path in site.items():
+                os.symlink(path, os.path.join(site_dir, name + ("" if os.path.isdir(path) else ".py")))
+        extra = {"bwrap": False, "workdir": workdir, "site_dirs": [site_dir] if site_dir else []}
+        return [sys.executable, "-s", "-S", "-B", str(CORE_DIR / "sandbox_worker.py")], why, extra, site_dir
+
+    def _start(self) -> None:
+        t0 = time.perf_counter()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         workdir = tempfile.mkdtemp(prefix="ftrl-sandbox-")
-        progress_fd = os.memfd_create("ftrl-sandbox-progress", 0)
-        os.ftruncate(progress_fd, 8)
-        progress_map = mmap.mmap(progress_fd, 8)
-        cfg = dict(self._cfg, workdir=workdir, parent_pid=os.getpid(), progress_fd=progress_fd)
-        # A scrubbed environment: no secrets of ours reach tool code.
-        env = {
+        os.chmod(workdir, 0o755)
+        prog, prog_note = _seccomp_program()
+        try:
+            argv, bwrap_why, extra, site_dir = self._command(child.fileno(), workdir)
+        except BaseException:
+            parent.close()
+            child.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        cfg = dict(
+            self._cfg, **extra, seccomp=base64.b64encode(prog).decode() if prog else None, seccomp_note=prog_note
+        )
+        env = {  # a scrubbed environment: no secrets of ours reach tool code
             "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": workdir,
-            "TMPDIR": workdir,
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
             "LANG": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONPATH": os.pathsep.join(
-                [PROJECT_ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-            ),
         }
         for var in ("TZ", "LANG", "LC_ALL", "LC_CTYPE", "LC_TIME", "LC_NUMERIC"):
             if os.environ.get(var):
@@ -297,10 +345,10 @@ class Sandbox:
         if self.hash_seed is not None:
             env["PYTHONHASHSEED"] = str(int(self.hash_seed))
         try:
-            with open(os.path.join(workdir, "worker.stderr"), "wb") as err:
+            with open(os.path.join(workdir, "zygote.stderr"), "wb") as err:
                 proc = subprocess.Popen(
-                    [sys.executable, "-s", "-m", "ftrl_lab.core.sandbox_worker", str(child.fileno()), json.dumps(cfg)],
-                    pass_fds=(child.fileno(), progress_fd),
+                    [*argv, str(child.fileno()), json.dumps(cfg)],
+                    pass_fds=(child.fileno(),),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=err,
@@ -311,37 +359,75 @@ class Sandbox:
                 )
         except OSError as e:
             parent.close()
-            progress_map.close()
             shutil.rmtree(workdir, ignore_errors=True)
-            raise SandboxError(f"cannot start a sandbox worker: {e}") from e
+            raise SandboxError(f"cannot start the sandbox zygote: {e}") from e
         finally:
             child.close()
-            os.close(progress_fd)
-        return _Worker(proc, parent, workdir, self._max_frame, progress_map)
-
-    def _start_all(self) -> None:
-        t0 = time.perf_counter()
-        self._workers[:] = self._spawn_many(self.n_workers)
+        z = _Zygote(proc, parent, workdir, site_dir)
+        try:
+            parent.settimeout(self.startup_timeout)
+            try:
+                data = parent.recv(1 << 16)
+            except TimeoutError:
+                raise SandboxError(f"the sandbox zygote did not start within {self.startup_timeout:g} s") from None
+            if not data:
+                raise SandboxError(
+                    "the sandbox zygote exited during start-up: " + _tail(Path(workdir) / "zygote.stderr")
+                )
+            z.hello = json.loads(data)
+            parent.setblocking(False)
+        except BaseException:
+            z.close(graceful=False)
+            raise
+        if bwrap_why is not None:
+            z.hello.setdefault("notes", {})["bubblewrap"] = bwrap_why
+        self._holder[:] = [z]
         self.started_in = time.perf_counter() - t0
         missing = [k for k, v in self.protections().items() if not v]
+        if bwrap_why is not None:
+            msg = f"sandbox without bubblewrap ({bwrap_why}): {FALLBACK_LEFT}"
+            warnings.warn(msg, SandboxWarning, stacklevel=3)
+            log.warning(msg)
         if missing:
-            notes = self._workers[0].hello.get("notes", {})
+            notes = self.protection_notes()
             log.info("sandbox layers not active: %s", "; ".join(f"{k} ({notes.get(k, 'n/a')})" for k in missing))
 
-    def _replace(self, w: _Worker, graceful: bool) -> _Worker:
-        w.close(graceful=graceful)
-        new = self._spawn_many(1)[0]
-        self._workers[self._workers.index(w)] = new
-        return new
+    def _fork_spare(self) -> None:
+        """Ask the zygote for one more child, forked and locked down before it is given an
+        environment (it waits for its request on its own socket pair)."""
+        rid = next(self._ids)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._zygote.send({"op": "fork", "id": rid}, (theirs.fileno(),))
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.children += 1
+        self._spares.append((rid, ours))
+
+    def _drop_spares(self) -> None:
+        while self._spares:
+            self._spares.popleft()[1].close()  # the child sees end-of-file and exits
+
+    @property
+    def _zygote(self) -> _Zygote:
+        return self._holder[0]
+
+    def _restart(self) -> None:
+        self._drop_spares()
+        self._zygote.close(graceful=False)
+        self._start()
 
     def close(self) -> None:
-        """Stop all workers and remove their directories. Safe to call twice."""
+        """Stop the zygote and its children, remove their directories. Safe to call twice."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            self._drop_spares()
             self._finalizer()
-            self._selector.close()
 
     def __enter__(self) -> Sandbox:
         return self
@@ -350,34 +436,41 @@ class Sandbox:
         self.close()
 
     def protections(self) -> dict[str, bool]:
-        """Which isolation layers are active in the workers (name -> active)."""
+        """Which isolation layers are active (name -> active), as measured in a probe child."""
         with self._lock:
             self._check_usable()
-            hello = self._workers[0].hello or {}
+            hello = self._zygote.hello
         prot = dict(hello.get("protections", {}))
-        prot["scrubbed_environment"] = True
-        prot["parent_watchdog"] = True
+        if prot.get("bubblewrap"):
+            prot.update(filesystem_view=True, pid_namespace=True, network_namespace=True, user_namespace=True)
+        else:
+            prot.update(filesystem_view=False, pid_namespace=False)
+        prot.update(process_per_environment=True, scrubbed_environment=True, parent_watchdog=True)
         return prot
 
     def protection_notes(self) -> dict[str, str]:
-        """Why a layer is not active (layer -> reason), as the worker reported it."""
+        """Why a layer is not active (layer -> reason)."""
         with self._lock:
             self._check_usable()
-            return dict((self._workers[0].hello or {}).get("notes", {}))
+            notes = dict(self._zygote.hello.get("notes", {}))
+        if not self._zygote.hello.get("protections", {}).get("bubblewrap"):
+            for k in ("filesystem_view", "pid_namespace"):
+                notes.setdefault(k, "needs bubblewrap")
+        return notes
 
     def worker_pids(self) -> list[int]:
+        """The pid of the zygote process (bwrap's, when it is used)."""
         with self._lock:
-            return [w.proc.pid for w in self._workers]
+            return [self._zygote.proc.pid]
 
     def _check_usable(self) -> None:
         if self._closed:
             raise SandboxError("the sandbox is closed")
-        if os.getpid() != self._pid:  # we are a fork: the workers belong to the parent process
-            for w in self._workers:
-                w.sock.close()
-            self._selector = selectors.DefaultSelector()
+        if os.getpid() != self._pid:  # we are a fork: the zygote belongs to the parent process
+            self._zygote.ctl.close()
+            self._drop_spares()
             self._pid = self._owner[0] = os.getpid()
-            self._start_all()
+            self._start()
 
     # --- running calls ---------------------------------------------------------------------
     def feedback(self, codes: dict[str, str], tool_calls: list[dict]) -> list[dict]:
@@ -392,24 +485,28 @@ class Sandbox:
     def run_batch(
         self, items: list[tuple[dict[str, str], list[dict]]], timeout: float | None = None
     ) -> list[list[CallResult]]:
-        """Run the calls of many environments at once (``[(codes, calls), ...]``), spread over
-        all workers; one list of results per item, each in call order."""
+        """Run the calls of many environments (``[(codes, calls), ...]``), each environment in
+        its own fresh child, up to ``n_workers`` at once; one list of results per item, each in
+        call order."""
         timeout = self.timeout if timeout is None else float(timeout)
         flat: list[CallResult | None] = []
-        jobs: list[tuple] = []
+        envs: list[_Env] = []
         sources: dict[str, str] = {}
         for codes, calls in items:
+            env = _Env([])
             for call in calls:
                 job = self._prepare(codes, call, sources)
                 if isinstance(job, CallResult):
                     flat.append(job)
                 else:
-                    jobs.append((len(flat),) + job)
+                    env.jobs.append((len(flat),) + job)
                     flat.append(None)
-        if jobs:
+            if env.jobs:
+                envs.append(env)
+        if envs:
             with self._lock:
                 self._check_usable()
-                self._execute(jobs, sources, flat, timeout)
+                self._execute(envs, sources, flat, timeout)
         out, k = [], 0
         for _, calls in items:
             out.append(flat[k : k + len(calls)])
@@ -449,14 +546,10 @@ class Sandbox:
         sources[key] = source
         return name, key, raw
 
-    def _execute(self, jobs: list[tuple], sources: dict, flat: list, timeout: float) -> None:
-        """Spread ``jobs`` [(index, name, key, args_text)] over the workers in chunks; fill
-        ``flat[index]`` with each CallResult. Handles dead, silent and misbehaving workers."""
-        n = len(jobs)
-        # Chunks: enough to keep every worker busy, big enough that small runs stay on one
-        # worker (a round trip costs more than a typical FTRL tool call).
-        size = max(8, min(64, -(-n // (4 * len(self._workers)))))
-        queue = collections.deque(jobs[i : i + size] for i in range(0, n, size))
+    def _execute(self, envs: list[_Env], sources: dict, flat: list, timeout: float) -> None:
+        """Run each environment in its own child, ``n_workers`` at a time; fill ``flat[index]``
+        with each call's CallResult. Handles children that die, stall or misbehave."""
+        queue = collections.deque(envs)
         cpu = self.cpu_limit if timeout == self.timeout else timeout
         opts = {
             "timeout": timeout,
@@ -464,141 +557,186 @@ class Sandbox:
             "max_output": self.max_output,
             "max_stdout": self.max_stdout,
         }
-        # A worker sends results at least every FLUSH_SECONDS and each call ends within
+        # A child sends results at least every FLUSH_SECONDS and each call ends within
         # `timeout` (its own timer): silence beyond `limit` means it is stuck.
         limit = timeout + self.grace + FLUSH_SECONDS
-        sel = self._selector
-        busy: dict[socket.socket, _Worker] = {}
+        sel = selectors.DefaultSelector()
+        active: dict[int, _Env] = {}  # id -> env whose child has not been settled
         buf, view = self._buf, self._view
+        zygote = self._zygote
+        sel.register(zygote.ctl, selectors.EVENT_READ, None)
 
-        def send(w: _Worker, chunk: list) -> None:
-            new = {j[2]: sources[j[2]] for j in chunk if j[2] not in w.known}
-            w.sock.settimeout(limit)
-            w.progress[0] = -1
-            w.sock.sendall(encode_frame({"op": "run", "sources": new, "opts": opts, "calls": [list(j) for j in chunk]}))
-            w.known.update(new)
-
-        def dispatch(w: _Worker) -> None:
-            chunk = queue.popleft()
-            if w.recycle or w.calls >= self.recycle_after or len(w.known) > 50_000:
-                w = self._replace(w, graceful=True)
+        def start(env: _Env) -> None:
+            if not self._spares:
+                self._fork_spare()
+            env.id, ours = self._spares.popleft()
+            env.sock, env.reader, env.pos, env.rc, env.eof_at, env.failure = ours, None, 0, None, None, None
+            env.reader = ReplyReader(self._max_frame, self._max_text)
+            active[env.id] = env
+            now = time.monotonic()
+            env.started, env.deadline = now, now + limit + self.grace  # the child is forked already
+            request = {
+                "sources": {j[2]: sources[j[2]] for j in env.jobs},
+                "opts": opts,
+                "calls": [list(j[:1]) + list(j[1:]) for j in env.jobs],
+            }
+            ours.settimeout(limit + self.startup_timeout)
             try:
-                send(w, chunk)
-            except OSError:  # the worker is gone; start another and send it there
-                w = self._replace(w, graceful=False)
-                send(w, chunk)
-            w.chunk, w.pos, w.started = chunk, 0, time.monotonic()
-            w.deadline = w.started + limit
-            busy[w.sock] = w
-            sel.register(w.sock, selectors.EVENT_READ, w)
+                ours.sendall(encode_frame(request))
+            except OSError:  # the child is already gone: its exit status will tell why
+                pass
+            ours.setblocking(False)
+            sel.register(ours, selectors.EVENT_READ, env)
+            while len(self._spares) < self.n_workers:  # the next children fork while this one runs
+                self._fork_spare()
 
-        def fail(w: _Worker, reason: str) -> None:
-            """The worker broke: the call it was running (per its progress counter) gets the
-            error; results it had not sent yet are run again; the rest goes back in the queue."""
-            w.kill()
-            sel.unregister(w.sock)
-            del busy[w.sock]
-            rest = w.chunk[w.pos :]
-            at = w.progress[0]
-            k = next((x for x, j in enumerate(rest) if j[0] == at), 0)
-            j = rest[k]
-            flat[j[0]] = _error(j[1], j[3], reason, time.monotonic() - w.started)
-            if rest[k + 1 :]:
-                queue.appendleft(rest[k + 1 :])
-            if rest[:k]:
-                queue.appendleft(rest[:k])
-            w.chunk = None
+        def settle(env: _Env, reason: str | None) -> None:
+            """The child is done; a reason means it failed: re-run or report what is left."""
+            active.pop(env.id, None)
+            if env.sock is not None:
+                try:
+                    sel.unregister(env.sock)
+                except (KeyError, ValueError):
+                    pass
+                env.sock.close()
+                env.sock = None
+            rest = env.jobs[env.pos :]
+            if not rest:
+                return
+            if reason is None:
+                reason = "the sandbox process ended without answering"
             self.restarts += 1
-            log.info("sandbox worker %d replaced after call %s: %s", w.proc.pid, j[1], reason)
-            self._replace(w, graceful=False)
+            if env.careful or len(rest) == 1:
+                j = rest[0]
+                flat[j[0]] = _error(j[1], j[3], reason.format(name=j[1]), time.monotonic() - env.started)
+                log.info("sandbox child for call %s failed: %s", j[1], reason.format(name=j[1]))
+                return
+            for j in reversed(rest):  # one call per fresh child: only the culprit gets the error
+                queue.appendleft(_Env([j], careful=True))
 
-        def drain(w: _Worker) -> None:
+        def kill(env: _Env, reason: str) -> None:
+            if env.failure is None:
+                env.failure = reason
+                try:
+                    zygote.send({"op": "kill", "id": env.id})
+                except OSError:
+                    pass
+                env.deadline = time.monotonic() + 5.0  # to hear of its exit
+            if env.sock is not None:
+                sel.unregister(env.sock)
+                env.sock.close()
+                env.sock = None
+                env.eof_at = time.monotonic()
+
+        def drain(env: _Env) -> None:
             try:
-                k = w.sock.recv_into(buf)
-            except (TimeoutError, BlockingIOError, InterruptedError):
+                k = env.sock.recv_into(buf)
+            except (BlockingIOError, InterruptedError, TimeoutError):
                 return
             except OSError:
                 k = 0
             if not k:
-                fail(w, w.death_reason())
+                sel.unregister(env.sock)
+                env.sock.close()
+                env.sock = None
+                env.eof_at = time.monotonic()
+                env.deadline = env.eof_at + 2.0  # to hear of its exit status
                 return
             try:
-                frames = w.reader.feed(view[:k])
+                records = env.reader.feed(view[:k])
             except FrameError as e:
-                fail(w, f"the sandbox process sent a bad reply ({e})")
+                kill(env, f"the sandbox process sent a bad reply ({e})")
                 return
             now = time.monotonic()
-            for frame in frames:
-                for fr in frame if isinstance(frame, list) else [None]:
-                    if not isinstance(fr, dict) or w.pos >= len(w.chunk) or fr.get("i") != w.chunk[w.pos][0]:
-                        fail(w, "the sandbox process sent an unexpected reply")
-                        return
-                    j = w.chunk[w.pos]
-                    try:
-                        flat[j[0]] = CallResult(
-                            j[1],
-                            j[3],
-                            str(fr["c"]),
-                            bool(fr["ok"]),
-                            fr.get("e"),
-                            str(fr.get("o", "")),
-                            float(fr.get("s", 0.0)),
-                            bool(fr.get("t", False)),
-                        )
-                    except (KeyError, TypeError, ValueError):
-                        fail(w, "the sandbox process sent an unexpected reply")
-                        return
-                    if fr.get("r"):
-                        w.recycle = True
-                        log.info("sandbox worker %d will be replaced: %s", w.proc.pid, fr["r"])
-                    w.calls += 1
-                    w.pos += 1
-                    w.started, w.deadline = now, now + limit
-            if w.pos == len(w.chunk):
-                sel.unregister(w.sock)
-                del busy[w.sock]
-                w.chunk = None
+            for index, ok, truncated, seconds, content, error, stdout in records:
+                if env.pos >= len(env.jobs) or index != env.jobs[env.pos][0]:
+                    kill(env, "the sandbox process sent an unexpected reply")
+                    return
+                j = env.jobs[env.pos]
+                flat[j[0]] = CallResult(j[1], j[3], content, ok, error, stdout, seconds, truncated)
+                env.pos += 1
+                env.deadline = now + limit
+            if env.pos == len(env.jobs):
+                settle(env, None)  # all answered: its exit is of no interest
+
+        def on_control() -> bool:
+            """Messages from the zygote; False when it is gone."""
+            while True:
+                try:
+                    data = zygote.ctl.recv(1 << 16)
+                except (BlockingIOError, InterruptedError):
+                    return True
+                except OSError:
+                    data = b""
+                if not data:
+                    return False
+                try:
+                    msg = json.loads(data)
+                    env = active.get(msg["id"]) if msg.get("op") == "exit" else None
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if env is not None:
+                    env.rc = int(msg["rc"])
+
+        def settle_finished() -> None:
+            now = time.monotonic()
+            for env in list(active.values()):
+                if env.sock is None and (env.rc is not None or now >= env.deadline):
+                    reason = env.failure or (_death_reason(env.rc) if env.rc is not None else None)
+                    settle(env, reason)
 
         try:
-            idle = list(self._workers)
-            while queue or busy:
-                while queue and idle:
-                    dispatch(idle.pop())
-                if not busy:
-                    idle = [w for w in self._workers if w.chunk is None]
-                    continue
-                wait = max(0.0, min(w.deadline for w in busy.values()) - time.monotonic())
+            while queue or active:
+                while queue and len(active) < self.n_workers:
+                    start(queue.popleft())
+                wait = max(0.0, min(e.deadline for e in active.values()) - time.monotonic()) if active else 0
                 for key, _ in sel.select(wait):
-                    w = key.data
-                    if w.sock in busy:
-                        drain(w)
+                    if key.data is None:
+                        if not on_control():  # the zygote died: every child died with it
+                            for env in list(active.values()):
+                                env.failure = env.failure or "the sandbox stopped (its zygote died)"
+                                if env.sock is not None:
+                                    kill(env, env.failure)
+                                settle(env, env.failure)
+                            sel.unregister(zygote.ctl)
+                            self._restart()
+                            zygote = self._zygote
+                            sel.register(zygote.ctl, selectors.EVENT_READ, None)
+                            break
+                    elif key.data.id in active and key.data.sock is not None:
+                        drain(key.data)
                 now = time.monotonic()
-                for w in [w for w in busy.values() if w.deadline <= now]:
-                    w.sock.setblocking(False)
-                    drain(w)  # results may have arrived while we were busy elsewhere
-                    if w.sock in busy and w.deadline <= time.monotonic():
-                        at = w.progress[0]
-                        name = next((j[1] for j in w.chunk[w.pos :] if j[0] == at), w.chunk[w.pos][1])
-                        fail(
-                            w,
-                            f"Function {name} timed out after {timeout:f} seconds. The tool did"
-                            " not stop, so its sandbox process was killed.",
-                        )
-                idle = [w for w in self._workers if w.chunk is None]
+                for env in list(active.values()):
+                    if env.sock is not None and env.deadline <= now:
+                        drain(env)  # results may have arrived while we were busy elsewhere
+                        if env.id in active and env.sock is not None and env.deadline <= time.monotonic():
+                            kill(
+                                env,
+                                f"Function {{name}} timed out after {timeout:f} seconds. The tool did"
+                                " not stop, so its sandbox process was killed.",
+                            )
+                settle_finished()
         finally:
-            for w in list(busy.values()):  # interrupted (KeyboardInterrupt): leave no half-run worker
-                sel.unregister(w.sock)
-                w.chunk = None
-                w.kill()
-                self._replace(w, graceful=False)
+            for env in list(active.values()):  # interrupted (KeyboardInterrupt): leave no child
+                try:
+                    zygote.send({"op": "kill", "id": env.id})
+                except OSError:
+                    pass
+                if env.sock is not None:
+                    env.sock.close()
+            sel.close()
 
 
-def _close_workers(workers: list[_Worker], owner: list[int]) -> None:
-    """Stop the workers (at close, garbage collection or exit) in the process that owns them."""
-    if os.getpid() == owner[0]:
-        for w in workers:
-            w.close()
-    workers.clear()
+def _death_reason(rc: int) -> str:
+    """Why a child ended, for the error message."""
+    if rc < 0:
+        try:
+            sig = signal.Signals(-rc).name
+        except ValueError:
+            sig = str(-rc)
+        extra = " (out of memory?)" if -rc == signal.SIGKILL else ""
+        return f"the tool crashed its sandbox process (killed by signal {sig}{extra})"
+    return f"the tool ended its sandbox process (exit status {rc})"
 
 
 def _tail(path: Path, n: int = 2000) -> str:
@@ -607,6 +745,14 @@ def _tail(path: Path, n: int = 2000) -> str:
     except OSError:
         return "(no error output)"
     return data or "(no error output)"
+
+
+def _close_zygotes(holder: list[_Zygote], owner: list[int]) -> None:
+    """Stop the zygote (at close, garbage collection or exit) in the process that owns it."""
+    if os.getpid() == owner[0]:
+        for z in holder:
+            z.close()
+    holder.clear()
 
 
 # --- the shared instance -------------------------------------------------------------------

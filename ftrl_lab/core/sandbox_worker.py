@@ -1,121 +1,105 @@
-"""The worker process of :mod:`ftrl_lab.core.sandbox`: runs untrusted tool code, one call at a time.
+"""The sandbox's zygote and its per-environment children (runs inside the OS sandbox).
 
-Started by the parent as ``python -m ftrl_lab.core.sandbox_worker <socket-fd> <config-json>``
-(a fresh interpreter, never a fork of the parent). It talks to the parent over a Unix socket
-with length-prefixed JSON frames (4-byte big-endian length, then UTF-8 JSON), never pickle.
+Started by the parent (:mod:`ftrl_lab.core.sandbox`) as a script,
+``python -E -s -S -B sandbox_worker.py <control-fd> <config-json>``, inside bubblewrap
+(:mod:`ftrl_lab.core.sandbox_bwrap`) or, where the machine cannot run it, directly (the
+fallback; see ``Sandbox.protections()``). It imports only the standard library.
 
-Set-up, in order, before any tool code runs: new network (and mount) namespace when permitted,
-a private size-capped tmpfs over /tmp, /var/tmp and /dev/shm, resource limits, uid/gid
-``nobody`` when root, no-new-privileges and parent-death signal, then an audit hook that refuses
-process creation, network access, writes outside the working directory, reads outside an
-allow-list, ctypes and signals to other processes. Which layers took effect is reported to the
-parent in the first frame ("hello").
+**The zygote** imports the modules tool code commonly needs, then waits on its control socket
+(``SOCK_SEQPACKET``) for ``{"op": "fork", "id": n}`` messages, each carrying one end of a fresh
+socket pair. For each it forks a child and closes its copy of that socket; it reports each
+child's exit status (``{"op": "exit", "id": n, "rc": rc}``) and kills a child on request. It
+never receives an environment's sources or calls and never runs tool code.
 
-Per call: the tool source (compiled once, cached by key) is exec'd in a fresh namespace and the
-function called with the JSON arguments, exactly as FTRL does; a wall-clock timer (SIGALRM) and
-a CPU-time limit (RLIMIT_CPU / SIGXCPU) interrupt it; what it prints is captured, bounded. The
-parent kills the whole process if it does not answer in time.
-
-This module imports only the standard library (no torch, no numpy): it must start fast.
+**Each child** serves exactly one environment. Before it reads anything from its socket it
+closes every other descriptor and locks itself down: a private mount namespace with its own
+size-capped tmpfs over ``/tmp`` and ``/dev/shm`` (so no environment sees another's files),
+resource limits, no capabilities, no-new-privileges, non-dumpable (other processes cannot
+read its memory), parent-death signal, the seccomp filter of
+:mod:`ftrl_lab.core.sandbox_seccomp`, and the audit hook of :mod:`ftrl_lab.core.sandbox_audit`.
+Then it reads its environment (sources, calls, options), runs the calls
+(:mod:`ftrl_lab.core.sandbox_calls`), sends the replies and exits. Which layers took effect
+is measured once at start-up in a probe child and reported in the zygote's hello message.
 """
 
-import builtins
-import io
+import base64
+import gc
 import json
 import os
+import selectors
 import signal
 import socket
 import struct
 import sys
-import time
 
-HEADER = struct.Struct("!I")
-# The worker's own references to builtins a tool might overwrite during its call.
-_str, _type, _dict, _list = str, type, dict, list
-_dumps, _loads = json.dumps, json.loads
-MAX_REQUEST_BYTES = 256 << 20  # frames from the parent (batches with sources)
+try:  # a package module in the parent and in tests, a plain module inside the sandbox
+    from ftrl_lab.core.sandbox_audit import disable_spawning, make_audit_hook, read_allowlist
+    from ftrl_lab.core.sandbox_calls import CallLoop
+    from ftrl_lab.core.sandbox_protocol import FrameReader
+except ImportError:
+    from sandbox_audit import disable_spawning, make_audit_hook, read_allowlist
+    from sandbox_calls import CallLoop
+    from sandbox_protocol import FrameReader
 
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 NOBODY = 65534
+MAX_REQUEST_BYTES = 256 << 20  # an environment's sources and calls
+CHILD_DIR = "/tmp/ftrl-sandbox-env"  # a child's working directory on its private tmpfs
+PID_PLACEHOLDER = 0x7E5A_C0DE  # as in sandbox_seccomp (which this script cannot import)
+
+CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWUSER = 0x00020000, 0x40000000, 0x10000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS = 1, 4, 22, 38
+SECCOMP_MODE_FILTER = 2
 
 
-# --- framing (also used by the parent) ------------------------------------------------------
-def encode_frame(obj) -> bytes:
-    """One frame: length prefix + JSON (ASCII, so lone surrogates survive the round trip)."""
-    data = _dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
-    return HEADER.pack(len(data)) + data
+class Native:
+    """The few system calls Python's stdlib lacks (unshare, mount, prctl, capset), via ctypes.
+    Loaded by the zygote; each child uses it during set-up, before any tool code."""
 
+    def __init__(self):
+        import ctypes
 
-class FrameError(Exception):
-    """A frame that is too large or not valid JSON."""
+        self.ct = ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
 
-
-class FrameReader:
-    """Accumulates bytes and yields complete decoded frames; refuses frames over ``max_bytes``."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self.buf = bytearray()
-
-    def feed(self, data: bytes) -> list:
-        self.buf += data
-        out = []
-        while len(self.buf) >= 4:
-            (n,) = HEADER.unpack_from(self.buf)
-            if n > self.max_bytes:
-                raise FrameError(f"frame of {n} bytes exceeds the limit of {self.max_bytes}")
-            if len(self.buf) < 4 + n:
-                break
-            body = self.buf[4 : 4 + n]
-            del self.buf[: 4 + n]
-            try:
-                out.append(json.loads(body.decode("ascii")))
-            except ValueError as e:
-                raise FrameError(f"malformed frame: {e}") from None
-        return out
-
-
-def _recv_frame(sock: socket.socket, max_bytes: int):
-    """Blocking read of one frame; None at end of stream."""
-    head = _recv_exact(sock, 4)
-    if head is None:
+    def call(self, fn: str, *args) -> str | None:
+        """None on success, else the error text."""
+        if getattr(self.libc, fn)(*args) != 0:
+            return os.strerror(self.ct.get_errno())
         return None
-    (n,) = HEADER.unpack(head)
-    if n > max_bytes:
-        raise FrameError(f"request frame of {n} bytes exceeds {max_bytes}")
-    body = _recv_exact(sock, n)
-    if body is None:
-        return None
-    return _loads(body)
+
+    def drop_capabilities(self) -> str | None:
+        ct = self.ct
+
+        class Header(ct.Structure):
+            _fields_ = [("version", ct.c_uint32), ("pid", ct.c_int)]
+
+        data = (ct.c_uint32 * 6)()  # two (effective, permitted, inheritable) sets, all zero
+        return self.call("capset", ct.byref(Header(0x20080522, 0)), data)
+
+    def load_seccomp(self, prog: bytes) -> str | None:
+        ct = self.ct
+
+        class Fprog(ct.Structure):
+            _fields_ = [("len", ct.c_ushort), ("filter", ct.c_void_p)]
+
+        buf = ct.create_string_buffer(prog, len(prog))
+        fprog = Fprog(len(prog) // 8, ct.cast(buf, ct.c_void_p))
+        return self.call("prctl", PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ct.byref(fprog), 0, 0)
 
 
-def _recv_exact(sock: socket.socket, n: int):
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = sock.recv_into(view[got:], n - got)
-        if k == 0:
-            return None
-        got += k
-    return bytes(buf)
+def patch_pid(prog: bytes, pid: int) -> bytes:
+    """The seccomp program with the placeholder pid replaced by ``pid`` (see sandbox_seccomp)."""
+    insn = struct.Struct("=HBBI")
+    out = bytearray(prog)
+    for off in range(0, len(out) - 7, 8):
+        code, jt, jf, k = insn.unpack_from(out, off)
+        if k == PID_PLACEHOLDER:
+            insn.pack_into(out, off, code, jt, jf, pid)
+    return bytes(out)
 
 
-# --- set-up layers ---------------------------------------------------------------------------
-class SandboxViolation(PermissionError):
-    """Raised inside the worker when tool code attempts something the sandbox refuses."""
-
-
-class _Interrupt(BaseException):
-    """Raised into tool code by the wall-clock timer or the CPU-time limit."""
-
-
-def _libc():
-    import ctypes  # only during set-up; removed from sys.modules before tool code runs
-
-    return ctypes, ctypes.CDLL(None, use_errno=True)
-
-
+# --- the fallback's zygote set-up (no bubblewrap) ---------------------------------------------
 def _setup_namespaces(cfg: dict, workdir: str, prot: dict, notes: dict) -> str:
     """Network (+ mount) namespace and private tmpfs; returns the working directory to use."""
     CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWUSER = 0x00020000, 0x40000000, 0x10000000
@@ -126,7 +110,8 @@ def _setup_namespaces(cfg: dict, workdir: str, prot: dict, notes: dict) -> str:
         notes["network_namespace"] = notes["private_tmpfs"] = "disabled by configuration"
         return workdir
     try:
-        ctypes, libc = _libc()
+        native = Native()
+        ctypes, libc = native.ct, native.libc
     except (ImportError, OSError) as e:
         notes["network_namespace"] = notes["private_tmpfs"] = f"ctypes unavailable: {e}"
         return workdir
@@ -160,11 +145,18 @@ def _setup_namespaces(cfg: dict, workdir: str, prot: dict, notes: dict) -> str:
         else:
             notes["private_tmpfs"] = f"mount namespace / tmpfs failed: {err}"
     else:  # unprivileged: a user namespace may still give us an empty network namespace
+        uid, gid = os.getuid(), os.getgid()
         err = call(libc.unshare, CLONE_NEWUSER | CLONE_NEWNET)
         prot["network_namespace"] = err is None
         if err:
             notes["network_namespace"] = f"unshare(CLONE_NEWUSER|CLONE_NEWNET) failed: {err}"
-        notes["private_tmpfs"] = "needs root"
+        else:  # map ourselves, so that children may mount their private /tmp in this namespace
+            try:
+                for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+                    with open(f"/proc/self/{name}", "w") as f:
+                        f.write(text)
+            except OSError as e:
+                notes["private_tmpfs"] = f"user namespace id maps: {e}"
     return workdir
 
 
@@ -226,665 +218,267 @@ def _expose_python(ctypes, libc, call) -> str | None:
     return None
 
 
-def _setup_rlimits(cfg: dict, prot: dict, notes: dict) -> None:
+# --- a child's lock-down -----------------------------------------------------------------------
+def _cap_rlimit(resource, which, value) -> None:
+    _, hard = resource.getrlimit(which)
+    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    resource.setrlimit(which, (value, value))
+
+
+def lock_down(native: Native, cfg: dict, seccomp_prog, zygote_pid: int, prot: dict, notes: dict) -> str:
+    """Apply the per-child layers in order; returns the child's working directory."""
     import resource
 
-    def cap(which, value):
-        _, hard = resource.getrlimit(which)
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(which, (value, value))
-
-    try:
-        cap(resource.RLIMIT_AS, int(cfg.get("memory_bytes", 1 << 30)))
-        cap(resource.RLIMIT_FSIZE, int(cfg.get("file_bytes", 16 << 20)))
-        cap(resource.RLIMIT_CORE, 0)
-        cap(resource.RLIMIT_NOFILE, 256)
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write fails with EFBIG instead
-        prot["rlimits"] = True
-    except (OSError, ValueError) as e:
-        prot["rlimits"] = False
-        notes["rlimits"] = f"setrlimit failed: {e}"
-
-
-def _drop_privileges(cfg: dict, workdir: str, prot: dict, notes: dict) -> None:
-    import resource
-
-    prot["uid_nobody"] = False
-    unreadable = [d for d in python_dirs() if blocked_ancestor(d)]
-    if os.geteuid() == 0 and cfg.get("drop_privileges", True) and unreadable:
-        notes["uid_nobody"] = f"skipped: uid nobody could not import from {unreadable[0]}"
-    elif os.geteuid() == 0 and cfg.get("drop_privileges", True):
+    # 1. its own files: a private mount namespace and an empty, size-capped /tmp and /dev/shm
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC  # nothing written there can be run or dlopen'ed
+    size = int(cfg.get("tmpfs_bytes", 64 << 20))
+    err = native.call("unshare", CLONE_NEWNS)
+    if err is None:
+        err = native.call("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    if err is None:
+        err = native.call("mount", b"tmpfs", b"/tmp", b"tmpfs", flags, f"size={size},mode=1777".encode())
+    if err is None:
+        for small in (b"/dev/shm", b"/var/tmp", b"/run/lock"):
+            if os.path.isdir(small):
+                native.call("mount", b"tmpfs", small, b"tmpfs", flags, b"size=1m,mode=1777")
+        workdir = CHILD_DIR
+        prot["private_tmpfs"] = True
+    else:  # the fallback without namespaces: a directory of our own under the zygote's
+        workdir = f"{cfg['workdir']}/env-{os.getpid()}"
+        prot["private_tmpfs"] = False
+        notes["private_tmpfs"] = f"per-environment mount namespace failed: {err}"
+    os.makedirs(workdir, mode=0o700, exist_ok=True)
+    # 2. an unprivileged user (the fallback as root; inside bubblewrap we are nobody already)
+    prot["uid_nobody"] = os.getuid() == NOBODY
+    if os.geteuid() == 0 and cfg.get("drop_privileges", True):
         os.chown(workdir, NOBODY, NOBODY)
         os.setgroups([])
         os.setgid(NOBODY)
         os.setuid(NOBODY)
         prot["uid_nobody"] = True
-    else:
-        notes["uid_nobody"] = "not root" if os.geteuid() != 0 else "disabled by configuration"
-    try:  # after the uid change: no new processes or threads for this user at all
+    elif not prot["uid_nobody"]:
+        notes["uid_nobody"] = "not root: tool code runs as the calling user (inside the sandbox's namespaces)"
+    os.chdir(workdir)
+    # 3. resource limits; no new processes or threads
+    try:
+        _cap_rlimit(resource, resource.RLIMIT_AS, int(cfg.get("memory_bytes", 1 << 30)))
+        _cap_rlimit(resource, resource.RLIMIT_FSIZE, int(cfg.get("file_bytes", 16 << 20)))
+        _cap_rlimit(resource, resource.RLIMIT_CORE, 0)
+        _cap_rlimit(resource, resource.RLIMIT_NOFILE, 256)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write fails with EFBIG instead
+        prot["rlimits"] = True
+    except (OSError, ValueError) as e:
+        prot["rlimits"] = False
+        notes["rlimits"] = f"setrlimit failed: {e}"
+    try:
         resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
         prot["no_new_processes"] = True
     except (OSError, ValueError) as e:
         prot["no_new_processes"] = False
         notes["no_new_processes"] = f"RLIMIT_NPROC: {e}"
-
-
-def _prctl(parent_pid: int, prot: dict, notes: dict) -> None:
-    PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
-    try:
-        ctypes, libc = _libc()
-        ok = libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)  # set after setuid (it clears it)
-        prot["no_new_privs"] = ok
-    except (ImportError, OSError, AttributeError) as e:
-        prot["no_new_privs"] = False
-        notes["no_new_privs"] = str(e)
-    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+    # 4. no capabilities, no new privileges, not dumpable, dies with the zygote
+    err = native.drop_capabilities()
+    prot["no_capabilities"] = err is None
+    if err:
+        notes["no_capabilities"] = f"capset: {err}"
+    prot["no_new_privs"] = native.call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) is None
+    prot["not_dumpable"] = native.call("prctl", PR_SET_DUMPABLE, 0, 0, 0, 0) is None
+    native.call("prctl", PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != zygote_pid:  # the zygote died before the death signal was armed
         os._exit(1)
+    # 5. the seccomp filter
+    prot["seccomp"] = False
+    if seccomp_prog is None:
+        notes["seccomp"] = cfg.get("seccomp_note") or "no filter"
+    else:
+        err = native.load_seccomp(patch_pid(seccomp_prog, os.getpid()))
+        prot["seccomp"] = err is None
+        if err:
+            notes["seccomp"] = f"loading the filter failed: {err}"
+    return workdir
 
 
-def _read_allowlist(workdir: str, extra: list) -> tuple[tuple, frozenset]:
-    """(directory prefixes, exact files) that tool code may open for reading."""
-    import sysconfig
-
-    dirs = {workdir}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        p = sysconfig.get_paths().get(key)
-        if p:
-            dirs.add(p)
-    for p in sys.path:  # site-packages and friends; the project directory itself is left out
-        if p and ("site-packages" in p or "dist-packages" in p or p.startswith(sys.base_prefix)):
-            dirs.add(p)
-    tz = sysconfig.get_config_var("TZPATH") or ""
-    dirs.update(p for p in tz.split(os.pathsep) if p)
-    dirs.add("/usr/share/zoneinfo")
-    # Exact /proc/self files only: /proc/self/root and /proc/self/cwd lead anywhere.
-    files = {
-        "/dev/null",
-        "/dev/zero",
-        "/dev/urandom",
-        "/dev/random",
-        "/etc/localtime",
-        "/etc/timezone",
-        "/etc/mime.types",
-        "/proc/self/status",
-        "/proc/self/stat",
-        "/proc/self/statm",
-        "/proc/self/limits",
-        "/proc/self/mounts",
-        "/proc/self/cgroup",
-    }
-    for p in extra:
-        (dirs if os.path.isdir(p) else files).add(os.path.abspath(p))
-    prefixes = tuple(sorted({os.path.abspath(d).rstrip("/") + "/" for d in dirs}))
-    return prefixes, frozenset(os.path.abspath(f) for f in files | {d.rstrip("/") for d in dirs})
+def _forget_setup_modules() -> None:
+    for name in [m for m in sys.modules if m == "ctypes" or m.startswith("ctypes.")]:
+        del sys.modules[name]  # a re-import needs dlopen, which the audit hook refuses
+    disable_spawning()
 
 
-# --- the audit hook --------------------------------------------------------------------------
-_DENY = {
-    "os.system": "running shell commands",
-    "subprocess.Popen": "starting processes",
-    "os.exec": "starting programs",
-    "os.spawn": "starting processes",
-    "os.posix_spawn": "starting processes",
-    "os.fork": "forking",
-    "os.forkpty": "forking",
-    "os.startfile": "starting programs",
-    "pty.spawn": "starting processes",
-    "socket.__new__": "network access",
-    "socket.connect": "network access",
-    "socket.bind": "network access",
-    "socket.sendto": "network access",
-    "socket.sendmsg": "network access",
-    "socket.getaddrinfo": "network access",
-    "socket.gethostbyname": "network access",
-    "socket.gethostbyname_ex": "network access",
-    "socket.gethostbyaddr": "network access",
-    "socket.getnameinfo": "network access",
-    "socket.sethostname": "network access",
-    "urllib.Request": "network access",
-    "http.client.connect": "network access",
-    "ftplib.connect": "network access",
-    "smtplib.connect": "network access",
-    "webbrowser.open": "starting programs",
-    "sys.addaudithook": "adding audit hooks",
-    "gc.get_objects": "inspecting the interpreter",
-    "gc.get_referrers": "inspecting the interpreter",
-    "gc.get_referents": "inspecting the interpreter",
-    "os.symlink": "creating links",
-    "os.link": "creating links",
-    "os.chown": "changing file owners",
-    "os.setxattr": "changing file attributes",
-    "os.removexattr": "changing file attributes",
-    "os.killpg": "signalling other processes",
-    "code.__new__": "building code objects from raw bytecode",
-}
-_WRITE_EVENTS = {  # event -> (index of the path argument, index of its dir_fd or None)
-    "os.remove": (0, 1),
-    "os.rmdir": (0, 1),
-    "os.mkdir": (0, 2),
-    "os.chmod": (0, 2),
-    "os.lchmod": (0, None),
-    "os.chflags": (0, None),
-    "os.lchflags": (0, None),
-    "os.utime": (0, 3),
-    "os.truncate": (0, None),
-    "os.mkfifo": (0, 2),
-    "os.mknod": (0, 3),
-    "shutil.rmtree": (0, 1),
-    "tempfile.mkstemp": (0, None),
-    "tempfile.mkdtemp": (0, None),
-    "shutil.copyfile": (1, None),
-    "shutil.copymode": (1, None),
-    "shutil.copystat": (1, None),
-    "shutil.copytree": (1, None),
-    "shutil.move": (1, None),
-    "shutil.chown": (0, None),
-}
+def child_main(sock: socket.socket, native: Native, cfg: dict, seccomp_prog, zygote_pid: int, allowed) -> None:
+    """One environment: lock down, read the request, run its calls, reply, exit.
+    ``allowed``: the zygote's read allow-list (prefixes, files), computed once."""
+    prot: dict = {}
+    workdir = lock_down(native, cfg, seccomp_prog, zygote_pid, prot, {})
+    prefixes, files = allowed
+    prefixes = (*prefixes, workdir.rstrip("/") + "/")
+    _forget_setup_modules()
+    sock.setblocking(True)
+    reader = FrameReader(MAX_REQUEST_BYTES, max_depth=None)  # from the parent: trusted
+    request = None
+    while request is None:
+        data = sock.recv(1 << 20)
+        if not data:
+            os._exit(0)  # the parent gave up on us
+        frames = reader.feed(data)
+        request = frames[0] if frames else None
+    allow = [False]
+    loop = CallLoop(sock, workdir, allow)
+    sys.addaudithook(make_audit_hook(workdir, prefixes, files, frozenset({sock.fileno()}), allow))
+    del reader, data, frames
+    loop.serve(request)
 
 
-# Modules patched at set-up (their process-spawning entry points replaced by refusals); a fresh
-# import would bring the originals back, so the hook refuses it.
-_NO_REIMPORT = frozenset({"_posixsubprocess"})
-# CPython's internal test modules can corrupt memory on purpose.
-_NO_IMPORT = frozenset(
-    {
-        "_testcapi",
-        "_testinternalcapi",
-        "_testbuffer",
-        "_testmultiphase",
-        "_testimportmultiple",
-        "_testclinic",
-        "_ctypes_test",
-        "_xxtestfuzz",
-    }
-)
+# --- the zygote --------------------------------------------------------------------------------
+class Zygote:
+    """Forks one child per environment on request; reports their exits."""
 
+    def __init__(self, ctl: socket.socket, cfg: dict):
+        self.ctl, self.cfg = ctl, cfg
+        self.native = Native()
+        self.seccomp = base64.b64decode(cfg["seccomp"]) if cfg.get("seccomp") else None
+        self.children: dict[int, int] = {}  # pid -> request id
+        self.pids: dict[int, int] = {}  # request id -> pid
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(ctl, selectors.EVENT_READ)
+        self.sel.register(self.wake_r, selectors.EVENT_READ)
+        self.pid = os.getpid()
+        self.allowed = read_allowlist(CHILD_DIR, cfg.get("read_paths", []) + cfg.get("site_dirs", []))
 
-def _disable_spawning() -> None:
-    """``_posixsubprocess.fork_exec`` raises no audit event: replace it with a refusal."""
-    try:
-        import _posixsubprocess
-    except ImportError:
-        return
+    def _fork(self, fd: int):
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 70
+        try:  # the child: nothing of the zygote's machinery survives
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.closerange(3, fd)
+            os.closerange(fd + 1, 1 << 20)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=fd)
+            self.sel = self.ctl = None
+            child_main(sock, self.native, self.cfg, self.seccomp, self.pid, self.allowed)
+            code = 0
+        finally:
+            os._exit(code)  # never run atexit handlers a tool may have registered
 
-    def fork_exec(*args, **kwargs):
-        raise SandboxViolation("sandbox: starting processes is not allowed")
-
-    _posixsubprocess.fork_exec = fork_exec
-
-
-def make_audit_hook(
-    workdir: str, read_prefixes: tuple, read_files: frozenset, protected_fds: frozenset, allow_flags: list
-):
-    """The audit hook installed after set-up. The worker sets ``allow_flags[0]`` while it moves
-    its own CPU limit. ``protected_fds`` are the worker's channels to the parent."""
-    my_pid = os.getpid()
-    write_prefix = workdir.rstrip("/") + "/"
-    write_files = frozenset({"/dev/null"})
-    code_prefixes = tuple(p for p in read_prefixes if p != write_prefix)  # where modules may come from
-    deny, write_events = dict(_DENY), dict(_WRITE_EVENTS)
-    abspath, fspath, readlink = os.path.abspath, os.fspath, os.readlink
-
-    def refuse(what: str):
-        raise SandboxViolation(f"sandbox: {what} is not allowed")
-
-    def resolve(path, dir_fd=None) -> str | None:
-        if isinstance(path, int):
-            if path in protected_fds:
-                refuse("using the sandbox's own channel")
-            return None
-        path = fspath(path)
-        if isinstance(path, bytes):
-            path = os.fsdecode(path)
-        if dir_fd is not None and dir_fd >= 0 and not path.startswith("/"):
-            path = readlink(f"/proc/self/fd/{dir_fd}") + "/" + path
-        return abspath(path)
-
-    def check_write(path, dir_fd=None):
-        p = resolve(path, dir_fd)
-        if p is not None and not p.startswith(write_prefix) and p not in write_files:
-            refuse(f"writing or deleting '{p}' (outside the sandbox directory {workdir})")
-
-    def check_read(path):
-        p = resolve(path)
-        if p is not None and p not in read_files and not p.startswith(read_prefixes):
-            refuse(f"reading '{p}'")
-
-    def hook(event, args):
-        if event == "open":
-            path, mode, flags = args
-            if (flags or 0) & _WRITE_FLAGS or (mode and any(c in mode for c in "wax+")):
-                check_write(path)
-            else:
-                check_read(path)
-        elif event in deny:
-            refuse(deny[event])
-        elif event in write_events:
-            i, j = write_events[event]
-            check_write(args[i], args[j] if j is not None and j < len(args) else None)
-        elif event == "os.rename":
-            check_write(args[0], args[2])
-            check_write(args[1], args[3])
-        elif event == "os.kill":
-            if args[0] != my_pid:
-                refuse("signalling other processes")
-        elif event.startswith("ctypes."):
-            refuse("ctypes")
-        elif event in ("resource.setrlimit", "resource.prlimit"):
-            if not allow_flags[0]:
-                refuse("changing resource limits")
-        elif event == "import":
-            if args[0] in _NO_REIMPORT:
-                refuse(f"importing {args[0]} again")
-            if args[0] in _NO_IMPORT:
-                refuse(f"importing {args[0]}")
-            if len(args) > 1 and args[1] is not None:  # a native extension module, loaded from a file
-                p = resolve(args[1])
-                if p is not None and (p.startswith(write_prefix) or not p.startswith(code_prefixes)):
-                    refuse(f"loading native code from '{p}'")
-        elif event in ("os.listdir", "os.scandir"):
-            if args and args[0] is not None:
-                check_read(args[0])
-        elif event == "mmap.__new__":
-            if args and isinstance(args[0], int) and args[0] in protected_fds:
-                refuse("using the sandbox's own channel")
-
-    return hook
-
-
-# --- running calls ---------------------------------------------------------------------------
-class _Capture:
-    """A bounded text sink standing in for sys.stdout / sys.stderr during a call."""
-
-    __slots__ = ("parts", "n", "limit", "dropped")
-    encoding = "utf-8"
-    errors = "strict"
-
-    def __init__(self, limit: int):
-        self.parts, self.n, self.limit, self.dropped = [], 0, limit, 0
-
-    def write(self, s):
-        if not isinstance(s, str):
-            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        room = self.limit - self.n
-        if room >= len(s):
-            self.parts.append(s)
-            self.n += len(s)
-        elif room > 0:
-            self.parts.append(s[:room])
-            self.n = self.limit
-            self.dropped += len(s) - room
-        else:
-            self.dropped += len(s)
-        return len(s)
-
-    def writelines(self, lines):
-        for line in lines:
-            self.write(line)
-
-    def flush(self):
-        pass
-
-    def writable(self):
-        return True
-
-    def readable(self):
-        return False
-
-    def isatty(self):
-        return False
-
-    def fileno(self):
-        raise io.UnsupportedOperation("fileno")
-
-    @property
-    def closed(self):
-        return False
-
-    def text(self) -> str:
-        if not self.parts:
-            return ""
-        s = "".join(self.parts)
-        if self.dropped:
-            s += f"\n... [{self.dropped} more characters of printed output dropped by the sandbox]"
-        return s
-
-
-def truncate(content: str, limit: int) -> tuple[str, bool]:
-    """Cut ``content`` to ``limit`` characters with a clear marker; (text, was_truncated)."""
-    if len(content) <= limit:
-        return content, False
-    return (
-        content[:limit] + f"\n... [output truncated by the sandbox: {len(content)} characters, the first {limit} shown]"
-    ), True
-
-
-def describe(e: BaseException) -> str:
-    """``str(e)`` as FTRL reports it; non-Exception exits (SystemExit, ...) are named."""
-    try:
-        msg = _str(e)
-    except _Interrupt:
-        raise
-    except BaseException:
-        msg = f"<{type(e).__name__} whose message cannot be shown>"
-    if not isinstance(e, Exception):
-        msg = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
-    return msg
-
-
-FLUSH_SECONDS = 0.005  # results are sent at least this often (and at the end of each batch)
-FLUSH_COUNT = 64
-
-
-class Worker:
-    """The call loop. One instance per worker process."""
-
-    def __init__(self, sock: socket.socket, workdir: str, allow_flags: list, progress=None):
-        import _signal
-        import _thread
-        import resource
-
-        self.sock, self.workdir, self.allow = sock, workdir, allow_flags
-        self.progress = progress  # shared int64: index of the call being run (crash attribution)
-        self.codes: dict = {}  # key -> code object or the compile error
-        self.sources: dict = {}  # key -> source text not yet compiled
-        self.in_tool = False
-        self.fired = 0
-        self.cpu_soft = resource.RLIM_INFINITY
-        self._resource, self._signal = resource, _signal
-        self._builtins = dict(builtins.__dict__)
-        self._sys_path = list(sys.path)
-        self._meta_path = list(sys.meta_path)
-        self._recursion = sys.getrecursionlimit()
-        self._stdio = (sys.stdin, sys.stdout, sys.stderr)
-        self._critical = {
-            k: sys.modules[k]
-            for k in (
-                "json",
-                "json.encoder",
-                "json.decoder",
-                "json.scanner",
-                "os",
-                "sys",
-                "signal",
-                "socket",
-                "builtins",
-                "time",
-            )
-        }
-        # the module namespaces the worker itself relies on, restored when a tool changes them
-        self._namespaces = [
-            (m.__dict__, dict(m.__dict__))
-            for k, m in self._critical.items()
-            if k.startswith("json") or k in ("os", "signal", "socket", "time")
-        ]
-        self._thread_count = _thread._count
-        self._handler = self._on_signal
-        self._ignored = [
-            s
-            for s in (
-                signal.SIGVTALRM,
-                signal.SIGPROF,
-                signal.SIGXFSZ,
-                signal.SIGPIPE,
-                signal.SIGUSR1,
-                signal.SIGUSR2,
-                signal.SIGHUP,
-            )
-            if s
-        ]
-        for sig in self._ignored:  # a tool's timers or stray signals must not kill a later call
-            _signal.signal(sig, _signal.SIG_IGN)
-
-    # signals -------------------------------------------------------------------------------
-    def _on_signal(self, signum, frame):
-        self.fired = signum
-        if self.in_tool:
-            raise _Interrupt(signum)
-
-    def _arm(self, timeout: float, cpu_limit: float) -> None:
-        sg = self._signal
-        if sg.getsignal(signal.SIGALRM) is not self._handler:  # the tool may have replaced them
-            sg.signal(signal.SIGALRM, self._handler)
-        if sg.getsignal(signal.SIGXCPU) is not self._handler:
-            sg.signal(signal.SIGXCPU, self._handler)
-        used = time.process_time()
-        if not used + cpu_limit <= self.cpu_soft < used + cpu_limit + 1:  # whole seconds only
-            res = self._resource
-            want = int(used + cpu_limit) + 1
-            self.allow[0] = True
+    def probe(self) -> tuple[dict, dict]:
+        """Apply the child layers in a throw-away child; (protections, notes) it reports."""
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
             try:
-                res.setrlimit(res.RLIMIT_CPU, (want, res.RLIM_INFINITY))
-                self.cpu_soft = want
-            except (OSError, ValueError):
-                pass
+                os.close(r)
+                prot, notes = {}, {}
+                lock_down(self.native, self.cfg, self.seccomp, self.pid, prot, notes)
+                prot["audit_hook"] = prot["read_allowlist"] = True
+                os.write(w, json.dumps([prot, notes]).encode())
             finally:
-                self.allow[0] = False
-        self.fired = 0
-        self.in_tool = True
-        sg.setitimer(signal.ITIMER_REAL, timeout, 0.05)  # re-fires until disarmed
-
-    def _disarm(self) -> None:
-        self.in_tool = False
-        self._signal.setitimer(signal.ITIMER_REAL, 0, 0)
-
-    # one call ------------------------------------------------------------------------------
-    def _code(self, key: str):
-        code = self.codes.get(key)
-        if code is None:
-            src = self.sources.pop(key)
-            try:
-                code = compile(src, "<string>", "exec", dont_inherit=True)
-            except _Interrupt:
-                raise
-            except Exception as e:  # cached: the same error for every call, as FTRL's exec
-                code = e
-            self.codes[key] = code
-        if isinstance(code, BaseException):
-            code.__traceback__ = None
-            raise code
-        return code
-
-    def _call(self, name: str, key: str, args_text: str) -> str:
-        arguments = _loads(args_text)
-        code = self._code(key)
-        namespace = {}
-        exec(code, namespace, namespace)
-        if name in namespace:
-            predict = namespace[name](**arguments)
-        else:
-            raise NameError(f"name {name} is not defined")
-        if _type(predict) == _dict or _type(predict) == _list:  # exact types, as FTRL
-            predict = _dumps(predict, ensure_ascii=False)
-        elif _type(predict) != _str:
-            predict = _str(predict)
-        return predict
-
-    def _guarded(self, name, key, args_text):
-        """(ok, FTRL's text: the result or str(e), our error text naming the exception type)."""
+                os._exit(0)
+        os.close(w)
+        data = b""
+        while chunk := os.read(r, 65536):
+            data += chunk
+        os.close(r)
+        os.waitpid(pid, 0)
+        self.children.pop(pid, None)
         try:
-            return True, self._call(name, key, args_text), None
-        except _Interrupt:
-            raise
-        except BaseException as e:
-            msg = describe(e)
-            kind = _type(e).__name__
-            return False, msg, msg if msg.startswith(kind) else (f"{kind}: {msg}" if msg else kind)
+            prot, notes = json.loads(data)
+        except ValueError:
+            prot, notes = {}, {"probe": "the probe child reported nothing"}
+        return prot, notes
 
-    def run_call(self, name: str, key: str, args_text: str, opts: dict) -> dict:
-        timeout, cpu_limit = opts["timeout"], opts["cpu_limit"]
-        cap = _Capture(opts["max_stdout"])
-        t0 = time.perf_counter()
-        sys.stdout = sys.stderr = cap
-        try:
-            self._arm(timeout, cpu_limit)
-            try:
-                ok, text, error = self._guarded(name, key, args_text)
-            finally:
-                self._disarm()
-        except _Interrupt:
-            self._disarm()
-            ok, text, error = False, "", None
-        seconds = time.perf_counter() - t0
-        if self.fired:  # timed out, even if the tool swallowed the interrupt and returned later
-            ok = False
-            if self.fired == signal.SIGXCPU:
-                text = f"Function {name} exceeded its CPU-time limit of {cpu_limit:g} seconds."
-            else:
-                text = f"Function {name} timed out after {timeout:f} seconds."
-            error = text
-        text = "".join((text,))  # an exact str, whatever subclass the tool returned
-        content = text if ok else f"an error occured when call {name}: {text}"
-        limit = opts["max_output"]
-        truncated = False
-        if len(content) > limit:
-            content, truncated = truncate(content, limit)
-        if error is not None and len(error) > limit:
-            error = truncate(error, limit)[0]
-        taint = self._restore()
-        out = {"c": content, "ok": ok, "e": error, "o": cap.text(), "s": seconds, "t": truncated}
-        if taint:
-            out["r"] = taint
-        return out
+    def send(self, msg: dict) -> None:
+        self.ctl.send(json.dumps(msg).encode())
 
-    def _restore(self) -> str | None:
-        """Undo what a tool may have changed for later calls; a reason to recycle if we cannot."""
-        sys.stdin, sys.stdout, sys.stderr = self._stdio
-        bd = builtins.__dict__
-        if len(bd) != len(self._builtins) or bd != self._builtins:
-            bd.clear()
-            bd.update(self._builtins)
-        if sys.path != self._sys_path:
-            sys.path[:] = self._sys_path
-        if sys.meta_path != self._meta_path:
-            sys.meta_path[:] = self._meta_path
-        if sys.getrecursionlimit() != self._recursion:
-            sys.setrecursionlimit(self._recursion)
-        if sys.gettrace() is not None or sys.getprofile() is not None:
-            sys.settrace(None)
-            sys.setprofile(None)
-        for sig in self._ignored:
-            if self._signal.getsignal(sig) != self._signal.SIG_IGN:
-                self._signal.signal(sig, self._signal.SIG_IGN)
-        for k, m in self._critical.items():
-            if sys.modules.get(k) is not m:
-                sys.modules[k] = m
-        for d, snap in self._namespaces:
-            if len(d) != len(snap) or d != snap:
-                d.clear()
-                d.update(snap)
-        try:
-            if os.getcwd() != self.workdir:
-                os.chdir(self.workdir)
-        except OSError:
-            try:
-                os.makedirs(self.workdir, exist_ok=True)
-                os.chdir(self.workdir)
-            except OSError:
-                return "working directory lost"
-        if self._thread_count():
-            return "tool left threads running"
-        return None
-
-    # the loop ------------------------------------------------------------------------------
-    def serve(self) -> None:
-        clock = time.perf_counter
+    def reap(self) -> None:
         while True:
-            msg = _recv_frame(self.sock, MAX_REQUEST_BYTES)
-            if msg is None or msg.get("op") == "exit":
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
                 return
-            self.sources.update(msg.get("sources") or {})
-            opts = msg["opts"]
-            calls = msg["calls"]
-            pending: list = []
-            since = clock()
-            for n, (i, name, key, args_text) in enumerate(calls):
-                if self.progress is not None:
-                    self.progress[0] = i
-                try:
-                    out = self.run_call(name, key, args_text, opts)
-                except _Interrupt:  # a late timer signal between calls: report, carry on
-                    self._disarm()
-                    sys.stdin, sys.stdout, sys.stderr = self._stdio
-                    out = {
-                        "c": f"an error occured when call {name}: Function {name} timed out"
-                        f" after {opts['timeout']:f} seconds.",
-                        "ok": False,
-                        "e": "timed out",
-                        "o": "",
-                        "s": opts["timeout"],
-                        "t": False,
-                    }
-                out["i"] = i
-                pending.append(out)
-                now = clock()
-                if n == len(calls) - 1 or len(pending) >= FLUSH_COUNT or now - since >= FLUSH_SECONDS or "r" in out:
-                    self.sock.sendall(encode_frame(pending))
-                    pending = []
-                    since = now
+            if pid == 0:
+                return
+            rid = self.children.pop(pid, None)
+            if rid is not None:
+                self.pids.pop(rid, None)
+                self.send({"op": "exit", "id": rid, "rc": os.waitstatus_to_exitcode(status)})
+
+    def serve(self) -> None:
+        while True:
+            for key, _ in self.sel.select():
+                if key.fileobj == self.wake_r:
+                    try:
+                        os.read(self.wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                    self.reap()
+                    continue
+                data, fds, _, _ = socket.recv_fds(self.ctl, 1 << 16, 4)
+                if not data:  # the parent is gone
+                    return
+                msg = json.loads(data)
+                op = msg.get("op")
+                if op == "fork" and len(fds) == 1:
+                    pid = self._fork(fds[0])
+                    os.close(fds[0])
+                    self.children[pid] = msg["id"]
+                    self.pids[msg["id"]] = pid
+                elif op == "kill":
+                    for fd in fds:
+                        os.close(fd)
+                    pid = self.pids.get(msg.get("id"))
+                    if pid is not None:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                elif op == "exit":
+                    return
+                else:
+                    for fd in fds:
+                        os.close(fd)
 
 
 def main(argv: list) -> None:
-    fd, cfg = int(argv[1]), json.loads(argv[2])
-    sock = socket.socket(fileno=fd)
-    sock.setblocking(True)
-    workdir = cfg["workdir"]
-    sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != workdir]  # `-m` added the cwd
-    prot: dict = {"audit_hook": False}
+    ctl = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=int(argv[1]))
+    ctl.setblocking(True)
+    cfg = json.loads(argv[2])
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if p and p != here]  # tool code must not import the worker
+    sys.path += cfg.get("site_dirs", [])
+    prot: dict = {"bubblewrap": bool(cfg.get("bwrap"))}
     notes: dict = {}
-    os.umask(0o022)  # the directories made for the bind mounts must be traversable
-    workdir = _setup_namespaces(cfg, workdir, prot, notes)
+    if not cfg.get("bwrap"):
+        os.umask(0o022)  # the directories made for the bind mounts must be traversable
+        _setup_namespaces(cfg, cfg["workdir"], prot, notes)
     os.umask(0o077)
-    os.chdir(workdir)
-    _setup_rlimits(cfg, prot, notes)
-    _drop_privileges(cfg, workdir, prot, notes)
-    _prctl(int(cfg["parent_pid"]), prot, notes)
+    import resource  # noqa: F401  (children use them: import once)
+
     for mod in cfg.get("preimport", ()):
         try:
             __import__(mod)
         except ImportError:
             pass
-    prefixes, files = _read_allowlist(workdir, cfg.get("read_paths", []))
-    prot["read_allowlist"] = True
-    project = cfg.get("project_root")
-    if project in sys.path:  # tool code must not import or read the project's own modules
-        sys.path.remove(project)
-    for name in [m for m in sys.modules if m == "ctypes" or m.startswith("ctypes.")]:
-        del sys.modules[name]  # a re-import needs dlopen, which the hook refuses
-    _disable_spawning()
-    allow = [False]
-    progress = None
-    if cfg.get("progress_fd") is not None:
-        import mmap
-
-        progress = memoryview(mmap.mmap(int(cfg["progress_fd"]), 8)).cast("q")
-    worker = Worker(sock, workdir, allow, progress)
-    protected = {fd} | ({int(cfg["progress_fd"])} if cfg.get("progress_fd") is not None else set())
-    sys.addaudithook(make_audit_hook(workdir, prefixes, files, frozenset(protected), allow))
-    prot["audit_hook"] = True
-    sock.sendall(
-        encode_frame(
-            {
-                "op": "hello",
-                "pid": os.getpid(),
-                "uid": os.getuid(),
-                "workdir": workdir,
-                "protections": prot,
-                "notes": notes,
-            }
-        )
-    )
+    zygote = Zygote(ctl, cfg)
+    zygote.native.call("prctl", PR_SET_DUMPABLE, 0, 0, 0, 0)
+    child_prot, child_notes = zygote.probe()
+    prot.update(child_prot)
+    notes.update(child_notes)
+    gc.collect()
+    gc.freeze()  # children's garbage collections then do not touch (copy) the zygote's pages
+    zygote.send({"op": "hello", "pid": os.getpid(), "protections": prot, "notes": notes})
     try:
-        worker.serve()
-    except BaseException:  # the worker's own machinery broke (a tool wrecked it): say why, exit
-        import traceback
-
-        try:
-            os.write(2, traceback.format_exc().encode("utf-8", "replace")[-4000:])
-        finally:
-            os._exit(70)
-    os._exit(0)  # never run atexit handlers a tool may have registered
+        zygote.serve()
+    finally:
+        for pid in list(zygote.children):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os._exit(0)
 
 
 if __name__ == "__main__":

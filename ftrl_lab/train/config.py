@@ -19,6 +19,7 @@ from typing import Any
 
 from ftrl_lab.agent.anatomy import GROUP_MODULES, layer_thirds
 from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
+from ftrl_lab.core.parsing import RULE_SETS
 from ftrl_lab.core.reward import VARIANTS
 
 ALGORITHMS = ("grpo", "reinforce_pp", "rloo")
@@ -60,6 +61,8 @@ class RLSection:
 
     algorithm: str = "grpo"
     reward: str = "solve_f1"
+    reward_rules: str = "official"  # the reward's rule set (core.reward.RewardConfig.rules)
+    echo_guard: bool = True  # refuse solves by echo while training (off in the paper-parity evaluation)
     iterations: int = 2
     envs_per_iteration: int = 16
     prefixes_per_iteration: int = 24
@@ -112,7 +115,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"
     mixed_precision: str = "auto"  # bf16 autocast in SFT/RL steps and engine prefills: auto | bf16 | no
-    threads: int | None = None
+    threads: int | None = None  # torch CPU threads; null: the cores free at start (agent.models.pick_threads)
     seed: int = 0
     runs_dir: str = "runs/train"
     publish_dir: str | None = "data/train"
@@ -126,6 +129,8 @@ class TrainConfig:
             raise ValueError(f"rl.algorithm: unknown '{self.rl.algorithm}' (choose from {ALGORITHMS})")
         if self.rl.reward not in VARIANTS:
             raise ValueError(f"rl.reward: unknown '{self.rl.reward}' (choose from {VARIANTS})")
+        if self.rl.reward_rules not in RULE_SETS:
+            raise ValueError(f"rl.reward_rules: unknown '{self.rl.reward_rules}' (choose from {RULE_SETS})")
         if self.rl.iterations < 1 or self.rl.num_generations < 2 or self.rl.prompts_per_step < 1:
             raise ValueError("rl.iterations >= 1, rl.num_generations >= 2 and rl.prompts_per_step >= 1 required")
         micro = self.rl.micro_batch_prompts or self.rl.prompts_per_step

@@ -171,14 +171,16 @@ def eval_episodes(run_dir: Path, tag: str, name: str) -> pd.DataFrame:
     from ftrl_lab.agent.evaluate import load_transcripts
 
     rows = load_transcripts(run_dir / "eval" / f"{tag}_{name}")
-    return pd.DataFrame([{k: r[k] for k in ("key", "solve_precision", "solve_rate", "solve_f1")} for r in rows])
+    keys = ("key", "solve_precision", "solve_rate", "solve_f1")
+    return pd.DataFrame([{**{k: r[k] for k in keys}, "echoes": r.get("echoes", 0)} for r in rows])
 
 
 # --- reward with training statistics -----------------------------------------------------------
-def logged_reward(variant: str) -> Callable:
-    """``reward.make_reward_func(variant)`` that also logs parse-failure rate, calls per response,
-    no-call rate and the mean within-group reward std through TRL's ``log_metric`` (from the
-    reward's own breakdowns: each completion is parsed once)."""
+def logged_reward(variant: str, rules: str = "official", echo_guard: bool = True) -> Callable:
+    """``reward.make_reward_func(variant, rules=..., echo_guard=...)`` that also logs parse-failure
+    rate, calls per response, no-call rate, echo-check fires per response and the mean
+    within-group reward std through TRL's ``log_metric`` (from the reward's own breakdowns:
+    each completion is parsed once)."""
 
     def log(scored, kwargs) -> None:
         log_metric = kwargs.get("log_metric")
@@ -187,12 +189,13 @@ def logged_reward(variant: str) -> Callable:
         log_metric("ftrl/parse_failure_rate", mean(float(b.malformed) for b in scored))
         log_metric("ftrl/calls_per_response", mean(float(b.p) for b in scored))
         log_metric("ftrl/no_call_rate", mean(float(b.p == 0) for b in scored))
+        log_metric("ftrl/echo_fires", mean(float(b.echoes) for b in scored))
         groups: dict[str, list[float]] = {}
         for prompt, b in zip(kwargs.get("prompts") or [None] * len(scored), scored):
             groups.setdefault(json.dumps(prompt, sort_keys=True, default=str), []).append(b.reward)
         log_metric("ftrl/group_reward_std", mean(pstdev(g) if len(g) > 1 else 0.0 for g in groups.values()))
 
-    return make_reward_func(variant, on_scored=log)
+    return make_reward_func(variant, on_scored=log, rules=rules, echo_guard=echo_guard)
 
 
 # --- RL ----------------------------------------------------------------------------------------
@@ -286,7 +289,7 @@ def make_trainer(
     model.train()
     trainer = cls(
         model=model,
-        reward_funcs=[logged_reward(rl.reward)],
+        reward_funcs=[logged_reward(rl.reward, rl.reward_rules, rl.echo_guard)],
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
@@ -452,14 +455,18 @@ def run(
 
     dist = PartialState()
     main = dist.is_main_process
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    from ftrl_lab.agent.models import pick_threads
+
+    threads, threads_how = pick_threads(cfg.threads)
+    torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     run_dir = Path(run_dir or Path(cfg.runs_dir) / cfg.run_name)
     run_dir.mkdir(parents=True, exist_ok=True)
     if main:
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     state = RunState(run_dir)
+    if main:  # every (re)start records its own choice: the load may differ after an interruption
+        state.finish("threads", [*(state.get("threads") or []), threads_how])
     notify = on_stage or (lambda stage, value: None)
     clock = [time.perf_counter()]
 
@@ -602,6 +609,8 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
             "",
             f"Preset `{cfg.name}`, model `{cfg.model}`, reward `{cfg.rl.reward}`, "
             f"algorithm `{cfg.rl.algorithm}`, {cfg.rl.iterations} iteration(s). "
+            f"Training reward: rules `{cfg.rl.reward_rules}`, echo guard {'on' if cfg.rl.echo_guard else 'off'}; "
+            "evaluations: rules `official`, echo guard off (FTRL's evaluation_self.py). "
             "Points = x100; CIs: paired bootstrap over environments.",
             "",
         ],
@@ -616,6 +625,11 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
                 table = compare(start, final, cfg.eval.bootstrap, cfg.seed)
                 comparisons[name if before == "start" else f"{name}_vs_base"] = table.to_dict(orient="records")
                 md += [table_markdown(table, f"{title} ({where}): final vs {label}"), ""]
+        if len(final):
+            md += [
+                f"Echo-check fires in the final evaluation on the {title}: {int(final['echoes'].sum())} call(s).",
+                "",
+            ]
     iterations = pd.DataFrame(
         [state.get(f"iter_{k}") for k in range(1, cfg.rl.iterations + 1) if state.done(f"iter_{k}")]
     )
@@ -632,7 +646,7 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
         else "",
         "",
         f"Time: {state.get('elapsed_seconds')} s over all stages (this machine: {machine_info().get('processor')}, "
-        f"{os.cpu_count()} cores).",
+        f"{os.cpu_count()} cores; torch CPU threads per (re)start: {'; '.join(state.get('threads') or ['unrecorded'])}).",
     ]
     results = {
         "run": run_dir.name,

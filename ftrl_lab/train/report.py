@@ -18,13 +18,14 @@ import pandas as pd
 
 METRICS = ("solve_precision", "solve_rate", "solve_f1")
 LABELS = {"solve_precision": "Solve-P", "solve_rate": "Solve-R", "solve_f1": "Solve-F1"}
-CURVES = (
-    ("reward", "reward mean"),
-    ("ftrl/group_reward_std", "reward std within groups"),
-    ("frac_reward_zero_std", "groups with zero reward variance"),
-    ("ftrl/parse_failure_rate", "parse-failure rate"),
-    ("ftrl/calls_per_response", "calls per response"),
-    ("kl", "KL to reference"),
+CURVES = (  # (metrics.jsonl key, panel title, y-axis label)
+    ("reward", "reward mean", "reward (solve-F1 units)"),
+    ("ftrl/group_reward_std", "reward std within groups", "std of reward"),
+    ("frac_reward_zero_std", "groups with zero reward variance", "share of groups"),
+    ("ftrl/parse_failure_rate", "parse-failure rate", "share of responses"),
+    ("ftrl/calls_per_response", "calls per response", "tool calls"),
+    ("ftrl/echo_fires", "echo-check fires per response", "fires per response"),
+    ("kl", "KL to reference", "KL (nats per token)"),
 )
 
 
@@ -108,23 +109,33 @@ def plot_curves(
 ):
     """Training curves (one panel per metric, x = global step) and Solve-F1 per iteration."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    panels = [(k, label) for k, label in CURVES if k in metrics.columns and metrics[k].notna().any()]
+    panels = [(k, label, unit) for k, label, unit in CURVES if k in metrics.columns and metrics[k].notna().any()]
     n = len(panels) + (1 if iterations is not None and len(iterations) else 0)
-    fig, axes = plt.subplots(1, max(n, 1), figsize=(3.2 * max(n, 1), 2.8), squeeze=False)
-    axes = axes[0]
-    for ax, (key, label) in zip(axes, panels):
+    cols = min(max(n, 1), 4)
+    rows = -(-max(n, 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.9 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax, (key, label, unit) in zip(flat, panels):
         part = metrics[["global_step", key]].dropna()
-        ax.plot(part["global_step"], part[key], marker=".", lw=1)
-        ax.set_title(label, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
+        ax.plot(part["global_step"], part[key], marker=".", lw=1.2)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(unit)
     if iterations is not None and len(iterations):
-        ax = axes[len(panels)]
-        ax.plot(iterations["iteration"], iterations["solve_f1"] * 100, marker="o")
-        ax.set_title("Solve-F1 of collection rollouts", fontsize=9)
-        ax.set_xlabel("iteration", fontsize=8)
+        ax = flat[len(panels)]
+        ax.plot(iterations["iteration"], iterations["solve_f1"] * 100, marker="o", color="tab:green")
+        ax.set_title("Solve-F1 of collection rollouts", fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("Solve-F1 (%)")
+    for ax in flat[:n]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and iterations are counts
+        ax.tick_params(labelsize=9)
+    for ax in flat[n:]:
+        ax.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +154,8 @@ def ablation_table(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
             row = {
                 "run": Path(run_dir).name,
                 "reward": res["config"]["rl"]["reward"],
+                "reward rules": res["config"]["rl"].get("reward_rules", "official"),
+                "echo guard": res["config"]["rl"].get("echo_guard", False),
                 "algorithm": res["config"]["rl"]["algorithm"],
                 "eval_set": set_name,
             }
@@ -171,7 +184,7 @@ def plot_ablation(table: pd.DataFrame, out: str | Path | None = None, eval_set: 
     import matplotlib.pyplot as plt
 
     part = table[table["eval_set"] == eval_set]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
     width = 0.8 / max(len(part), 1)
     for i, (_, row) in enumerate(part.iterrows()):
         deltas = [row[f"{LABELS[m]} delta"] for m in METRICS]
@@ -182,9 +195,9 @@ def plot_ablation(table: pd.DataFrame, out: str | Path | None = None, eval_set: 
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xticks(np.arange(len(METRICS)) + width * (len(part) - 1) / 2)
     ax.set_xticklabels([LABELS[m] for m in METRICS])
-    ax.set_ylabel("final - start (points)")
-    ax.set_title(f"Reward-variant ablation ({eval_set} split)", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.set_ylabel("final − start (Solve points, 0-100)")
+    ax.set_title(f"Reward-variant ablation ({eval_set} split), 95% CI whiskers", fontsize=10)
+    ax.legend(title="reward (algorithm)", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

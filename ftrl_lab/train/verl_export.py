@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from ftrl_lab.agent.models import resolve_model_path
 
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.tokenizer), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.tokenizer))
     records = load_records(args.records)
     path = export_verl(records, args.out, variant=args.variant, tokenizer=tokenizer)
     print(f"{len(records)} rows -> {path}\nverl overrides:\n  " + "\n  ".join(verl_overrides(str(path))))

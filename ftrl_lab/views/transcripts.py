@@ -53,7 +53,7 @@ def render_turn(transcript: dict, turn: int) -> str:
     steps = transcript.get("steps", [])
     gold = "; ".join(f"{k}: {', '.join(v)}" for k, v in transcript.get("unsolved_set", {}).items())
     head = (
-        f"<b>#{transcript.get('index')} · {esc(str(transcript.get('scenario')))}</b> · "
+        f"<b>#{esc(str(transcript.get('index')))} · {esc(str(transcript.get('scenario')))}</b> · "
         f"Solve-P {transcript['solve_precision']:.2f} · Solve-R {transcript['solve_rate']:.2f} · "
         f"Solve-F1 {transcript['solve_f1']:.2f} · {len(steps)} turn(s), {transcript.get('calls', 0)} call(s)<br>"
         f"<b>Question:</b> {esc(str(transcript.get('question', '')))}<br>"

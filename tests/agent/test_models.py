@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -211,11 +212,52 @@ def test_load_model_from_local_folder(tmp_path, tiny):
     assert M.model_info(bf16)["dtype"] == "bfloat16"
 
 
-def test_load_model_never_downloads(tmp_path):
-    with pytest.raises(FileNotFoundError, match="never downloads"):
+def test_load_model_offline_and_not_cached_says_so(tmp_path):
+    # conftest sets HF_HUB_OFFLINE=1: the hub is never asked
+    with pytest.raises(
+        FileNotFoundError, match="HF_HUB_OFFLINE=1 forbids downloading it: fetch it once with `hf download"
+    ):
         M.load_model("no-such-org/no-such-model-ftrl-lab")
     with pytest.raises(FileNotFoundError, match="no config.json"):  # an empty folder
         M.load_model(tmp_path)
+
+
+HUB_SCRIPT = """
+from ftrl_lab.agent.models import load_model
+model, tok = load_model("tiny-org/tiny-model", device="cpu")
+print("loaded", model.config.num_hidden_layers, tok.padding_side)
+try:
+    load_model("tiny-org/absent-model", device="cpu")
+except FileNotFoundError as e:
+    print("missing:", e)
+"""
+
+
+def test_hub_ids_load_from_the_hf_cache_offline(tmp_path):
+    """A tiny model saved in the hub cache layout under a fresh HF_HOME loads by its hub id with
+    HF_HUB_OFFLINE=1 (in a subprocess: huggingface_hub reads its paths and offline flag at import)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    model, tok = M.tiny_model()
+    repo = tmp_path / "hf" / "hub" / "models--tiny-org--tiny-model"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    model.save_pretrained(repo / "snapshots" / commit)
+    tok.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_HOME")}
+    root = str(Path(M.__file__).resolve().parents[2])
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", PYTHONPATH=root)
+    out = subprocess.run(
+        [sys.executable, "-c", HUB_SCRIPT], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "loaded 2 left" in out.stdout
+    assert "missing: tiny-org/absent-model: not a local model folder and not in the Hugging Face cache" in out.stdout
+    assert str(tmp_path / "hf" / "hub") in out.stdout and "HF_HUB_OFFLINE=1" in out.stdout
 
 
 # --- default model: cache bookkeeping (cheap, conversion faked) ---------------------------------
@@ -344,3 +386,17 @@ def test_bf16_mixed_precision_modes(monkeypatch):
     assert M.bf16_mixed_precision("auto", "cpu")
     with pytest.raises(ValueError, match="mixed_precision"):
         M.bf16_mixed_precision("fp8", "cpu")
+
+
+def test_pick_threads_takes_the_request_or_the_free_cores(monkeypatch):
+    from ftrl_lab.agent.models import pick_threads
+
+    assert pick_threads(3) == (3, "3 (requested)")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+    n, how = pick_threads(None)
+    assert n == 1 and "2 usable cores" in how and "1.20" in how
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    assert pick_threads(None)[0] == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 0.0, 0.0))
+    assert pick_threads(None)[0] == 1  # never below one thread

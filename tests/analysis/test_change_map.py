@@ -156,7 +156,9 @@ def test_synthetic_pair_has_the_documented_deltas(tmp_path):
 
 def test_missing_checkpoints_are_named(tmp_path):
     base_dir, _, _, _ = known_pair(tmp_path)
-    with pytest.raises(FileNotFoundError, match="nowhere/model: not a checkpoint folder nor in the local"):
+    with pytest.raises(
+        FileNotFoundError, match="nowhere/model: not a local model folder and not in the Hugging Face cache"
+    ):
         change_map(base_dir, "nowhere/model", progress=False)
 
 

@@ -1,7 +1,9 @@
 """Sandbox semantics (FTRL feedback strings) and parity with FTRL's in-process executor."""
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -12,7 +14,7 @@ import pytest
 
 from ftrl_lab.core.ftrl_executor import inprocess_feedback, quiet_stdout
 from ftrl_lab.core.records import default_test_set, load_records
-from ftrl_lab.core.sandbox import CallResult, Sandbox, SandboxError, get_sandbox
+from ftrl_lab.core.sandbox import CallResult, Sandbox, SandboxError, SandboxWarning, get_sandbox
 from ftrl_lab.core.schema_args import example_tool_calls
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,7 +213,7 @@ def test_dead_worker_is_replaced_and_others_unaffected(sb):
     assert got[1].content == ("an error occured when call die: the tool ended its sandbox process (exit status 3)")
     assert [r.content for r in got[::2]] == ['{"i": 0}', '{"i": 2}']
     assert got[3].content == '{"i": 3}'
-    assert set(sb.worker_pids()) != before
+    assert set(sb.worker_pids()) == before  # the zygote lives on; only that child died
     assert sb.run(CODES, [call("as_int", {"a": 5})])[0].content == "10"
 
 
@@ -242,20 +244,23 @@ def test_feedback_messages_like_ftrl(sb):
     ]
 
 
-def test_sources_are_sent_once_and_workers_recycled():
-    with Sandbox(n_workers=1, recycle_after=10) as s:
-        s.run(CODES, [call("echo", {"i": i}) for i in range(8)])
-        assert len(s._workers[0].known) == 1
-        first = s.worker_pids()
-        s.run(CODES, [call("echo", {"i": i}) for i in range(8)])  # 16 calls > 10: recycled
-        got = s.run(CODES, [call("as_int", {"a": 1})])
-        assert s.worker_pids() != first and got[0].content == "2"
+def test_each_environment_gets_a_fresh_process(sb):
+    """State left by one environment (globals of imported modules, files, pid) is gone in the
+    next one; within one environment the calls share their child process."""
+    codes = {
+        "mark": "import json, os\ndef mark():\n    json.MARK = 1\n    open('left', 'w').write('x')\n"
+        "    return os.getpid()\n",
+        "look": "import json, os\ndef look():\n    return [hasattr(json, 'MARK'), os.path.exists('left'), os.getpid()]\n",
+    }
+    (a1, a2), (b,) = sb.run_batch([(codes, [call("mark", {}), call("look", {})]), (codes, [call("look", {})])])
+    assert json.loads(a2.content)[:2] == [False, True] and json.loads(a2.content)[2] == int(a1.content)
+    assert json.loads(b.content)[:2] == [False, False] and json.loads(b.content)[2] != int(a1.content)
 
 
 def test_close_removes_processes_and_directories():
     s = Sandbox(n_workers=2)
-    procs = [w.proc for w in s._workers]
-    dirs = [w.workdir for w in s._workers]
+    procs = [s._zygote.proc]
+    dirs = [s._zygote.workdir]
     assert s.run(CODES, [call("as_int", {"a": 1})])[0].content == "2"
     s.close()
     s.close()
@@ -284,9 +289,25 @@ def test_shared_instance():
 def test_protections_are_reported(sb):
     prot = sb.protections()
     assert prot["audit_hook"] and prot["read_allowlist"] and prot["parent_watchdog"]
-    if sys.platform == "linux" and os.geteuid() == 0:
-        assert prot["network_namespace"] and prot["private_tmpfs"] and prot["uid_nobody"], sb.protection_notes()
-        assert prot["rlimits"] and prot["no_new_processes"]
+    assert prot["process_per_environment"] and prot["rlimits"] and prot["no_new_processes"]
+    if prot["bubblewrap"]:  # the boundary, the same as root and as a normal user
+        for layer in ("filesystem_view", "pid_namespace", "network_namespace", "private_tmpfs", "no_capabilities"):
+            assert prot[layer], (layer, sb.protection_notes())
+    elif shutil.which("bwrap"):
+        pytest.fail(f"bwrap is installed but not used: {sb.protection_notes().get('bubblewrap')}")
+    if importlib.util.find_spec("seccomp") or importlib.util.find_spec("pyseccomp"):
+        assert prot["seccomp"], sb.protection_notes()
+
+
+def test_fallback_without_bubblewrap_says_so():
+    with pytest.warns(SandboxWarning, match="without bubblewrap"):
+        s = Sandbox(n_workers=1, use_bwrap=False)
+    with s:
+        prot, notes = s.protections(), s.protection_notes()
+        assert not prot["bubblewrap"] and not prot["filesystem_view"] and not prot["pid_namespace"]
+        assert notes["bubblewrap"] == "disabled by configuration"
+        assert prot["process_per_environment"] and prot["audit_hook"]
+        assert s.run(CODES, [call("as_int", {"a": 6})])[0].content == "12"
 
 
 def test_worker_imports_are_light():
@@ -359,7 +380,7 @@ def test_forgotten_sandbox_is_cleaned_up():
     import gc
 
     s = Sandbox(n_workers=1)
-    proc, workdir = s._workers[0].proc, s._workers[0].workdir
+    proc, workdir = s._zygote.proc, s._zygote.workdir
     del s
     gc.collect()
     assert proc.poll() is not None and not os.path.exists(workdir)

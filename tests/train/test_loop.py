@@ -58,6 +58,7 @@ def test_logged_reward_scores_and_reports_parse_statistics():
     assert values == [1.0, -0.3, 0.0]
     assert logged["ftrl/parse_failure_rate"] == pytest.approx(1 / 3)
     assert logged["ftrl/calls_per_response"] == pytest.approx(1 / 3)
+    assert logged["ftrl/echo_fires"] == 0.0  # training's guard is on; nothing here echoes
     assert logged["ftrl/group_reward_std"] > 0
 
 
@@ -194,7 +195,9 @@ def test_lora_restricted_to_lower_third_mlp_moves_only_those_weights(tmp_path, m
         "tiny",
     )
     monkeypatch.setattr(
-        train, "logged_reward", lambda variant: lambda completions, **kw: [float(len(str(c))) for c in completions]
+        train,
+        "logged_reward",
+        lambda variant, *settings: lambda completions, **kw: [float(len(str(c))) for c in completions],
     )  # any in-group variance gives a gradient
     dataset, _ = build_prefix_dataset(
         [small_record(), small_record("What is the capital of Sudmark?", "Brenholt")], tok, max_prompt_tokens=4096
