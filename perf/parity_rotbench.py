@@ -179,7 +179,7 @@ def predictions(item: dict, rng: random.Random) -> list[tuple[str, object]]:
             ("input_twice", gold + "\nAction Input: {}"),
             ("python_literal_input", f"{thought}\nAction: {action}\nAction Input: {args!r}"),
             ("deep_nesting", f"{thought}\nAction: {action}\nAction Input: " + "[" * 100_000),
-            ("nan_input", f"{thought}\nAction: {action}\nAction Input: {{\"v\": NaN}}"),
+            ("nan_input", f'{thought}\nAction: {action}\nAction Input: {{"v": NaN}}'),
         ]
         if args:
             key = rng.choice(list(args))
@@ -196,7 +196,7 @@ def predictions(item: dict, rng: random.Random) -> list[tuple[str, object]]:
                 ("value_null", _react(thought, action, {**args, key: None})),
                 ("value_spaced", _react(thought, action, {**args, key: f" {args[key]} "})),
                 ("value_nan", _react(thought, action, {**args, key: float("nan")})),
-                ("duplicate_key", _react(thought, action, args)[:-1] + f", {json.dumps(key)}: \"dup\"}}"),
+                ("duplicate_key", _react(thought, action, args)[:-1] + f', {json.dumps(key)}: "dup"}}'),
                 ("key_missing", _react(thought, action, {k: v for k, v in args.items() if k != key})),
                 ("key_extra", _react(thought, action, {**args, "extra_key": "x"})),
                 ("key_renamed", _react(thought, action, {("X" + k if k == key else k): v for k, v in args.items()})),
