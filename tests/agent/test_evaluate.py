@@ -159,8 +159,12 @@ def test_lone_surrogate_does_not_stop_evaluate(toy, tmp_path):
         "tool_calls": [{"function": {"name": "capital_lookup", "arguments": '{"country": "\\udfff"}'}}],
     }
     script = {toy[0].question: [qwen_turn, "Paris"], toy[1].question: [openai_turn, "Tokyo"]}
-    res = evaluate(toy[:2], ScriptedPolicy(script), tmp_path, executor=inprocess_executor(), progress=False)
-    assert res.new_episodes == 2
-    rows = sorted(load_transcripts(tmp_path), key=lambda r: r["index"])
-    assert [r["calls"] for r in rows] == [0, 0]  # the bad calls never ran
-    assert "so \ud800" in json.dumps(rows[1], ensure_ascii=False)  # the text itself is kept
+    for rules, calls in (("lenient", [0, 0]), ("official", [1, 0])):
+        out = tmp_path / rules
+        res = evaluate(toy[:2], ScriptedPolicy(script), out, executor=inprocess_executor(), progress=False, rules=rules)
+        assert res.new_episodes == 2
+        rows = sorted(load_transcripts(out), key=lambda r: r["index"])
+        # lenient: both bad calls never run; official: FTRL's parse_qwen keeps the Qwen call (its
+        # JSON decodes), so it runs and fails in the tool, as in FTRL; the OpenAI call is bad in both
+        assert [r["calls"] for r in rows] == calls
+        assert "so \ud800" in json.dumps(rows[1], ensure_ascii=False)  # the text itself is kept
