@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from ftrl_lab.core import sandbox_bwrap, sandbox_seccomp
+from ftrl_lab.core.ftrl_exec import EXEC_MODES
 from ftrl_lab.core.sandbox_calls import FLUSH_COUNT, FLUSH_SECONDS
 from ftrl_lab.core.sandbox_protocol import REPLY, FrameError, ReplyReader, encode_frame
 
@@ -123,7 +124,7 @@ FALLBACK_LEFT = (
     "network namespace and private /tmp (when namespaces are permitted), no-new-privs, the "
     "audit hook and this untrusting parent"
 )
-WORKER_MODULES = ("sandbox_worker.py", "sandbox_calls.py", "sandbox_audit.py", "sandbox_protocol.py")
+WORKER_MODULES = ("sandbox_worker.py", "sandbox_calls.py", "sandbox_audit.py", "sandbox_protocol.py", "ftrl_exec.py")
 CORE_DIR = Path(__file__).resolve().parent
 DEFAULT_SITE_PACKAGES = ("dateutil", "pytz", "six")  # imported by a few FTRL tool codes
 
@@ -216,6 +217,10 @@ class Sandbox:
             it works here, else fall back with a ``SandboxWarning``.
         site_packages: third-party top-level packages tool code may import (made visible
             read-only, alone; the rest of site-packages stays hidden).
+        exec_mode: the namespace semantics of the tool exec
+            (:func:`ftrl_lab.core.ftrl_exec.load_tool`): "ftrl" (default, FTRL's exec inside
+            its calling function: module-level names of a source invisible to its function)
+            or "fresh" (one fresh namespace per source); ``run``/``run_batch`` may override it.
     """
 
     def __init__(
@@ -239,9 +244,11 @@ class Sandbox:
         startup_timeout: float = 30.0,
         use_bwrap: bool | None = None,
         site_packages: Iterable[str] = DEFAULT_SITE_PACKAGES,
+        exec_mode: str = "ftrl",
     ):
         if timeout <= 0:
             raise SandboxError(f"timeout must be positive, got {timeout}")
+        self.exec_mode = _check_mode(exec_mode)
         self.n_workers = max(1, int(n_workers or os.cpu_count() or 1))
         self.timeout = float(timeout)
         self.cpu_limit = float(cpu_limit if cpu_limit is not None else timeout)
@@ -473,22 +480,28 @@ class Sandbox:
             self._start()
 
     # --- running calls ---------------------------------------------------------------------
-    def feedback(self, codes: dict[str, str], tool_calls: list[dict]) -> list[dict]:
+    def feedback(self, codes: dict[str, str], tool_calls: list[dict], exec_mode: str | None = None) -> list[dict]:
         """FTRL's ``get_feedback``: one ``{"role": "tool", "content", "tool_call_id"}`` per call."""
-        results = self.run(codes, tool_calls)
+        results = self.run(codes, tool_calls, exec_mode=exec_mode)
         return [r.to_message(c.get("id") if isinstance(c, dict) else None) for r, c in zip(results, tool_calls)]
 
-    def run(self, codes: dict[str, str], calls: list[dict], timeout: float | None = None) -> list[CallResult]:
+    def run(
+        self, codes: dict[str, str], calls: list[dict], timeout: float | None = None, exec_mode: str | None = None
+    ) -> list[CallResult]:
         """Run the tool calls of one environment; results in call order."""
-        return self.run_batch([(codes, calls)], timeout=timeout)[0]
+        return self.run_batch([(codes, calls)], timeout=timeout, exec_mode=exec_mode)[0]
 
     def run_batch(
-        self, items: list[tuple[dict[str, str], list[dict]]], timeout: float | None = None
+        self,
+        items: list[tuple[dict[str, str], list[dict]]],
+        timeout: float | None = None,
+        exec_mode: str | None = None,
     ) -> list[list[CallResult]]:
         """Run the calls of many environments (``[(codes, calls), ...]``), each environment in
         its own fresh child, up to ``n_workers`` at once; one list of results per item, each in
-        call order."""
+        call order. ``exec_mode`` (default: the sandbox's) applies to the whole batch."""
         timeout = self.timeout if timeout is None else float(timeout)
+        mode = self.exec_mode if exec_mode is None else _check_mode(exec_mode)
         flat: list[CallResult | None] = []
         envs: list[_Env] = []
         sources: dict[str, str] = {}
@@ -506,7 +519,7 @@ class Sandbox:
         if envs:
             with self._lock:
                 self._check_usable()
-                self._execute(envs, sources, flat, timeout)
+                self._execute(envs, sources, flat, timeout, mode)
         out, k = [], 0
         for _, calls in items:
             out.append(flat[k : k + len(calls)])
@@ -546,7 +559,7 @@ class Sandbox:
         sources[key] = source
         return name, key, raw
 
-    def _execute(self, envs: list[_Env], sources: dict, flat: list, timeout: float) -> None:
+    def _execute(self, envs: list[_Env], sources: dict, flat: list, timeout: float, mode: str) -> None:
         """Run each environment in its own child, ``n_workers`` at a time; fill ``flat[index]``
         with each call's CallResult. Handles children that die, stall or misbehave."""
         queue = collections.deque(envs)
@@ -556,6 +569,7 @@ class Sandbox:
             "cpu_limit": max(cpu, 1.0),
             "max_output": self.max_output,
             "max_stdout": self.max_stdout,
+            "exec_mode": mode,
         }
         # A child sends results at least every FLUSH_SECONDS and each call ends within
         # `timeout` (its own timer): silence beyond `limit` means it is stuck.
@@ -725,6 +739,12 @@ class Sandbox:
                 if env.sock is not None:
                     env.sock.close()
             sel.close()
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in EXEC_MODES:
+        raise SandboxError(f"unknown exec mode {mode!r} (choose from {EXEC_MODES})")
+    return mode
 
 
 def _death_reason(rc: int) -> str:

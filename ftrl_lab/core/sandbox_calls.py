@@ -1,7 +1,9 @@
 """The call loop of one per-environment sandbox child: FTRL's exec + call, timed and captured.
 
-Per call: the tool source (compiled once per child, cached by key) is exec'd in a fresh
-namespace and the function called with the JSON arguments, exactly as FTRL does; a wall-clock
+Per call: the tool source (compiled once per child, cached by key) is exec'd with the namespace
+semantics of the request's exec mode (:func:`ftrl_lab.core.ftrl_exec.load_tool`: FTRL's
+exec-in-frame by default, or a fresh namespace) and the function called with the JSON
+arguments, exactly as FTRL does; a wall-clock
 timer (SIGALRM) and a CPU-time limit (RLIMIT_CPU / SIGXCPU) interrupt it; what it prints is
 captured, bounded. Between the calls of one environment the interpreter state a tool may have
 changed (builtins, sys.path, stdio, json/os/signal module attributes, ...) is put back. Across
@@ -22,8 +24,10 @@ import sys
 import time
 
 try:  # a package module in the parent and in tests, a plain module inside the sandbox
+    from ftrl_lab.core.ftrl_exec import load_tool
     from ftrl_lab.core.sandbox_protocol import encode_replies, encode_reply
 except ImportError:
+    from ftrl_exec import load_tool
     from sandbox_protocol import encode_replies, encode_reply
 
 # The worker's own references to builtins a tool might overwrite during its call.
@@ -129,6 +133,7 @@ class CallLoop:
         self.codes: dict = {}  # key -> code object or the compile error
         self.sources: dict = {}  # key -> source text not yet compiled
         self.in_tool = False
+        self.mode = "ftrl"  # the exec mode, set per request
         self.fired = 0
         self.cpu_soft = resource.RLIM_INFINITY
         self._resource, self._signal = resource, _signal
@@ -149,6 +154,8 @@ class CallLoop:
             for k, m in self._critical.items()
             if k.startswith("json") or k in ("os", "signal", "time")
         ]
+        exec_module = sys.modules[load_tool.__module__]
+        self._namespaces.append((exec_module.__dict__, dict(exec_module.__dict__)))
         self._thread_count = _thread._count
         self._handler = self._on_signal
         self._ignored = [
@@ -219,12 +226,7 @@ class CallLoop:
     def _call(self, name: str, key: str, args_text: str) -> str:
         arguments = _loads(args_text)
         code = self._code(key)
-        namespace = {}
-        exec(code, namespace, namespace)
-        if name in namespace:
-            predict = namespace[name](**arguments)
-        else:
-            raise NameError(f"name {name} is not defined")
+        predict = load_tool(code, name, arguments, self.mode)(**arguments)
         if _type(predict) == _dict or _type(predict) == _list:  # exact types, as FTRL
             predict = _dumps(predict, ensure_ascii=False)
         elif _type(predict) != _str:
@@ -313,6 +315,7 @@ class CallLoop:
         """Run ``request["calls"]`` ([index, name, key, args_text]) and send their replies."""
         self.sources.update(request.get("sources") or {})
         opts = request["opts"]
+        self.mode = opts.get("exec_mode", "ftrl")
         calls = request["calls"]
         clock, send = time.perf_counter, self._sendall
         pending: list = []

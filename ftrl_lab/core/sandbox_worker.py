@@ -33,10 +33,12 @@ import struct
 import sys
 
 try:  # a package module in the parent and in tests, a plain module inside the sandbox
+    from ftrl_lab.core.ftrl_exec import ftrl_module_globals
     from ftrl_lab.core.sandbox_audit import disable_spawning, make_audit_hook, read_allowlist
     from ftrl_lab.core.sandbox_calls import CallLoop
     from ftrl_lab.core.sandbox_protocol import FrameReader
 except ImportError:
+    from ftrl_exec import ftrl_module_globals
     from sandbox_audit import disable_spawning, make_audit_hook, read_allowlist
     from sandbox_calls import CallLoop
     from sandbox_protocol import FrameReader
@@ -462,6 +464,7 @@ def main(argv: list) -> None:
             __import__(mod)
         except ImportError:
             pass
+    ftrl_module_globals()  # finds FTRL's optional module names once, for every child
     zygote = Zygote(ctl, cfg)
     zygote.native.call("prctl", PR_SET_DUMPABLE, 0, 0, 0, 0)
     child_prot, child_notes = zygote.probe()

@@ -172,7 +172,8 @@ MUST_NOT = {"frame_walk": GOLD, "gc_objects": GOLD, "fsdecode_then_read": "root:
 
 @pytest.fixture(scope="module")
 def sb():
-    with Sandbox(n_workers=2, timeout=2.0, grace=1.0, memory_bytes=512 << 20) as s:
+    # exec mode "fresh": the attacks' module-level imports work (the layers are the same in both modes)
+    with Sandbox(n_workers=2, timeout=2.0, grace=1.0, memory_bytes=512 << 20, exec_mode="fresh") as s:
         yield s
 
 
