@@ -29,6 +29,7 @@ Core module: no torch or transformers imports.
 from __future__ import annotations
 
 import base64
+import binascii
 import collections
 import functools
 import hashlib
@@ -36,6 +37,7 @@ import importlib.util
 import itertools
 import json
 import logging
+import marshal
 import os
 import selectors
 import shutil
@@ -273,6 +275,7 @@ class Sandbox:
         self._lock = threading.RLock()
         self._holder: list[_Zygote] = []  # changed in place: the finalizer holds this list
         self._keys: dict[str, str] = {}
+        self._compiled: dict[str, str | None] = {}  # key -> base64 marshal of its code, None: ship source
         self._ids = itertools.count(1)
         self._pid = os.getpid()
         self._closed = False
@@ -535,6 +538,25 @@ class Sandbox:
             self._keys[source] = key
         return key
 
+    def _compiled_code(self, key: str, source: str) -> str | None:
+        """base64 of the marshalled code object of ``source``, compiled here once (as the child
+        would: ``compile(source, "<string>", "exec", dont_inherit=True)``) and cached, so that
+        children skip the compiler; None when it does not compile (the child then compiles it
+        and reports FTRL's error). Compiling never runs the code; warnings are not shown."""
+        if key in self._compiled:
+            return self._compiled[key]
+        if len(self._compiled) > 4096:
+            self._compiled.clear()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                blob = marshal.dumps(compile(source, "<string>", "exec", dont_inherit=True))
+            code = binascii.b2a_base64(blob, newline=False).decode("ascii")
+        except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError, OverflowError):
+            code = None
+        self._compiled[key] = code
+        return code
+
     def _prepare(self, codes: dict, call: Any, sources: dict) -> tuple | CallResult:
         """(name, key, args_text) to send, or the error FTRL would report without running code."""
         name = None
@@ -589,8 +611,16 @@ class Sandbox:
             active[env.id] = env
             now = time.monotonic()
             env.started, env.deadline = now, now + limit + self.grace  # the child is forked already
+            plain, compiled = {}, {}
+            for j in env.jobs:
+                code = self._compiled_code(j[2], sources[j[2]])
+                if code is None:
+                    plain[j[2]] = sources[j[2]]
+                else:
+                    compiled[j[2]] = code
             request = {
-                "sources": {j[2]: sources[j[2]] for j in env.jobs},
+                "sources": plain,
+                "compiled": compiled,
                 "opts": opts,
                 "calls": [list(j[:1]) + list(j[1:]) for j in env.jobs],
             }
