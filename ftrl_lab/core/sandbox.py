@@ -83,7 +83,11 @@ DEFAULT_PREIMPORT = (
     "typing",
     "enum",
     "dataclasses",
+    "_strptime",  # datetime.strptime imports it on first use (and builds its regexes)
+    "unicodedata",
 )
+# datetime.strptime formats whose regexes the zygote compiles once for every child
+DEFAULT_STRPTIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%d/%m/%Y", "%m/%d/%Y", "%Y")
 
 
 class SandboxError(RuntimeError):
@@ -268,6 +272,7 @@ class Sandbox:
             "drop_privileges": bool(drop_privileges),
             "read_paths": [os.path.abspath(str(p)) for p in read_paths],
             "preimport": list(preimport),
+            "strptime_formats": list(DEFAULT_STRPTIME_FORMATS),
         }
         # A reply text holds at most max_output (+ a marker) characters, 4 UTF-8 bytes each.
         self._max_text = 4 * max(self.max_output, self.max_stdout) + (64 << 10)

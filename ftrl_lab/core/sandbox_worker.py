@@ -450,6 +450,19 @@ class Zygote:
                         os.close(fd)
 
 
+def warm_strptime(formats) -> None:
+    """Compile (and cache) ``_strptime``'s regexes for ``formats`` once, for every child."""
+    if "_strptime" not in sys.modules:
+        return
+    import time
+
+    for fmt in formats:
+        try:
+            sys.modules["_strptime"]._strptime(time.strftime(fmt, time.gmtime(946684800)), fmt)
+        except ValueError:
+            pass
+
+
 def main(argv: list) -> None:
     ctl = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=int(argv[1]))
     ctl.setblocking(True)
@@ -470,6 +483,7 @@ def main(argv: list) -> None:
             __import__(mod)
         except ImportError:
             pass
+    warm_strptime(cfg.get("strptime_formats", ()))
     ftrl_module_globals()  # finds FTRL's optional module names once, for every child
     zygote = Zygote(ctl, cfg)
     zygote.native.call("prctl", PR_SET_DUMPABLE, 0, 0, 0, 0)
