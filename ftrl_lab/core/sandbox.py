@@ -227,6 +227,8 @@ class Sandbox:
             (:func:`ftrl_lab.core.ftrl_exec.load_tool`): "ftrl" (default, FTRL's exec inside
             its calling function: module-level names of a source invisible to its function)
             or "fresh" (one fresh namespace per source); ``run``/``run_batch`` may override it.
+        audit_hook: install the audit hook in each child (defence in depth; False only to test
+            that the OS layers contain an attack on their own).
     """
 
     def __init__(
@@ -251,6 +253,7 @@ class Sandbox:
         use_bwrap: bool | None = None,
         site_packages: Iterable[str] = DEFAULT_SITE_PACKAGES,
         exec_mode: str = "ftrl",
+        audit_hook: bool = True,
     ):
         if timeout <= 0:
             raise SandboxError(f"timeout must be positive, got {timeout}")
@@ -272,6 +275,7 @@ class Sandbox:
             "drop_privileges": bool(drop_privileges),
             "read_paths": [os.path.abspath(str(p)) for p in read_paths],
             "preimport": list(preimport),
+            "audit_hook": bool(audit_hook),
             "strptime_formats": list(DEFAULT_STRPTIME_FORMATS),
         }
         # A reply text holds at most max_output (+ a marker) characters, 4 UTF-8 bytes each.

@@ -331,7 +331,8 @@ def child_main(sock: socket.socket, native: Native, cfg: dict, zygote_pid: int, 
         request = frames[0] if frames else None
     allow = [False]
     loop = CallLoop(sock, workdir, allow, pristine)
-    sys.addaudithook(make_audit_hook(workdir, prefixes, files, frozenset({sock.fileno()}), allow))
+    if cfg.get("audit_hook", True):
+        sys.addaudithook(make_audit_hook(workdir, prefixes, files, frozenset({sock.fileno()}), allow))
     del reader, data, frames
     loop.serve(request)
 
@@ -381,7 +382,9 @@ class Zygote:
                 os.close(r)
                 prot, notes = {}, {}
                 lock_down(self.native, self.cfg, self.pid, prot, notes)
-                prot["audit_hook"] = prot["read_allowlist"] = True
+                prot["audit_hook"] = prot["read_allowlist"] = bool(self.cfg.get("audit_hook", True))
+                if not prot["audit_hook"]:
+                    notes["audit_hook"] = notes["read_allowlist"] = "disabled by configuration"
                 os.write(w, json.dumps([prot, notes]).encode())
             finally:
                 os._exit(0)
