@@ -1,6 +1,7 @@
 # ftrl_lab: the two set-up commands are `make reproduce` (main job) and `make test` (tests).
 PY ?= python3
-# FULL: the whole story on SmolLM2-135M-Instruct (the README's numbers); QUICK: a tiny random model (CI-sized).
+# FULL: the whole story on SmolLM2-135M-Instruct (the README's numbers); QUICK: a minutes-long plumbing check
+# (tiny models, few environments). `python -m ftrl_lab.reproduce` has the same default (reproduce.DEFAULT_PROFILE).
 PROFILE ?= FULL
 
 .PHONY: install chromium sandbox-tools test test-fast reproduce lab bench lock clean-outputs

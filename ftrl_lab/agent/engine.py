@@ -28,6 +28,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import Cache, DynamicLayer
 
+from ftrl_lab.agent.models import cache_keyword
 from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingParams
 
 
@@ -299,7 +300,7 @@ class Engine:
                 out = self.model(
                     input_ids=input_ids,
                     position_ids=position_ids,
-                    past_key_values=cache,
+                    **{cache_keyword(): cache},
                     use_cache=True,
                     logits_to_keep=1,
                 )
@@ -386,7 +387,7 @@ class Engine:
                 input_ids=feed.unsqueeze(1),
                 attention_mask=mask,
                 position_ids=step.positions.unsqueeze(1),
-                past_key_values=cache,
+                **{cache_keyword(): cache},
                 use_cache=True,
                 logits_to_keep=1,
             )

@@ -32,6 +32,7 @@ import pandas as pd
 from ftrl_lab.agent.policies import add_policy_arguments, policy_from_args
 from ftrl_lab.agent.rollout import Episode, Policy, episode_key, rollout
 from ftrl_lab.agent.trajectories import read_jsonl_lines, rewrite_jsonl
+from ftrl_lab.core.cli import UserError
 from ftrl_lab.core.executor import ToolExecutor
 from ftrl_lab.core.records import SCENARIOS, EnvRecord, append_jsonl, default_test_set, load_records
 
@@ -265,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     records = load_records(args.data)
+    if not records:
+        raise UserError(f"{args.data}: no records in the file")
     if args.limit is not None:
         records = records[: args.limit]
     policy, info = policy_from_args(args)
@@ -315,4 +318,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ftrl_lab.core.cli import run_cli
+
+    raise SystemExit(run_cli(main))

@@ -50,7 +50,9 @@ def perplexity(
     nll, count, windows, used = 0.0, 0, 0, []
     try:
         for name, text in reference_texts(n_topics):
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            ids = tokenizer(text, add_special_tokens=False, truncation=True, max_length=window * windows_per_topic)[
+                "input_ids"
+            ]
             for w in range(windows_per_topic):
                 chunk = ids[w * window : (w + 1) * window]
                 if len(chunk) < 2:

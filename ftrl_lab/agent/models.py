@@ -15,8 +15,10 @@ so and how to fetch the model. The embedded default model never touches the netw
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -43,6 +45,8 @@ CONVERSION_VERSION = 1
 SMOLLM2_SYSTEM_PROMPT = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 """SmolLM2-Instruct's own default system prompt, used when a chat has no system message."""
 
+TINY_CONTEXT = 16384
+"""Positions of the tiny test model and its tokenizer: FTRL test prompts run to ~8,400 tiny-tokenizer tokens."""
 CHATML_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
 
@@ -136,6 +140,29 @@ def pick_threads(requested: int | None = None) -> tuple[int, str]:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     free = max(1, cores - int(load + 0.5))
     return free, f"{free} (auto: {cores} usable cores, 1-minute load {load:.2f})"
+
+
+@functools.cache
+def cache_keyword() -> str:
+    """The forward keyword of a model's KV cache in the installed transformers: ``cache`` (from
+    the release that deprecated ``past_key_values``) or ``past_key_values`` (older ones, e.g. the
+    5.17 of the GPU machine). Output objects carry the cache under the same name."""
+    from transformers import LlamaModel
+
+    return "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
+
+
+@functools.cache
+def checkpointing_option() -> str:
+    """The ``TrainingArguments`` field that switches activation (gradient) checkpointing on in the
+    installed transformers: ``activation_checkpointing`` (5.24 renamed it) or the older
+    ``gradient_checkpointing``."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 def pick_dtype(dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu") -> torch.dtype:
@@ -495,7 +522,7 @@ def tiny_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerBase:
         unk_token="<|endoftext|>",
         pad_token="<|endoftext|>",
         padding_side="left",
-        model_max_length=4096,
+        model_max_length=TINY_CONTEXT,
     )
     tokenizer.chat_template = qwen25_tool_template()
     return tokenizer
@@ -526,7 +553,7 @@ def tiny_model(
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=4096,
+        max_position_embeddings=TINY_CONTEXT,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -138,7 +138,10 @@ class Episode:
             "completion_tokens": sum(t.completion_tokens for t in self.turns),
             "gen_seconds": round(sum(t.gen_seconds for t in self.turns), 4),
             "tool_seconds": round(sum(t.tool_seconds for t in self.turns), 4),
-            "seconds": round(self.seconds, 4),
+            # this episode's own cost (its share of each batched generation, plus its tool calls);
+            # the wall time it spent in flight overlaps the other episodes of its batch
+            "seconds": round(sum(t.gen_seconds + t.tool_seconds for t in self.turns), 4),
+            "in_flight_seconds": round(self.seconds, 4),
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ftrl_lab.agent.rollout import Episode, Policy, episode_key, rollout
 from ftrl_lab.core.executor import ToolExecutor
-from ftrl_lab.core.records import EnvRecord, append_jsonl
+from ftrl_lab.core.records import JSONL_ERRORS, EnvRecord, append_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def read_jsonl_lines(path: Path) -> tuple[list[dict], bool]:
 def rewrite_jsonl(path: Path, rows: list[dict]) -> None:
     """Replace a JSONL file atomically."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with open(tmp, "w", encoding="utf-8", errors=JSONL_ERRORS) as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     os.replace(tmp, path)

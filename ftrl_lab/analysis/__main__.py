@@ -43,4 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ftrl_lab.core.cli import run_cli
+
+    raise SystemExit(run_cli(main))

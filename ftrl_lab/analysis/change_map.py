@@ -69,6 +69,7 @@ def resolve(path: str | Path) -> Path:
 def finish(df: pd.DataFrame) -> pd.DataFrame:
     """Derived columns from the sums: norms, relative and mean absolute change, share of change."""
     df = df.copy()
+    df["numel"] = df["numel"].astype("int64")  # a count (sums of it came back as floats)
     df["before_norm"], df["diff_norm"] = np.sqrt(df["before_sq"]), np.sqrt(df["diff_sq"])
     df["rel_change"] = df["diff_norm"] / df["before_norm"].where(df["before_norm"] > 0)
     df["mean_abs_change"] = df["abs_sum"] / df["numel"]
@@ -279,6 +280,18 @@ def findings(verdict: dict, recovery: pd.DataFrame | None = None, restricted: pd
 
 
 # --- figures -----------------------------------------------------------------------------------
+def grid_style(grid: pd.DataFrame, digits: int = 3):
+    """A layer x module grid as a styled table: ``digits`` significant digits, and a colour
+    gradient only when the values differ at that precision (otherwise rounding noise, e.g.
+    0.00500 vs 0.00501, would be painted from one end of the colour map to the other)."""
+    fmt = f"{{:.{digits}g}}"
+    styler = grid.style.format(fmt, na_rep="–")
+    shown = {fmt.format(v) for v in grid.to_numpy().ravel() if v == v}
+    if len(shown) > 1:
+        styler = styler.background_gradient(cmap="viridis", axis=None)
+    return styler
+
+
 def layer_module_grid(
     df: pd.DataFrame, metric: str = "rel_change", modules: Sequence[str] | None = None
 ) -> tuple[pd.DataFrame, dict]:
@@ -309,8 +322,13 @@ def plot_heatmap(
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6.0, 2.5 + 0.7 * grid.shape[1]), max(4.5, 2.8 + 0.18 * grid.shape[0])))
     sns.heatmap(grid, ax=ax, cmap="viridis", vmin=0, vmax=vmax, cbar_kws={"label": METRICS[metric]})
-    ax.set_title(title or metric)
-    ax.set_xlabel("")
+    n_layers = int(df["n_layers"].iloc[0]) if "n_layers" in df else len(grid)
+    for idx in list(layer_thirds(n_layers).values())[1:]:  # rows run top = last layer
+        if idx:
+            ax.axhline(len(grid) - idx[0], color="0.75", lw=1.5)
+    ax.set_title(title if title is not None else METRICS[metric])
+    ax.set_xlabel("module (grey lines: thirds of the depth)")
+    ax.set_ylabel("decoder layer")
     ax.tick_params(axis="x", labelrotation=45)
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
@@ -328,6 +346,7 @@ def plot_depth(
     """``metric`` over depth, one line per module (MLP solid, attention dashed, norms dotted),
     thirds marked."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     grid, groups = layer_module_grid(df, metric, modules)
     grid = grid.sort_index()
@@ -339,10 +358,11 @@ def plot_depth(
     for idx in list(layer_thirds(int(df["n_layers"].iloc[0])).values())[1:]:
         if idx:
             ax.axvline(idx[0] - 0.5, color="grey", lw=0.8)
-    ax.set_xlabel("layer (lower → upper; grey lines: thirds)")
+    ax.set_xlabel("decoder layer (lower → upper; grey lines: thirds)")
     ax.set_ylabel(METRICS[metric])
-    ax.set_title(title or metric)
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title if title is not None else METRICS[metric])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7, ncol=2, loc="best", framealpha=0.9)
     return ax
 
 

@@ -27,7 +27,6 @@ import gc
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -266,6 +265,22 @@ def recovery_table(out: str | Path, n_boot: int = 2000, seed: int = 0) -> pd.Dat
     return pd.DataFrame(table)
 
 
+def style_recovery(table: pd.DataFrame):
+    """:func:`recovery_table` for display: percents and points formatted, undefined shares (no
+    gain to divide by) shown as "–" rather than ``nan%``."""
+    return table.style.format(
+        {
+            "param_share": "{:.1%}",
+            "solve_f1": "{:.1f}",
+            "gain": "{:+.1f}",
+            "recovery": "{:.0%}",
+            "ci_low": "{:.0%}",
+            "ci_high": "{:.0%}",
+        },
+        na_rep="–",
+    ).hide(axis="index")
+
+
 def plot_recovery(table: pd.DataFrame, ax=None, title: str | None = None):
     """Bar chart of the share of the Solve-F1 gain each subset recovers (95% CI whiskers)."""
     import matplotlib.pyplot as plt
@@ -273,13 +288,31 @@ def plot_recovery(table: pd.DataFrame, ax=None, title: str | None = None):
     t = table[table["subset"] != "base"].reset_index(drop=True)
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(t) + 2), 4))
+    trained = table.loc[table["subset"] == "trained"]
+    gain = float(trained["gain"].iloc[0]) if len(trained) else float("nan")
+    n = int(t["n"].iloc[0]) if len(t) else 0
+    ax.set_title(title or f"Transplant ablation (trained gain {gain:+.1f} F1 points, n = {n})", fontsize=10)
+    if t["recovery"].isna().all():  # no gain, so no share: say so instead of drawing empty bars
+        ax.axis("off")
+        ax.text(
+            0.5,
+            0.5,
+            f"No Solve-F1 gain to recover: the trained model scores {gain:+.1f} points over the base\n"
+            f"on these {n} environment(s), so no subset's share of the gain is defined.",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=10,
+        )
+        ax.get_figure().tight_layout()
+        return ax
     y = t["recovery"].fillna(0).to_numpy() * 100
     err = np.array(
         [y - t["ci_low"].fillna(t["recovery"]).fillna(0) * 100, t["ci_high"].fillna(t["recovery"]).fillna(0) * 100 - y]
     )
     colors = ["#555555" if s == "trained" else "#4C72B0" for s in t["subset"]]
     ax.bar(range(len(t)), y, color=colors, yerr=np.clip(err, 0, None), capsize=3)
-    ax.axhline(100, color="black", lw=0.8, ls="--")
+    ax.axhline(100, color="black", lw=0.8, ls="--", label="100% = the trained model's gain")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(
         range(len(t)),
@@ -288,13 +321,9 @@ def plot_recovery(table: pd.DataFrame, ax=None, title: str | None = None):
         ha="right",
         fontsize=8,
     )
+    ax.set_xlabel("weights transplanted into the base model")
     ax.set_ylabel("share of the Solve-F1 gain recovered (%)")
-    gain = float(table.loc[table["subset"] == "trained", "gain"].iloc[0])
-    ax.set_title(
-        title or f"Transplant ablation (trained gain {gain:+.1f} F1 points, n = {int(t['n'].iloc[0])})", fontsize=10
-    )
-    if t["recovery"].isna().all():
-        ax.text(0.5, 0.5, "no gain to recover (trained F1 = base F1)", transform=ax.transAxes, ha="center")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ax.get_figure().tight_layout()
     return ax
 
@@ -343,4 +372,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ftrl_lab.core.cli import run_cli
+
+    raise SystemExit(run_cli(main))

@@ -23,7 +23,10 @@ The checker here is our own, written from BFCL's published rules, and
   correct when at least one is.
 
 Model outputs: Qwen ``<tool_call>`` JSON, OpenAI assistant messages, or BFCL's prompting
-format, Python call syntax ``[f(a=1), g(b="x")]`` (parsed with ``ast``, never evaluated).
+format, Python call syntax ``[f(a=1), g(b="x")]``, decoded by ``ftrl_lab.benchmarks.bfcl_decode``
+under a rule set: ``rules="official"`` (:data:`DEFAULT_RULES`, BFCL's own handlers' decoders,
+exactly) or ``"lenient"`` (this project's forgiving decoders). Every result row carries ``rules``;
+``perf/parity_bfcl.py`` measures the decoders against BFCL's.
 
 Reported as on the leaderboard: accuracy per category; ``non_live_ast`` = unweighted mean of
 simple, multiple, parallel, parallel_multiple (our ``simple`` is Python only: the leaderboard's
@@ -32,10 +35,8 @@ simple also averages in Java and JavaScript); ``live_ast`` = mean over all live 
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
-import operator
 import os
 import re
 from collections.abc import Sequence
@@ -43,6 +44,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ftrl_lab.benchmarks.bfcl_decode import (
+    DEFAULT_RULES,
+    FORMATS,
+    RULES,
+    DecodeError,
+    bfcl_response,
+    check_rules,
+    decode_output,
+    has_call,
+    well_formed,
+)
 from ftrl_lab.benchmarks.common import (
     category_table,
     in_item_order,
@@ -55,15 +67,15 @@ from ftrl_lab.benchmarks.common import (
 )
 from ftrl_lab.benchmarks.common import concrete_value as _concrete
 from ftrl_lab.benchmarks.common import function_doc as _doc
-from ftrl_lab.core.parsing import parse_openai_message, parse_qwen
 from ftrl_lab.core.records import RecordError
+
+__all__ = ["DEFAULT_RULES", "FORMATS", "RULES", "DecodeError", "decode_output", "has_call", "well_formed"]
 
 NON_LIVE_AST = ("simple", "multiple", "parallel", "parallel_multiple")
 LIVE_AST = ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple")
 RELEVANCE = ("irrelevance", "live_irrelevance", "live_relevance")
 CATEGORIES = NON_LIVE_AST + LIVE_AST + RELEVANCE
 FILE_STEMS = {c: ("simple_python" if c == "simple" else c) for c in CATEGORIES}
-FORMATS = ("auto", "qwen", "python", "openai")
 
 PYTHON_TYPES = {
     "string": str,
@@ -76,10 +88,6 @@ PYTHON_TYPES = {
     "any": str,
 }
 OPENAPI_TYPES = {"dict": "object", "float": "number", "tuple": "array", "any": "string"}
-
-
-class DecodeError(ValueError):
-    """A model output that is not a list of function calls."""
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -210,147 +218,6 @@ def build_prompt(
             messages.insert(0, {"role": "system", "content": system})
         return messages, None
     raise ValueError(f"unknown BFCL prompt mode {mode!r} (choose 'fc' or 'python')")
-
-
-# --- decoding ------------------------------------------------------------------------------------
-_BINOPS = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-}
-
-
-def _value(node: ast.AST) -> Any:
-    """A Python literal from an argument node, without evaluating code."""
-    if isinstance(node, ast.Constant):
-        return "..." if node.value is Ellipsis else node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        inner = _value(node.operand)
-        if isinstance(inner, (int, float, complex)) and not isinstance(inner, bool):
-            return -inner if isinstance(node.op, ast.USub) else inner
-        return ast.unparse(node)
-    if isinstance(node, (ast.List, ast.Set)):
-        return [_value(v) for v in node.elts]
-    if isinstance(node, ast.Tuple):
-        return tuple(_value(v) for v in node.elts)
-    if isinstance(node, ast.Dict):
-        if any(k is None for k in node.keys):
-            return ast.unparse(node)
-        return {_value(k): _value(v) for k, v in zip(node.keys, node.values)}
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        left, right = _value(node.left), _value(node.right)
-        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (left, right)):
-            try:
-                if isinstance(node.op, ast.Pow) and abs(right) > 64:
-                    raise OverflowError
-                return _BINOPS[type(node.op)](left, right)
-            except (ArithmeticError, ValueError):
-                pass
-        return ast.unparse(node)
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Call):
-        if node.keywords:
-            return _call(node)
-        return ast.unparse(node)
-    return ast.unparse(node)
-
-
-def _call_name(func: ast.AST) -> str:
-    parts = []
-    while isinstance(func, ast.Attribute):
-        parts.append(func.attr)
-        func = func.value
-    if isinstance(func, ast.Name):
-        parts.append(func.id)
-    else:
-        raise DecodeError(f"not a function name: {ast.unparse(func)}")
-    return ".".join(reversed(parts))
-
-
-def _call(node: ast.Call) -> dict:
-    return {_call_name(node.func): {kw.arg: _value(kw.value) for kw in node.keywords if kw.arg is not None}}
-
-
-def decode_python(text: str) -> list[dict]:
-    """``[f(a=1), g(b="x")]`` (brackets optional, code fences stripped) -> ``[{f: {a: 1}}, ...]``.
-
-    Only keyword arguments count (BFCL ignores positional ones). Raises :class:`DecodeError`.
-    """
-    if not isinstance(text, str):
-        raise DecodeError(f"not text: {type(text).__name__}")
-    text = text.strip("`\n ")
-    if text.startswith("python\n"):
-        text = text[len("python\n") :]
-    text = text.strip().strip("'")
-    if not text.startswith("["):
-        text = "[" + text
-    if not text.endswith("]"):
-        text = text + "]"
-    try:
-        tree = ast.parse(text, mode="eval")
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-        raise DecodeError(f"not Python call syntax: {e}") from None
-    body = tree.body
-    elts = [body] if isinstance(body, ast.Call) else getattr(body, "elts", None)
-    if elts is None:
-        raise DecodeError("not a list of calls")
-    calls = []
-    for elt in elts:
-        if not isinstance(elt, ast.Call):
-            raise DecodeError(f"not a call: {ast.unparse(elt)[:80]}")
-        calls.append(_call(elt))
-    return calls
-
-
-def _from_tool_calls(tool_calls: list[dict]) -> list[dict]:
-    return [{c["function"]["name"]: json.loads(c["function"]["arguments"])} for c in tool_calls]
-
-
-def decode_output(output: Any, fmt: str = "auto") -> list[dict]:
-    """A model output as BFCL's decoded form ``[{name: {param: value}}, ...]``.
-
-    ``fmt``: ``qwen`` (``<tool_call>`` JSON), ``openai`` (assistant message dict), ``python``
-    (call syntax) or ``auto`` (a dict is a message; text with ``<tool_call>`` is Qwen; other
-    text is tried as Python calls). Raises :class:`DecodeError` when there is no call.
-    """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown output format {fmt!r} (choose from {FORMATS})")
-    if isinstance(output, dict) or fmt == "openai":
-        parsed = parse_openai_message(output if isinstance(output, dict) else {"content": output})
-        if parsed.tool_calls:
-            return _from_tool_calls(parsed.tool_calls)
-        if fmt == "openai":
-            raise DecodeError("the message has no tool calls")
-        output = parsed.content
-    if fmt == "qwen" or (fmt == "auto" and isinstance(output, str) and "<tool_call>" in output):
-        parsed = parse_qwen(output)
-        if not parsed.tool_calls:
-            raise DecodeError("no parsable <tool_call>: " + "; ".join(parsed.errors or ["no tool call"]))
-        return _from_tool_calls(parsed.tool_calls)
-    return decode_python(output)
-
-
-def well_formed(decoded: Any) -> bool:
-    """BFCL's format check: a list of one-key dicts whose values are dicts (``[]`` passes)."""
-    return isinstance(decoded, list) and all(
-        isinstance(d, dict) and len(d) == 1 and isinstance(next(iter(d.values())), dict) for d in decoded
-    )
-
-
-def has_call(output: Any, fmt: str = "auto") -> bool:
-    """Whether the output decodes to at least one call (BFCL's relevance test)."""
-    try:
-        decoded = decode_output(output, fmt)
-    except (DecodeError, ValueError, TypeError):
-        return False
-    if not well_formed(decoded) or not decoded:
-        return False
-    return not (len(decoded) == 1 and not decoded[0])
 
 
 # --- the AST checker -----------------------------------------------------------------------------
@@ -536,17 +403,23 @@ def check_ast(
 
 
 # --- scoring -------------------------------------------------------------------------------------
-def score_output(item: dict, output: Any, fmt: str = "auto", dots_as_underscores: bool = False) -> Check:
-    """Whether one model output is correct for one item."""
+def score_output(
+    item: dict, output: Any, fmt: str = "auto", dots_as_underscores: bool = False, rules: str = DEFAULT_RULES
+) -> Check:
+    """Whether one model output is correct for one item. Under ``rules="official"`` a text output
+    is first cut as BFCL's Qwen handlers store it (:func:`bfcl_decode.bfcl_response`)."""
+    check_rules(rules)
+    if rules == "official":
+        output = bfcl_response(output)
     cat = item["category"]
     if cat in RELEVANCE:
-        called = has_call(output, fmt)
+        called = has_call(output, fmt, rules)
         if "irrelevance" in cat:
             return Check(not called, "" if not called else "irrelevance:called", "")
         return Check(called, "" if called else "relevance:no_call", "")
     try:
-        calls = decode_output(output, fmt)
-    except (DecodeError, ValueError, TypeError) as e:
+        calls = decode_output(output, fmt, rules)
+    except (DecodeError, ValueError, TypeError, RecursionError) as e:
         return Check(False, "ast_decoder:decoder_failed", str(e)[:300])
     if not well_formed(calls):
         return Check(False, "ast_decoder:wrong_output_format", "")
@@ -554,9 +427,15 @@ def score_output(item: dict, output: Any, fmt: str = "auto", dots_as_underscores
 
 
 def score(
-    items: Sequence[dict], outputs: Sequence[dict], fmt: str = "auto", dots_as_underscores: bool = False
+    items: Sequence[dict],
+    outputs: Sequence[dict],
+    fmt: str = "auto",
+    dots_as_underscores: bool = False,
+    rules: str = DEFAULT_RULES,
 ) -> list[dict]:
-    """Per-item results ``{id, category, correct, error_type, error}`` (no output row: wrong)."""
+    """Per-item results ``{id, category, correct, error_type, error, rules}`` (no output row:
+    wrong). A row's own ``format`` / ``dots_as_underscores`` (as :func:`run` writes them) win."""
+    check_rules(rules)
     by_id = {str(o["id"]): o for o in outputs}
     results = []
     for it in items:
@@ -565,7 +444,11 @@ def score(
             c = Check(False, "no_output", "")
         else:
             c = score_output(
-                it, row.get("output"), row.get("format", fmt), row.get("dots_as_underscores", dots_as_underscores)
+                it,
+                row.get("output"),
+                row.get("format", fmt),
+                row.get("dots_as_underscores", dots_as_underscores),
+                rules,
             )
         results.append(
             {
@@ -574,6 +457,7 @@ def score(
                 "correct": float(c.valid),
                 "error_type": c.error_type,
                 "error": c.error,
+                "rules": rules,
             }
         )
     return results
@@ -596,13 +480,15 @@ def summary(results: Sequence[dict]) -> dict[str, float]:
 
 
 def table(results: Sequence[dict]):
-    """Accuracy (percent) per category, then the ``non_live_ast`` and ``live_ast`` summary rows."""
+    """Accuracy (percent) per category, then the ``non_live_ast`` and ``live_ast`` summary rows;
+    ``attrs["rules"]`` names the rule set(s) of the results."""
     df = category_table(results, ["correct"], order=CATEGORIES, overall=None)
     df = df.rename(columns={"correct": "accuracy"})
     for name, value in summary(results).items():
         cats = NON_LIVE_AST if name == "non_live_ast" else LIVE_AST
         df.loc[name] = [int(df.loc[[c for c in cats if c in df.index], "n"].sum()), value]
     df["n"] = df["n"].astype(int)
+    df.attrs["rules"] = ",".join(sorted({r["rules"] for r in results if r.get("rules")}))
     return df
 
 
@@ -617,8 +503,9 @@ def run(
     show_progress: bool = True,
 ) -> list[dict]:
     """One response per item; rows ``{id, output, format, dots_as_underscores}`` appended to
-    ``out_path`` as they finish (``format`` records how the output is to be decoded)."""
-    fmt = "auto" if mode == "fc" else "python"
+    ``out_path`` as they finish. ``format`` names the BFCL handler that decodes the output:
+    ``python`` in python mode; in fc mode ``openai`` for a message dict (API backends) and
+    ``qwen`` for text (a local model's ``<tool_call>`` output)."""
     todo, done = pending(items, out_path)
     steps = range(0, len(todo), max(1, batch_size))
     for start in progress(steps, total=len(steps), desc="BFCL", enabled=show_progress):
@@ -626,6 +513,7 @@ def run(
         prompts = [build_prompt(it, mode, dots_as_underscores) for it in batch]
         responses = respond(policy, [m for m, _ in prompts], [t for _, t in prompts])
         for it, out in zip(batch, responses):
+            fmt = "python" if mode == "python" else ("openai" if isinstance(out, dict) else "qwen")
             row = {"id": it["id"], "output": out, "format": fmt, "dots_as_underscores": dots_as_underscores}
             done[str(it["id"])] = row
             write_output(out_path, row)

@@ -197,7 +197,7 @@ def response_text(response: Response) -> str:
     if isinstance(response, dict):
         content = response.get("content") or ""
         if isinstance(content, list):
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            content = "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
         return str(content)
     return "" if response is None else str(response)
 

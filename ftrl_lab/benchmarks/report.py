@@ -357,49 +357,85 @@ def style_table2(df):
     )
 
 
+TABLE2_GROUPS = (  # the paper's column groups, left to right
+    ("FTRL test set", ("Solve-P", "Solve-R", "Solve-F1")),
+    ("ToolHop", ("ToolHop AC",)),
+    ("τ-bench", ("tau Pass^1",)),
+    ("RoTBench", ("TS", "PI", "CF")),
+    ("", ("Avg",)),
+)
+ORIGIN_COLOURS = {"paper": "#dbe9f6", "measured": "#dff0d8"}
+
+
 def plot_table2(df, out: str | os.PathLike = "figures/table2_ours_vs_paper.png", title: str | None = None) -> Path:
-    """Grouped bars: per metric, one bar per row that has it (left); Avg of every row (right)."""
+    """Table 2 drawn as the paper lays it out: one row per model (the paper's rows, then ours),
+    the paper's column groups, each cell its value in percent ("–": not reported / not run).
+    Row shading says where a row comes from (the only colour meaning); a rule separates the
+    paper's rows from ours."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch, Rectangle
 
-    with_metrics = df[df[list(METRICS)].notna().any(axis=1)]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5), gridspec_kw={"width_ratios": [2.2, 1]})
-    n = max(1, len(with_metrics))
-    width = 0.8 / n
-    for k, (label, row) in enumerate(with_metrics.iterrows()):
-        xs = [i + (k - (n - 1) / 2) * width for i in range(len(METRICS))]
-        bars = left.bar(
-            xs,
-            [row[c] if row[c] == row[c] else 0 for c in METRICS],
-            width,
-            label=label,
-            hatch="//" if row.get("origin") == "measured" else None,
-        )
-        if row.get("origin") == "measured":  # a measured 0 is a result, not a gap: label it
-            left.bar_label(bars, labels=[f"{row[c]:.0f}" if row[c] == row[c] else "" for c in METRICS], fontsize=7)
-    left.set_xticks(range(len(METRICS)), METRICS, rotation=20)
-    left.set_ylabel("percent")
-    left.set_title("Per metric (rows with values)")
-    if len(with_metrics):
-        left.legend(fontsize=7)
-    avg = df["Avg"].dropna()
-    colours = ["#4c72b0" if df.loc[i, "origin"] == "paper" else "#55a868" for i in avg.index]
-    right.barh(range(len(avg)), avg.values, color=colours)
-    right.set_yticks(range(len(avg)), avg.index, fontsize=7)
-    right.invert_yaxis()
-    right.set_xlabel("Avg (percent)")
-    right.set_title("Avg (blue: paper, green: measured)")
-    fig.suptitle(title or "FTRL Table 2: paper (unverified secondary numbers) vs. measured")
+    columns = [c for _, cols in TABLE2_GROUPS for c in cols]
+    n_rows, label_w, cell_w, row_h = len(df), 4.2, 1.0, 0.42
+    fig_w = label_w + cell_w * len(columns) + 0.4
+    fig, ax = plt.subplots(figsize=(fig_w, row_h * (n_rows + 2) + 1.3))
+    ax.set_xlim(0, fig_w - 0.2)
+    ax.set_ylim(n_rows + 2, -0.2)
+    ax.axis("off")
+    x0 = label_w
+    for group, cols in TABLE2_GROUPS:  # two header rows: group, then column
+        if group:
+            ax.text(x0 + cell_w * len(cols) / 2, 0.4, group, ha="center", va="center", fontsize=10, weight="bold")
+            ax.plot([x0 + 0.08, x0 + cell_w * len(cols) - 0.08], [0.75, 0.75], color="0.3", lw=0.8)
+        for k, col in enumerate(cols):
+            name = {"ToolHop AC": "AC", "tau Pass^1": "Pass^1"}.get(col, col)
+            ax.text(x0 + cell_w * (k + 0.5), 1.25, name, ha="center", va="center", fontsize=10, weight="bold")
+        x0 += cell_w * len(cols)
+    ax.text(0.1, 1.25, "model / method", ha="left", va="center", fontsize=10, weight="bold")
+    ax.plot([0, fig_w - 0.2], [1.7, 1.7], color="black", lw=1)
+    previous = None
+    for r, (label, row) in enumerate(df.iterrows()):
+        y = 2 + r
+        origin = row.get("origin", "paper")
+        if previous is not None and origin != previous:
+            ax.plot([0, fig_w - 0.2], [y - 0.5, y - 0.5], color="black", lw=1)
+        previous = origin
+        ax.add_patch(Rectangle((0, y - 0.5), fig_w - 0.2, 1, color=ORIGIN_COLOURS.get(origin, "white"), lw=0))
+        ax.text(0.1, y, str(label), ha="left", va="center", fontsize=9)
+        for k, col in enumerate(columns):
+            value = row.get(col)
+            text = "–" if value is None or value != value else f"{float(value):.2f}"
+            ax.text(
+                label_w + cell_w * (k + 0.5),
+                y,
+                text,
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="0.55" if text == "–" else "black",
+            )
+    handles = [
+        Patch(fc=ORIGIN_COLOURS["paper"], label="paper (secondary sources, unverified; data/paper_table2.md)"),
+        Patch(fc=ORIGIN_COLOURS["measured"], label="measured here"),
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, 0), ncol=2, fontsize=9, frameon=False)
+    ax.set_title(
+        title or "FTRL Table 2: the paper's rows vs. ours (percent; – = not reported or not run)",
+        fontsize=11,
+        loc="left",
+    )
     return _save(fig, out)
 
 
-def _save(fig, out: str | os.PathLike) -> Path:
-    """Lay out, write (creating the folder) and close a figure; returns its path."""
+def _save(fig, out: str | os.PathLike, rect: tuple[float, float, float, float] | None = None) -> Path:
+    """Lay out (inside ``rect``, figure fraction, when given), write (creating the folder) and
+    close a figure; returns its path."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
@@ -427,11 +463,50 @@ def plot_suites(df, out: str | os.PathLike = "figures/bench_suites.png", title: 
             bars = ax.bar(xs, part[run].fillna(0).values, width, label=run)
             ax.bar_label(bars, labels=["–" if v != v else f"{v:.0f}" for v in part[run].values], fontsize=7)
         ax.set_xticks(range(len(part)), labels, rotation=40, ha="right", fontsize=8)
-        ax.set_ylim(0, 105)
-        ax.set_ylabel("percent")
+        ax.set_ylim(0, 118)  # headroom for the value labels
+        ax.set_yticks(range(0, 101, 20))
+        ax.set_ylabel("score (%)")
         ax.set_title(bench)
-    axes[0][0].legend(fontsize=8)
+    fig.legend(
+        *axes[0][0].get_legend_handles_labels(),
+        title="run",
+        loc="upper center",
+        ncol=max(1, len(runs)),
+        fontsize=9,
+        bbox_to_anchor=(0.5, 0.93),
+        frameon=False,
+    )
     fig.suptitle(title or "Benchmark suite per category")
+    return _save(fig, out, rect=(0, 0, 1, 0.84))
+
+
+EVAL_METRICS = (("solve_precision", "Solve-P"), ("solve_rate", "Solve-R"), ("solve_f1", "Solve-F1"))
+
+
+def plot_eval(table, out: str | os.PathLike, title: str = "") -> Path:
+    """Solve-P, Solve-R and Solve-F1 (percent) per scenario of one evaluation (the ``table`` of
+    :func:`ftrl_lab.agent.evaluate.evaluate`: a ``scenario`` column or index, ``n`` and the
+    metrics as fractions); the legend sits above the axes, so it covers no bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = table.set_index("scenario") if "scenario" in getattr(table, "columns", []) else table
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(EVAL_METRICS)
+    for k, (key, label) in enumerate(EVAL_METRICS):
+        xs = [i + (k - 1) * width for i in range(len(t))]
+        bars = ax.bar(xs, t[key].astype(float) * 100, width, label=label)
+        ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=1)
+    labels = [f"{s.replace('_', ' ')}\n(n = {int(n)})" for s, n in zip(t.index, t["n"])] if "n" in t else list(t.index)
+    ax.set_xticks(range(len(t)), labels, fontsize=9)
+    ax.set_xlabel("scenario")
+    ax.set_ylabel("score (%)")
+    ax.set_ylim(0, 110)
+    ax.set_yticks(range(0, 101, 20))
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, fontsize=9, frameon=False)
+    ax.set_title(title, fontsize=11, pad=26)
     return _save(fig, out)
 
 

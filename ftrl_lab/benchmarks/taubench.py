@@ -219,7 +219,7 @@ class TauEnv:
         try:
             arguments = json.loads(tool_call["function"]["arguments"])
             source = self.domain.codes[name]
-        except (KeyError, TypeError, json.JSONDecodeError) as e:
+        except (KeyError, TypeError, ValueError, RecursionError) as e:
             return f"an error occured when call {name}: {e}"
         if not isinstance(arguments, dict):
             return f"an error occured when call {name}: {name}() argument after ** must be a mapping"

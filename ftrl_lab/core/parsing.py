@@ -28,12 +28,21 @@ outcome of FTRL's own ``parse_qwen`` on every input, quirks included:
 
 Only Qwen text has an official rule set (FTRL's paper numbers are Qwen's); other formats parse the
 same under both.
+
+Model text can never stop a run: every parser runs in time linear in its input and never
+raises. JSON that cannot be decoded (too deep, an integer over Python's digit limit) makes a
+bad call, and so does a call whose name or arguments hold a lone surrogate (not valid Unicode:
+no file or tool could take it).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +52,16 @@ END_MARKERS = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "</s>"
 FORMATS = ("qwen", "llama31", "openai")
 RULE_SETS = ("official", "lenient")
 REWARD_SUFFIXES = ("<|endoftext|>", "<|im_end|>")  # what FTRL's reward strips, once each, in order
+MAX_CALLS_PER_TURN = 1024  # blocks / values / tool_calls read per turn; the rest are dropped, with an error
+MAX_INT_DIGITS = 4300  # Python's default int/str conversion limit, kept even if the process raises it
+# Trailing whitespace and end markers, read on the reversed text: one left-to-right match.
+_TOO_MANY_CALLS = f"more than {MAX_CALLS_PER_TURN} tool calls in one turn: the rest were ignored"
+_VALUE_SEPARATORS = re.compile(r"[ \t\r\n;]*")
+# Trailing whitespace and end markers, read on the reversed text: one left-to-right match
+# (possessive where the re module has it, 3.11+: no backtracking stack to keep).
+_TRAILING_MARKERS_REVERSED = re.compile(
+    "(?:\\s+|" + "|".join(re.escape(m[::-1]) for m in END_MARKERS) + ")*" + ("+" if sys.version_info >= (3, 11) else "")
+)
 
 
 @dataclass
@@ -63,16 +82,14 @@ class ParsedResponse:
 
 
 def strip_end_markers(text: str) -> str:
-    """Remove trailing end-of-turn tokens, as FTRL does before parsing."""
-    text = text.strip()
-    changed = True
-    while changed:
-        changed = False
-        for marker in END_MARKERS:
-            if text.endswith(marker):
-                text = text[: -len(marker)].strip()
-                changed = True
-    return text
+    """Remove trailing end-of-turn tokens (and the whitespace around them), as FTRL does
+    before parsing; one pass over the text, however many markers it ends with."""
+    suffix = _TRAILING_MARKERS_REVERSED.match(text[::-1]).end()
+    return text[: len(text) - suffix].strip()
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 def strip_reward_suffixes(text: str) -> str:
@@ -92,7 +109,50 @@ def check_rules(rules: str) -> str:
 
 
 def _call_id(text: str, index: int) -> str:
-    return f"call_{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}_{index}"
+    return f"call_{_digest(text)}_{index}"
+
+
+def _call_ids(text: str) -> Callable[[int], str]:
+    """``_call_id(text, i)`` for any ``i``, hashing ``text`` once (on first use)."""
+    digest: list[str] = []
+
+    def call_id(index: int) -> str:
+        if not digest:
+            digest.append(_digest(text))
+        return f"call_{digest[0]}_{index}"
+
+    return call_id
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(digits)} digits (over {MAX_INT_DIGITS})")
+    return int(digits)
+
+
+_DECODER = json.JSONDecoder(parse_int=_bounded_int)
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` whose every failure is a ValueError: too deep nesting or an integer
+    over the digit limit, as well as malformed JSON."""
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _json_error(e: ValueError) -> str:
+    return e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+
+
+def _is_unicode(text: str) -> bool:
+    """False when ``text`` holds a lone surrogate (it cannot be written as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def make_tool_call(name: str, arguments: Any, call_id: str) -> dict:
@@ -100,6 +160,31 @@ def make_tool_call(name: str, arguments: Any, call_id: str) -> dict:
     if not isinstance(arguments, str):
         arguments = json.dumps(arguments, ensure_ascii=False)
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _checked_tool_call(name: str, arguments: dict, call_id: str) -> dict | str:
+    """:func:`make_tool_call`, or an error message when the call cannot travel (its arguments
+    cannot be encoded, or it holds a lone surrogate)."""
+    try:
+        call = make_tool_call(name, arguments, call_id)
+    except (ValueError, TypeError, RecursionError) as e:
+        return f"arguments of '{name[:100]}' cannot be encoded as JSON: {type(e).__name__}"
+    if not (_is_unicode(name) and _is_unicode(call["function"]["arguments"])):
+        return f"call to '{name[:100]!r}' holds a lone surrogate (not valid Unicode)"
+    return call
+
+
+def _never_raises(parser: Callable[..., ParsedResponse]) -> Callable[..., ParsedResponse]:
+    """Last line of defence: anything a parser did not foresee makes a malformed response."""
+
+    @functools.wraps(parser)
+    def safe(response: Any, *args: Any, **kwargs: Any) -> ParsedResponse:
+        try:
+            return parser(response, *args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - model output must never stop a run
+            return ParsedResponse(content="", malformed=True, errors=[f"unparseable response: {type(e).__name__}"])
+
+    return safe
 
 
 def _decode_call(obj: Any, args_key: str = "arguments") -> tuple[str, dict] | str:
@@ -117,9 +202,9 @@ def _decode_call(obj: Any, args_key: str = "arguments") -> tuple[str, dict] | st
     args = obj[args_key]
     if isinstance(args, str):
         try:
-            args = json.loads(args)
-        except json.JSONDecodeError as e:
-            return f"arguments of '{name}' are not valid JSON: {e.msg}"
+            args = _loads(args)
+        except ValueError as e:
+            return f"arguments of '{name}' are not valid JSON: {_json_error(e)}"
     if not isinstance(args, dict):
         return f"arguments of '{name}' are a {type(args).__name__}, not an object"
     return name, args
@@ -160,7 +245,11 @@ def parse_qwen_official(text: str) -> ParsedResponse:
         return ParsedResponse(content=stripped)
     calls: list[dict] = []
     errors: list[str] = []
+    ids = _call_ids(text)
     for block in text[start:].split(TOOL_CALL_END):
+        if len(calls) >= MAX_CALLS_PER_TURN:
+            errors.append(_TOO_MANY_CALLS)
+            break
         block = block.strip()
         if not block.startswith(TOOL_CALL_START):
             continue
@@ -169,12 +258,13 @@ def parse_qwen_official(text: str) -> ParsedResponse:
             errors.append(decoded)
             continue
         name, arguments = decoded
-        call_id = _call_id(text, len(calls))
+        call_id = ids(len(calls))
         calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
     content = text[:start].strip() if calls else stripped
     return ParsedResponse(content=content, tool_calls=calls, malformed=bool(errors), errors=errors)
 
 
+@_never_raises
 def parse_qwen(text: Any, rules: str = "lenient") -> ParsedResponse:
     """Parse Qwen / Hermes ``<tool_call>`` output (FTRL's training format) by ``rules``."""
     if check_rules(rules) == "official" and isinstance(text, str):
@@ -193,12 +283,18 @@ def parse_qwen(text: Any, rules: str = "lenient") -> ParsedResponse:
             content=text, malformed=malformed, errors=["'</tool_call>' without '<tool_call>'"] if malformed else []
         )
     content = text[:start].strip()
+    call_id = _call_ids(text)
     calls: list[dict] = []
     errors: list[str] = []
+    blocks = 0
     for block in text[start:].split(TOOL_CALL_END):
         block = block.strip()
         if not block:
             continue
+        blocks += 1
+        if blocks > MAX_CALLS_PER_TURN:
+            errors.append(_TOO_MANY_CALLS)
+            break
         if not block.startswith(TOOL_CALL_START):
             # FTRL ignores a block that does not open with <tool_call>: trailing text, or
             # text followed by another call (that call is lost, so flag it).
@@ -207,43 +303,51 @@ def parse_qwen(text: Any, rules: str = "lenient") -> ParsedResponse:
             continue
         body = block[len(TOOL_CALL_START) :].strip()
         try:
-            decoded = _decode_call(json.loads(body))
-        except (json.JSONDecodeError, RecursionError) as e:
-            decoded = f"tool call is not valid JSON: {getattr(e, 'msg', e)}"
+            decoded = _decode_call(_loads(body))
+        except ValueError as e:
+            decoded = f"tool call is not valid JSON: {_json_error(e)}"
         if isinstance(decoded, str):
             errors.append(decoded)
             continue
         name, args = decoded
-        calls.append(make_tool_call(name, args, _call_id(text, len(calls))))
+        call = _checked_tool_call(name, args, call_id(len(calls)))
+        if isinstance(call, str):
+            errors.append(call)
+            continue
+        calls.append(call)
     if not calls:
         content = text
     return ParsedResponse(content=content, tool_calls=calls, malformed=bool(errors), errors=errors)
 
 
 def _json_values(text: str) -> list[Any] | None:
-    """Decode one JSON value, or several separated by ';' or newlines; None if any part fails."""
+    """Decode one JSON value, or several objects separated by ';' or newlines; None if any
+    part fails, is not an object, or there are more than MAX_CALLS_PER_TURN of them."""
     text = text.strip()
     if not text:
         return None
     try:
-        value = json.loads(text)
-        return value if isinstance(value, list) else [value]
-    except (json.JSONDecodeError, RecursionError):
+        value = _loads(text)
+        values = value if isinstance(value, list) else [value]
+        return values if len(values) <= MAX_CALLS_PER_TURN else None
+    except ValueError:
         pass
-    decoder, values, i = json.JSONDecoder(), [], 0
-    while i < len(text):
-        while i < len(text) and text[i] in " \t\r\n;":
-            i += 1
-        if i >= len(text):
+    values, i, n = [], 0, len(text)
+    while i < n:
+        i = _VALUE_SEPARATORS.match(text, i).end()
+        if i >= n:
             break
         try:
-            value, i = decoder.raw_decode(text, i)
-        except (json.JSONDecodeError, RecursionError):
+            value, i = _DECODER.raw_decode(text, i)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(value, dict) or len(values) >= MAX_CALLS_PER_TURN:
             return None
         values.append(value)
     return values or None
 
 
+@_never_raises
 def parse_llama31(text: Any) -> ParsedResponse:
     """Parse Llama-3.1 tool calls: ``<|python_tag|>{json}`` or a bare JSON call."""
     if not isinstance(text, str):
@@ -261,19 +365,39 @@ def parse_llama31(text: Any) -> ParsedResponse:
         return ParsedResponse(
             content=text, malformed=explicit, errors=["<|python_tag|> payload is not a JSON call"] if explicit else []
         )
-    calls, errors = [], []
+    calls, errors, call_id = [], [], _call_ids(text)
     for value in values:
         decoded = _decode_call(value, args_key="parameters")
-        if isinstance(decoded, str):
-            errors.append(decoded)
+        call = decoded if isinstance(decoded, str) else _checked_tool_call(*decoded, call_id(len(calls)))
+        if isinstance(call, str):
+            errors.append(call)
         else:
-            calls.append(make_tool_call(decoded[0], decoded[1], _call_id(text, len(calls))))
+            calls.append(call)
     if not calls:
         # A bare JSON object that is not a call is just content.
         return ParsedResponse(content=text, malformed=explicit, errors=errors if explicit else [])
     return ParsedResponse(content=content, tool_calls=calls, malformed=bool(errors), errors=errors)
 
 
+def _content_text(content: Any) -> str:
+    """Message content as text: a string, or the string ``text`` of OpenAI content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return "" if content is None else str(content)
+
+
+def _message_ids(message: dict) -> Callable[[int], str]:
+    """Call ids for a message's calls that carry none: a hash of the whole message, taken once."""
+    try:
+        text = json.dumps(message, default=str)
+    except (ValueError, TypeError, RecursionError):  # circular or too deep to encode
+        text = repr(_content_text(message.get("content")))
+    return _call_ids(text)
+
+
+@_never_raises
 def parse_openai_message(message: Any) -> ParsedResponse:
     """Normalise an OpenAI-style assistant message (``content`` + ``tool_calls``)."""
     if not isinstance(message, dict):
@@ -282,17 +406,13 @@ def parse_openai_message(message: Any) -> ParsedResponse:
             malformed=message is not None,
             errors=[] if message is None else [f"not a message: {type(message).__name__}"],
         )
-    content = message.get("content") or ""
-    if not isinstance(content, str):  # content parts
-        content = (
-            "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            if isinstance(content, list)
-            else str(content)
-        )
-    calls, errors = [], []
+    content = _content_text(message.get("content") or "")
+    calls, errors, message_id = [], [], None
     raw_calls = message.get("tool_calls") or []
     if not isinstance(raw_calls, list):
         raw_calls, errors = [], ["tool_calls is not a list"]
+    if len(raw_calls) > MAX_CALLS_PER_TURN:
+        raw_calls, errors = raw_calls[:MAX_CALLS_PER_TURN], [_TOO_MANY_CALLS]
     for i, call in enumerate(raw_calls):
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict):
@@ -302,12 +422,15 @@ def parse_openai_message(message: Any) -> ParsedResponse:
         if isinstance(decoded, str):
             errors.append(decoded)
             continue
-        call_id = (
-            call.get("id")
-            if isinstance(call.get("id"), str) and call.get("id")
-            else _call_id(json.dumps(message, default=str), i)
-        )
-        calls.append(make_tool_call(decoded[0], decoded[1], call_id))
+        call_id = call.get("id")
+        if not (isinstance(call_id, str) and call_id):
+            message_id = message_id or _message_ids(message)
+            call_id = message_id(i)
+        checked = _checked_tool_call(decoded[0], decoded[1], call_id)
+        if isinstance(checked, str):
+            errors.append(checked)
+            continue
+        calls.append(checked)
     return ParsedResponse(content=content.strip(), tool_calls=calls, malformed=bool(errors), errors=errors)
 
 
@@ -317,8 +440,16 @@ def parse_response(response: Any, fmt: str = "qwen", rules: str = "lenient") -> 
     ``rules`` ('official' or 'lenient') applies to Qwen text (see the module notes).
 
     A dict is always treated as an OpenAI message; a TRL conversational completion (a list
-    of messages) is parsed from its last assistant message.
+    of messages) is parsed from its last assistant message. Raises ValueError only for an
+    unknown ``fmt``.
     """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown tool-call format '{fmt}' (choose from {FORMATS})")
+    return _parse_response(response, fmt, check_rules(rules))
+
+
+@_never_raises
+def _parse_response(response: Any, fmt: str, rules: str) -> ParsedResponse:
     if isinstance(response, list):
         msgs = [m for m in response if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
         if not msgs:
@@ -330,9 +461,7 @@ def parse_response(response: Any, fmt: str = "qwen", rules: str = "lenient") -> 
         return parse_qwen(response, rules)
     if fmt == "llama31":
         return parse_llama31(response)
-    if fmt == "openai":
-        return parse_openai_message({"content": response})
-    raise ValueError(f"unknown tool-call format '{fmt}' (choose from {FORMATS})")
+    return parse_openai_message({"content": response})
 
 
 def render_qwen_calls(tool_calls: list[dict], content: str = "") -> str:

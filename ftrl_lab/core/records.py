@@ -27,6 +27,9 @@ import jsonschema
 
 log = logging.getLogger(__name__)
 _to_json = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False), built once
+JSONL_ERRORS = "backslashreplace"
+"""Encoding error handler for JSONL written with ``ensure_ascii=False``: a lone surrogate (which
+only a JSON string can hold) is written as its ``\\udXXX`` escape, so it reads back unchanged."""
 
 FTRL_INSTRUCTION = (
     "Please call given tools to answer the question. Please note that all your information "
@@ -228,8 +231,8 @@ class EnvRecord:
             value = row[name]
             if isinstance(value, str):
                 try:
-                    value = json.loads(value)
-                except json.JSONDecodeError as e:
+                    value = json_loads(value)
+                except ValueError as e:
                     raise RecordError(f"not valid JSON ({e})", field=name, **loc) from None
             if hasattr(value, "tolist"):  # numpy array from parquet
                 value = value.tolist()
@@ -260,7 +263,10 @@ class EnvRecord:
             extra={k: v for k, v in row.items() if k not in FIELDS and v is not None},
         )
         if validate:
-            errors = validate_record(rec)
+            try:
+                errors = validate_record(rec)
+            except RecursionError:
+                raise RecordError("nested too deeply to validate", **loc) from None
             if errors:
                 fld, msg = errors[0]
                 more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
@@ -330,6 +336,39 @@ def short_gold_answers(rec: EnvRecord) -> list[tuple[str, str]]:
     ]
 
 
+def message_errors(m: Any, where: str) -> list[tuple[str, str]]:
+    """Problems with one chat message: a role FTRL knows, ``content`` a string (or null), and
+    ``tool_calls`` a list of OpenAI-style calls; (field, message) pairs, empty when fine."""
+    if not isinstance(m, dict) or m.get("role") not in _ROLES:
+        return [(where, f"not a chat message with a role in {sorted(_ROLES)}: {_short(m)}")]
+    errors = []
+    content = m.get("content")
+    if content is not None and not isinstance(content, str):
+        kind = "a list of content parts" if isinstance(content, list) else f"a {type(content).__name__}"
+        errors.append((f"{where}.content", f"expected a string, got {kind} (FTRL records hold plain text)"))
+    calls = m.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list):
+            errors.append((f"{where}.tool_calls", f"expected a list, got {type(calls).__name__}"))
+        else:
+            for j, call in enumerate(calls):
+                fn = call.get("function") if isinstance(call, dict) else None
+                if not (isinstance(fn, dict) and isinstance(fn.get("name"), str)):
+                    errors.append((f"{where}.tool_calls[{j}]", f"not a call with a function name: {_short(call)}"))
+                elif not isinstance(fn.get("arguments"), (str, dict)):
+                    errors.append((f"{where}.tool_calls[{j}].function.arguments", "expected a JSON string"))
+    return errors
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """``repr(value)`` cut to ``limit`` characters, never failing (deep or odd objects)."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError, TypeError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def validate_record(rec: EnvRecord, *, parse_codes: bool = True) -> list[tuple[str, str]]:
     """All problems with a record, as (field, message) pairs; empty when it is valid.
 
@@ -342,8 +381,7 @@ def validate_record(rec: EnvRecord, *, parse_codes: bool = True) -> list[tuple[s
     if not rec.messages:
         errors.append(("messages", "empty conversation"))
     for i, m in enumerate(rec.messages):
-        if not isinstance(m, dict) or m.get("role") not in _ROLES:
-            errors.append((f"messages[{i}]", f"not a chat message with a role in {sorted(_ROLES)}: {m!r:.120}"))
+        errors.extend(message_errors(m, f"messages[{i}]"))
     # tools
     names: list[str] = []
     for i, tool in enumerate(rec.tools):
@@ -364,11 +402,13 @@ def validate_record(rec: EnvRecord, *, parse_codes: bool = True) -> list[tuple[s
         if name not in rec.codes:
             errors.append(("codes", f"no code for tool '{name}'"))
     # unsolved_set
+    if not rec.unsolved_set:
+        errors.append(("unsolved_set", "empty: the record has no gold answer to find"))
     for name, answers in rec.unsolved_set.items():
         if name not in names:
             errors.append((f"unsolved_set[{name}]", f"names unknown tool '{name}'"))
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
-            errors.append((f"unsolved_set[{name}]", f"expected a list of strings, got {answers!r:.80}"))
+            errors.append((f"unsolved_set[{name}]", f"expected a list of strings, got {_short(answers, 80)}"))
             continue
         for i, a in enumerate(answers):
             if degenerate_answer(a):
@@ -398,34 +438,85 @@ class Records(list):
         self.skipped = skipped or []
 
 
+def json_loads(text: str | bytes) -> Any:
+    """``json.loads`` whose every failure is a ValueError with a short message: too deep
+    nesting and integers over Python's digit limit as well as malformed JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{e.msg} at column {e.colno}") from None
+    except RecursionError:
+        raise ValueError("nested too deeply to decode") from None
+
+
+def check_input_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """``path`` as a Path when it is a readable file; else a RecordError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise RecordError(f"no such {what}", source=str(path))
+    if path.is_dir():
+        raise RecordError(f"is a directory, not a {what}", source=str(path))
+    if not os.access(path, os.R_OK):
+        raise RecordError("not readable (permission denied)", source=str(path))
+    return path
+
+
+def _decode_line(raw: bytes, lineno: int) -> str:
+    """One line of a JSONL file as text (a UTF-8 BOM on the first line is dropped)."""
+    if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 text (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line)") from None
+
+
+def _parquet_rows(path: Path) -> list[dict]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as e:
+        raise RecordError(f"not a readable Parquet file ({_first_line(str(e))})", source=str(path)) from None
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def iter_rows(path: str | os.PathLike) -> Iterator[tuple[dict | RecordError, dict]]:
     """Yield (raw row, location) for a .jsonl/.json/.parquet file.
 
-    A malformed JSON line is yielded as a RecordError in place of the row, so that the
-    caller decides whether to stop or skip, and the lines after it are still read.
+    A line that is not UTF-8 or not JSON (malformed, nested too deeply, an integer over the
+    digit limit) is yielded as a RecordError in place of the row, so that the caller decides
+    whether to stop or skip, and the lines after it are still read. A missing, unreadable or
+    unknown kind of file raises a RecordError.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".jsonl", ".json"):
+        raise RecordError(f"unknown record file type '{suffix}' (use .jsonl or .parquet)", source=str(path))
+    check_input_file(path, "record file")
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for i, row in enumerate(pq.read_table(path).to_pylist()):
+        for i, row in enumerate(_parquet_rows(path)):
             yield row, {"source": str(path), "row_index": i}
-    elif suffix in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                loc = {"source": str(path), "line": lineno}
-                try:
-                    yield json.loads(line), loc
-                except json.JSONDecodeError as e:
-                    yield (
-                        RecordError(f"malformed JSON ({e.msg} at column {e.colno})", source=str(path), line=lineno),
-                        loc,
-                    )
-    else:
-        raise ValueError(f"{path}: unknown record file type '{suffix}' (use .jsonl or .parquet)")
+        return
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            loc = {"source": str(path), "line": lineno}
+            try:
+                line = _decode_line(raw, lineno)
+            except ValueError as e:
+                yield RecordError(str(e), source=str(path), line=lineno), loc
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield json_loads(line), loc
+            except ValueError as e:
+                yield RecordError(f"malformed JSON ({e})", source=str(path), line=lineno), loc
 
 
 def load_records(path: str | os.PathLike, *, skip_invalid: bool = False, validate: bool = True) -> Records:
@@ -476,7 +567,7 @@ def save_records(records: Iterable[EnvRecord], path: str | os.PathLike) -> Path:
     suffix = path.suffix.lower()
     tmp = path.with_name(path.name + ".tmp")
     if suffix == ".jsonl":
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", errors=JSONL_ERRORS) as f:
             for row in rows:
                 f.write(_to_json(row) + "\n")
     elif suffix == ".parquet":
@@ -495,7 +586,7 @@ def append_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     """Append rows to a JSONL file and flush, for incremental, resumable outputs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
+    with open(path, "a", encoding="utf-8", errors=JSONL_ERRORS) as f:
         for row in rows:
             f.write(_to_json(row) + "\n")
         f.flush()

@@ -60,10 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         print(compare_to_ftrl(args.stats).to_string())
         return 0
     if args.check:
+        from ftrl_lab.core.cli import UserError
         from ftrl_lab.core.records import load_records
         from ftrl_lab.envgen.validate import validate_records
 
-        report = validate_records(load_records(args.check), probes=_probes(args.probes), probe_tools=args.probe_tools)
+        records = load_records(args.check)
+        if not records:
+            raise UserError(f"{args.check}: no records in the file")
+        report = validate_records(records, probes=_probes(args.probes), probe_tools=args.probe_tools)
         print(json.dumps(report.to_dict(), indent=2))
         return 0 if report.pass_rate == 1.0 else 1
     from ftrl_lab.envgen.pipeline import PipelineConfig, generate_split
@@ -105,4 +109,6 @@ def _probes(text: str) -> tuple[str, ...]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ftrl_lab.core.cli import run_cli
+
+    raise SystemExit(run_cli(main))

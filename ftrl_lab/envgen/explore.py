@@ -162,47 +162,100 @@ def sub_depths(subs) -> dict[str, int]:
     return depth
 
 
-def draw_graph(example: Example, ax=None):
-    """The decomposition as a DAG: one box per sub-question (id, question, gold answer)."""
+BOX_COLOURS = {  # sub-question kind -> (face colour, legend label)
+    "attribute": ("#cfe8ff", "attribute look-up"),
+    "relation": ("#ffe7c2", "relation hop (to another entity)"),
+    "aggregate": ("#d9f2d0", "combining step (arithmetic on earlier answers)"),
+    "combine": ("#f3e0f7", "combining step (done in the final answer)"),
+}
+COMPOSITION_TEXT = {
+    "sum": "add them up",
+    "difference": "take the difference",
+    "year_gap": "years between them",
+    "max": "take the larger",
+    "min": "take the smaller",
+    "earliest": "take the earliest",
+    "list": "list both",
+}
+
+
+def graph_legend_handles(kinds: set[str] | None = None) -> list:
+    """Legend patches for the box colours of :func:`draw_graph` (all kinds, or those given)."""
+    from matplotlib.patches import Patch
+
+    return [
+        Patch(fc=fc, ec="0.5", label=label)
+        for kind, (fc, label) in BOX_COLOURS.items()
+        if kinds is None or kind in kinds
+    ]
+
+
+def draw_graph(example: Example, ax=None, fontsize: float = 9, legend: bool = True):
+    """The decomposition as a DAG: one box per sub-question (id, question, gold answer). When
+    parallel branches are combined without a sub-question of their own (a comparison, a list),
+    a final "combine" box shows that step and the final answer."""
     import textwrap
 
     import matplotlib.pyplot as plt
 
-    subs = example.decomposition.subs
+    decomposition = example.decomposition
+    subs = decomposition.subs
     depth = sub_depths(subs)
     chains = sorted({s.chain for s in subs if s.chain >= 0})
     pos = {s.id: (depth[s.id], -chains.index(s.chain)) for s in subs if s.chain >= 0}
     for s in subs:  # an aggregate step sits level with the mean of what it combines
         if s.chain < 0:
             pos[s.id] = (depth[s.id], sum(pos[d][1] for d in s.depends_on) / len(s.depends_on))
-    width, height = max(depth.values()) + 1, len(chains)
+    nodes = [
+        (s.id, s.kind, s.depends_on, f"{s.id}: " + "\n".join(textwrap.wrap(s.text, 24)[:3]) + f"\n→ {s.answer}")
+        for s in subs
+    ]
+    if len(chains) > 1 and not any(s.chain < 0 for s in subs):  # combined in the final answer
+        ends = [max((s for s in subs if s.chain == c), key=lambda s: depth[s.id]).id for c in chains]
+        how = COMPOSITION_TEXT.get(decomposition.composition, decomposition.composition)
+        pos["final"] = (max(depth.values()) + 1, sum(pos[e][1] for e in ends) / len(ends))
+        answer = "\n".join(textwrap.wrap(str(decomposition.answer), 24)[:2])
+        nodes.append(("final", "combine", ends, f"combine: {how}\n→ {answer}"))
+    width = max(x for x, _ in pos.values()) + 1
+    height = len(chains)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(min(3.0 * width + 1, 30), 1.7 * height + 1.2))
+        fig, ax = plt.subplots(figsize=(min(3.2 * width + 1, 30), 1.9 * height + 1.6))
     else:
         fig = ax.figure
-    for s in subs:
-        for d in s.depends_on:
-            (x0, y0), (x1, y1) = pos[d], pos[s.id]
+    for node_id, _kind, deps, _label in nodes:
+        for d in deps:
+            (x0, y0), (x1, y1) = pos[d], pos[node_id]
             ax.annotate(
-                "", xy=(x1 - 0.36, y1), xytext=(x0 + 0.36, y0), arrowprops=dict(arrowstyle="->", color="0.4", lw=1.2)
+                "", xy=(x1 - 0.38, y1), xytext=(x0 + 0.38, y0), arrowprops=dict(arrowstyle="->", color="0.4", lw=1.2)
             )
-    colors = {"attribute": "#cfe8ff", "relation": "#ffe7c2", "aggregate": "#d9f2d0"}
-    for s in subs:
-        x, y = pos[s.id]
-        label = f"{s.id}: " + "\n".join(textwrap.wrap(s.text, 26)[:3]) + f"\n→ {s.answer}"
+    for node_id, kind, _deps, label in nodes:
+        x, y = pos[node_id]
         ax.text(
             x,
             y,
             label,
             ha="center",
             va="center",
-            fontsize=7,
-            bbox=dict(boxstyle="round,pad=0.4", fc=colors.get(s.kind, "#eee"), ec="0.5"),
+            fontsize=fontsize,
+            bbox=dict(boxstyle="round,pad=0.4", fc=BOX_COLOURS.get(kind, ("#eee", ""))[0], ec="0.5"),
         )
     ax.set_xlim(-0.6, width - 0.4)
     ax.set_ylim(-height + 0.4, 0.6)
     ax.axis("off")
-    ax.set_title(f"{example.scenario}: " + "\n".join(textwrap.wrap(example.decomposition.question, 110)), fontsize=8)
+    ax.set_title(
+        f"{example.scenario}: " + "\n".join(textwrap.wrap(decomposition.question, 100)),
+        fontsize=fontsize + 1,
+        loc="left",
+    )
+    if legend:
+        ax.legend(
+            handles=graph_legend_handles({k for _, k, _, _ in nodes}),
+            loc="upper left",
+            bbox_to_anchor=(0, 0),
+            ncol=4,
+            fontsize=fontsize - 1,
+            frameon=False,
+        )
     return fig
 
 
@@ -263,6 +316,27 @@ def level_table(n_per_level: int = 40, seed: int = 0) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).set_index("level")
+
+
+def plot_levels(levels: pd.DataFrame, ax=None):
+    """Tools per environment and parameters per tool at each complexity level (:func:`level_table`)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    for column, marker in (("tools per env", "o"), ("params per tool", "s")):
+        ax.plot(levels.index, levels[column], marker=marker, label=f"{column} (mean)")
+    ax.set_xticks(list(levels.index))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("complexity level (all four scaling strategies at this level)")
+    ax.set_ylabel("mean count")
+    ax.set_ylim(0, None)
+    ax.legend(fontsize=9, loc="upper left")
+    ax.set_title("Environment size per complexity level", fontsize=11)
+    ax.grid(axis="y", alpha=0.3)
+    ax.get_figure().tight_layout()
+    return ax
 
 
 # --- widgets ------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ added by toolset extension).
 from __future__ import annotations
 
 from ftrl_lab.envgen.decompose import SCENARIOS
-from ftrl_lab.envgen.explore import Example, build_example, draw_graph, sub_depths
+from ftrl_lab.envgen.explore import Example, build_example, draw_graph, graph_legend_handles, sub_depths
 
 
 def scenario_examples(
@@ -51,14 +51,14 @@ def _draw_tools(ax, example: Example) -> None:
     lines = tool_lines(example)
     per_col = max(7, (len(lines) + 1) // 2)
     ax.axis("off")
-    ax.set_title(f"{len(lines)} tools ({sum(g for _, g in lines)} answer a sub-question)", fontsize=8, loc="left")
+    ax.set_title(f"{len(lines)} tools ({sum(g for _, g in lines)} answer a sub-question)", fontsize=11, loc="left")
     for i, (label, gold) in enumerate(lines):
         col, row = divmod(i, per_col)
         ax.text(
-            0.02 + 0.5 * col,
+            0.02 + 0.53 * col,
             1 - (row + 0.5) / per_col,
             ("● " if gold else "○ ") + label,
-            fontsize=6.5,
+            fontsize=8.5,
             transform=ax.transAxes,
             va="center",
             color="#1f4e9c" if gold else "0.45",
@@ -71,21 +71,28 @@ def draw_scenario_examples(examples: dict[str, Example] | None = None, level: in
     import matplotlib.pyplot as plt
 
     examples = examples or scenario_examples(level, seed)
-    heights = [1.2 + 1.1 * len({s.chain for s in ex.decomposition.subs if s.chain >= 0}) for ex in examples.values()]
+    heights = [1.6 + 1.3 * len({s.chain for s in ex.decomposition.subs if s.chain >= 0}) for ex in examples.values()]
     fig, axes = plt.subplots(
         len(examples),
         2,
-        figsize=(18, sum(heights) + 0.6),
+        figsize=(22, sum(heights) + 1.4),
         squeeze=False,
         gridspec_kw={"width_ratios": [3, 2], "height_ratios": heights},
     )
     for (graph_ax, tools_ax), ex in zip(axes, examples.values()):
-        draw_graph(ex, graph_ax)
+        draw_graph(ex, graph_ax, fontsize=9, legend=False)
         _draw_tools(tools_ax, ex)
     fig.suptitle(
-        "Four scenarios of generated environments (cf. FTRL Fig. 1): question, sub-question graph "
-        "with gold answers, tools (● gold, ○ distractor)",
-        fontsize=10,
+        "Four scenarios of generated environments (cf. FTRL Fig. 1): the question, its sub-question graph "
+        "with gold answers, and the tools",
+        fontsize=14,
     )
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+
+    tool_handles = [
+        Line2D([], [], ls="", marker="o", color="#1f4e9c", label="gold tool (answers a sub-question)"),
+        Line2D([], [], ls="", marker="o", mfc="white", color="0.45", label="distractor tool"),
+    ]
+    fig.legend(handles=graph_legend_handles() + tool_handles, loc="lower center", ncol=3, fontsize=11, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
     return fig

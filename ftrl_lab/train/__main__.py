@@ -3,4 +3,6 @@
 from ftrl_lab.train.loop import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from ftrl_lab.core.cli import run_cli
+
+    raise SystemExit(run_cli(main))

@@ -212,6 +212,8 @@ def trl_config(cfg: TrainConfig, output_dir: Path):
     """The GRPOConfig / RLOOConfig of one RL iteration (one epoch)."""
     from trl import GRPOConfig, RLOOConfig
 
+    from ftrl_lab.agent.models import checkpointing_option
+
     rl = cfg.rl
     cpu = on_cpu(cfg)
     micro = rl.micro_batch_prompts or rl.prompts_per_step
@@ -220,7 +222,7 @@ def trl_config(cfg: TrainConfig, output_dir: Path):
         output_dir=str(output_dir),
         use_cpu=cpu,
         bf16=use_bf16(cfg),
-        gradient_checkpointing=rl.gradient_checkpointing and not cpu,
+        **{checkpointing_option(): rl.gradient_checkpointing and not cpu},
         per_device_train_batch_size=micro * rl.num_generations,
         gradient_accumulation_steps=accumulate,
         steps_per_generation=accumulate,
@@ -284,6 +286,8 @@ def make_trainer(
         from peft import LoraConfig
 
         peft_config = LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(rl.lora, model.config.num_hidden_layers))
+    from ftrl_lab.agent.models import checkpointing_option
+
     cls = FTRLRLOOTrainer if rl.algorithm == "rloo" else FTRLGRPOTrainer
     args = trl_config(cfg, output_dir)
     model.train()
@@ -299,7 +303,7 @@ def make_trainer(
     configure_engine(
         trainer,
         batch_size=rl.engine_batch_size,
-        share_prefix=rl.share_prefix and not args.gradient_checkpointing,
+        share_prefix=rl.share_prefix and not getattr(args, checkpointing_option()),
         seed=cfg.seed,
     )
     return trainer
@@ -723,4 +727,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ftrl_lab.core.cli import run_cli
+
+    raise SystemExit(run_cli(main))

@@ -18,14 +18,14 @@ import pandas as pd
 
 METRICS = ("solve_precision", "solve_rate", "solve_f1")
 LABELS = {"solve_precision": "Solve-P", "solve_rate": "Solve-R", "solve_f1": "Solve-F1"}
-CURVES = (
-    ("reward", "reward mean"),
-    ("ftrl/group_reward_std", "reward std within groups"),
-    ("frac_reward_zero_std", "groups with zero reward variance"),
-    ("ftrl/parse_failure_rate", "parse-failure rate"),
-    ("ftrl/calls_per_response", "calls per response"),
-    ("ftrl/echo_fires", "echo-check fires per response"),
-    ("kl", "KL to reference"),
+CURVES = (  # (metrics.jsonl key, panel title, y-axis label)
+    ("reward", "reward mean", "reward (solve-F1 units)"),
+    ("ftrl/group_reward_std", "reward std within groups", "std of reward"),
+    ("frac_reward_zero_std", "groups with zero reward variance", "share of groups"),
+    ("ftrl/parse_failure_rate", "parse-failure rate", "share of responses"),
+    ("ftrl/calls_per_response", "calls per response", "tool calls"),
+    ("ftrl/echo_fires", "echo-check fires per response", "fires per response"),
+    ("kl", "KL to reference", "KL (nats per token)"),
 )
 
 
@@ -109,23 +109,33 @@ def plot_curves(
 ):
     """Training curves (one panel per metric, x = global step) and Solve-F1 per iteration."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    panels = [(k, label) for k, label in CURVES if k in metrics.columns and metrics[k].notna().any()]
+    panels = [(k, label, unit) for k, label, unit in CURVES if k in metrics.columns and metrics[k].notna().any()]
     n = len(panels) + (1 if iterations is not None and len(iterations) else 0)
-    fig, axes = plt.subplots(1, max(n, 1), figsize=(3.2 * max(n, 1), 2.8), squeeze=False)
-    axes = axes[0]
-    for ax, (key, label) in zip(axes, panels):
+    cols = min(max(n, 1), 4)
+    rows = -(-max(n, 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.9 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax, (key, label, unit) in zip(flat, panels):
         part = metrics[["global_step", key]].dropna()
-        ax.plot(part["global_step"], part[key], marker=".", lw=1)
-        ax.set_title(label, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
+        ax.plot(part["global_step"], part[key], marker=".", lw=1.2)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(unit)
     if iterations is not None and len(iterations):
-        ax = axes[len(panels)]
-        ax.plot(iterations["iteration"], iterations["solve_f1"] * 100, marker="o")
-        ax.set_title("Solve-F1 of collection rollouts", fontsize=9)
-        ax.set_xlabel("iteration", fontsize=8)
+        ax = flat[len(panels)]
+        ax.plot(iterations["iteration"], iterations["solve_f1"] * 100, marker="o", color="tab:green")
+        ax.set_title("Solve-F1 of collection rollouts", fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("Solve-F1 (%)")
+    for ax in flat[:n]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and iterations are counts
+        ax.tick_params(labelsize=9)
+    for ax in flat[n:]:
+        ax.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +184,7 @@ def plot_ablation(table: pd.DataFrame, out: str | Path | None = None, eval_set: 
     import matplotlib.pyplot as plt
 
     part = table[table["eval_set"] == eval_set]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
     width = 0.8 / max(len(part), 1)
     for i, (_, row) in enumerate(part.iterrows()):
         deltas = [row[f"{LABELS[m]} delta"] for m in METRICS]
@@ -185,9 +195,9 @@ def plot_ablation(table: pd.DataFrame, out: str | Path | None = None, eval_set: 
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xticks(np.arange(len(METRICS)) + width * (len(part) - 1) / 2)
     ax.set_xticklabels([LABELS[m] for m in METRICS])
-    ax.set_ylabel("final - start (points)")
-    ax.set_title(f"Reward-variant ablation ({eval_set} split)", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.set_ylabel("final − start (Solve points, 0-100)")
+    ax.set_title(f"Reward-variant ablation ({eval_set} split), 95% CI whiskers", fontsize=10)
+    ax.legend(title="reward (algorithm)", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -232,22 +242,91 @@ def findings(results: dict, ablation: pd.DataFrame | None = None) -> str:
             f"{ppl['final']:.2f} ({change:+.1%})."
         )
     if ablation is not None and len(ablation) > 1:
-        part = ablation[ablation["eval_set"] == "test"].sort_values("Solve-F1 delta", ascending=False)
-        if len(part) > 1:
-            order = ", ".join(f"{r.reward} {r['Solve-F1 delta']:+.1f} {r['Solve-F1 CI']}" for _, r in part.iterrows())
-            best, second = part.iloc[0], part.iloc[1]
-            low_best, high_second = ci_bounds(best["Solve-F1 CI"])[0], ci_bounds(second["Solve-F1 CI"])[1]
-            verdict = (
-                "solve-F1 is best, as the paper reports"
-                if best["reward"] == "solve_f1"
-                else f"{best['reward']} is best, not solve-F1 as the paper reports"
-            )
-            sep = (
-                "the intervals of the top two do not overlap"
-                if low_best > high_second
-                else "but the top two intervals overlap, so one seed does not separate them"
-            )
-            lines.append(
-                f"- **Reward ablation** (ΔSolve-F1 on the generated test split, 95% CI): {order}: {verdict}; {sep}."
-            )
+        verdict = ablation_verdict(ablation)
+        if verdict:
+            lines.append(verdict)
     return "\n".join(lines) if lines else "- No finished comparison to read yet."
+
+
+def ablation_verdict(ablation: pd.DataFrame, eval_set: str = "test") -> str:
+    """One bullet ranking the reward variants by ΔSolve-F1 on ``eval_set``, claiming a winner only
+    when its interval lies above every other variant's; equal deltas or overlapping intervals are
+    called a tie (never broken by row order). Empty when fewer than two variants were run."""
+    part = ablation[ablation["eval_set"] == eval_set].sort_values(["Solve-F1 delta", "reward"], ascending=[False, True])
+    if len(part) < 2:
+        return ""
+    order = ", ".join(f"{r.reward} {r['Solve-F1 delta']:+.1f} {r['Solve-F1 CI']}" for _, r in part.iterrows())
+    best = part.iloc[0]
+    low_best = ci_bounds(best["Solve-F1 CI"])[0]
+    tied = [
+        r["reward"]
+        for _, r in part.iloc[1:].iterrows()
+        if r["Solve-F1 delta"] == best["Solve-F1 delta"] or ci_bounds(r["Solve-F1 CI"])[1] >= low_best
+    ]
+    if len(tied) == len(part) - 1 and part["Solve-F1 delta"].nunique() == 1:
+        verdict = (
+            f"a tie: every variant moves Solve-F1 by {best['Solve-F1 delta']:+.1f}, so this run cannot tell "
+            "them apart (the paper reports solve-F1 best)"
+        )
+    elif tied:
+        verdict = (
+            f"a tie: {best['reward']} leads, but its interval overlaps that of {', '.join(tied)}, so this run "
+            "does not separate them (the paper reports solve-F1 best)"
+        )
+    elif best["reward"] == "solve_f1":
+        verdict = "solve-F1 is best, as the paper reports; its interval lies above every other variant's"
+    else:
+        verdict = (
+            f"{best['reward']} is best, not solve-F1 as the paper reports; its interval lies above every other "
+            "variant's"
+        )
+    where = {"test": "the generated test split", "ftrl": "FTRL's test set"}.get(eval_set, eval_set)
+    return f"- **Reward ablation** (ΔSolve-F1 on {where}, 95% CI): {order}: {verdict}."
+
+
+EVAL_SETS = {"test": "generated test split", "ftrl": "FTRL test set"}
+
+
+def comparison_frame(comparisons: dict[str, list[dict]]) -> pd.DataFrame:
+    """``results["comparisons"]`` as one before/after table: eval set (``*_vs_base``: final vs the
+    untrained base), metric, n, start, final, delta and its 95% CI as text."""
+    tables = []
+    for name, rows in comparisons.items():
+        t = pd.DataFrame(rows)
+        eval_set, _, vs = name.partition("_vs_")
+        t.insert(0, "eval set", EVAL_SETS.get(eval_set, eval_set) + (" (final vs untrained base)" if vs else ""))
+        t["95% CI of delta"] = [f"[{a:+.1f}, {b:+.1f}]" for a, b in zip(t["delta_ci_low"], t["delta_ci_high"])]
+        tables.append(t[["eval set", "metric", "n", "start", "final", "delta", "95% CI of delta"]])
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def parameter_count(model_dir: str | Path) -> int | None:
+    """Parameters of a saved model, from its safetensors headers (no weights loaded); None if absent."""
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for path in files:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        total += sum(int(np.prod(v["shape"])) for k, v in header.items() if k != "__metadata__")
+    return total
+
+
+def limits_note(results: dict) -> str:
+    """What one run cannot show, from its own ``results.json``: the model size, the training budget
+    and the size of each evaluation, against the paper's 7B-14B models trained with verl."""
+    cfg, rl = results.get("config", {}), results.get("config", {}).get("rl", {})
+    start = (results.get("stages", {}).get("sft") or {}).get("model")
+    n_params = parameter_count(start) if start else None
+    size = f"a {n_params / 1e6:.1f}M-parameter model" if n_params else f"the model {cfg.get('model')}"
+    sizes = {k: rows[0]["n"] for k, rows in results.get("comparisons", {}).items() if rows and "_vs_" not in k}
+    evals = " and ".join(f"{n} environments of the {EVAL_SETS.get(k, k)}" for k, n in sizes.items())
+    return (
+        f"What this does not show: one seed, {size} and the `{cfg.get('name')}` preset ({rl.get('iterations')} "
+        f"iteration(s) of GRPO-style steps, {rl.get('num_generations')} samples per prompt, at most "
+        f"{rl.get('max_new_tokens')} new tokens per turn), against the paper's 7B-14B models trained with "
+        f"verl. The evaluation used {evals or 'no environments'}: intervals over so few environments are wide. "
+        "A gain on the generated test split is in-distribution; FTRL's own test set (longer prompts, unseen tool "
+        "documents) is the harder check."
+    )

@@ -164,6 +164,8 @@ def run_sft(
     """
     from trl import SFTConfig, SFTTrainer
 
+    from ftrl_lab.agent.models import checkpointing_option
+
     args = SFTConfig(
         output_dir=output_dir,
         learning_rate=learning_rate,
@@ -173,7 +175,7 @@ def run_sft(
         max_length=max_length,
         use_cpu=use_cpu,
         bf16=bf16,
-        gradient_checkpointing=False,
+        **{checkpointing_option(): False},
         logging_steps=1,
         save_strategy="no",
         report_to=[],

@@ -30,7 +30,11 @@ import torch
 from trl import GRPOTrainer, RLOOTrainer
 
 from ftrl_lab.agent.engine import Engine, SamplingParams
+from ftrl_lab.agent.library_warnings import silence_known_warnings
+from ftrl_lab.agent.models import cache_keyword, checkpointing_option
 from ftrl_lab.train.data import clean_messages, decode_json
+
+silence_known_warnings()  # TRL's own deprecated calls (see ftrl_lab.agent.library_warnings)
 
 
 def group_rows(prompts: list[list[int]]) -> dict[tuple[int, ...], list[int]]:
@@ -70,7 +74,7 @@ def shared_prefix_logps(
         out = model(input_ids=prompt, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1:].expand(g, 1, -1)
         if C > 1:
-            cache = out.past_key_values
+            cache = getattr(out, cache_keyword())
             cache.batch_repeat_interleave(g)
             comp = completions[rows, : C - 1]
             mask = torch.cat(
@@ -82,7 +86,7 @@ def shared_prefix_logps(
             )
             positions = torch.arange(L, L + C - 1, device=input_ids.device).unsqueeze(0).expand(g, -1)
             out2 = model(
-                input_ids=comp, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+                input_ids=comp, attention_mask=mask, position_ids=positions, use_cache=True, **{cache_keyword(): cache}
             )
             logits = torch.cat([logits, out2.logits], dim=1)
         logits = logits.float() / temperature
@@ -216,7 +220,7 @@ class EngineRolloutMixin:
         **extra,
     ):
         multimodal = any(v is not None for v in extra.values())
-        checkpointing = getattr(self.args, "gradient_checkpointing", False)  # drops the KV cache it needs
+        checkpointing = getattr(self.args, checkpointing_option(), False)  # drops the KV cache it needs
         if not self.ftrl_share_prefix or compute_aux_loss or multimodal or checkpointing:
             return super()._get_per_token_logps_and_entropies(
                 model,

@@ -53,7 +53,7 @@ def render_turn(transcript: dict, turn: int) -> str:
     steps = transcript.get("steps", [])
     gold = "; ".join(f"{k}: {', '.join(v)}" for k, v in transcript.get("unsolved_set", {}).items())
     head = (
-        f"<b>#{transcript.get('index')} · {esc(str(transcript.get('scenario')))}</b> · "
+        f"<b>#{esc(str(transcript.get('index')))} · {esc(str(transcript.get('scenario')))}</b> · "
         f"Solve-P {transcript['solve_precision']:.2f} · Solve-R {transcript['solve_rate']:.2f} · "
         f"Solve-F1 {transcript['solve_f1']:.2f} · {len(steps)} turn(s), {transcript.get('calls', 0)} call(s)<br>"
         f"<b>Question:</b> {esc(str(transcript.get('question', '')))}<br>"
@@ -117,3 +117,10 @@ class TranscriptBrowser:
         from IPython.display import display
 
         display(self.widget)
+
+
+def longest_transcript(transcripts: list[dict]) -> dict:
+    """The transcript with the most steps (ties: the higher Solve-F1), the one worth reading first."""
+    if not transcripts:
+        raise ValueError("no transcripts to choose from")
+    return max(transcripts, key=lambda t: (len(t["steps"]), t["solve_f1"]))

@@ -172,3 +172,23 @@ def test_cli_exec_mode_reaches_the_sandbox(tmp_path, monkeypatch, mode):
     assert rc == 0 and made == [{"exec_mode": mode}]
     saved = json.loads((tmp_path / RESULTS_JSON).read_text())
     assert saved["settings"]["executor"] == "sandbox" and saved["settings"]["exec_mode"] == mode
+
+
+def test_lone_surrogate_does_not_stop_evaluate(toy, tmp_path):
+    """A lone surrogate in a call's arguments is a bad call, and in text it is written escaped."""
+    qwen_turn = '<tool_call>{"name": "capital_lookup", "arguments": {"country": "\\ud800"}}</tool_call>'
+    openai_turn = {
+        "role": "assistant",
+        "content": "so \ud800",
+        "tool_calls": [{"function": {"name": "capital_lookup", "arguments": '{"country": "\\udfff"}'}}],
+    }
+    script = {toy[0].question: [qwen_turn, "Paris"], toy[1].question: [openai_turn, "Tokyo"]}
+    for rules, calls in (("lenient", [0, 0]), ("official", [1, 0])):
+        out = tmp_path / rules
+        res = evaluate(toy[:2], ScriptedPolicy(script), out, executor=inprocess_executor(), progress=False, rules=rules)
+        assert res.new_episodes == 2
+        rows = sorted(load_transcripts(out), key=lambda r: r["index"])
+        # lenient: both bad calls never run; official: FTRL's parse_qwen keeps the Qwen call (its
+        # JSON decodes), so it runs and fails in the tool, as in FTRL; the OpenAI call is bad in both
+        assert [r["calls"] for r in rows] == calls
+        assert "so \ud800" in json.dumps(rows[1], ensure_ascii=False)  # the text itself is kept

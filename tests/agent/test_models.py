@@ -400,3 +400,16 @@ def test_pick_threads_takes_the_request_or_the_free_cores(monkeypatch):
     assert pick_threads(None)[0] == 2
     monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 0.0, 0.0))
     assert pick_threads(None)[0] == 1  # never below one thread
+
+
+def test_version_dependent_names_match_the_installed_transformers():
+    """The KV-cache keyword and the checkpointing option are the ones this transformers accepts."""
+    import dataclasses
+    import inspect
+
+    from transformers import LlamaModel, TrainingArguments
+
+    from ftrl_lab.agent.models import cache_keyword, checkpointing_option
+
+    assert cache_keyword() in inspect.signature(LlamaModel.forward).parameters
+    assert checkpointing_option() in {f.name for f in dataclasses.fields(TrainingArguments)}

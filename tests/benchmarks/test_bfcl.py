@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ftrl_lab.benchmarks import bfcl
+from ftrl_lab.benchmarks import bfcl, bfcl_decode
 from ftrl_lab.benchmarks.common import function_doc
 
 # Items whose possible answers no call can satisfy (BFCL data quirks: a required parameter
@@ -162,16 +162,20 @@ def test_parallel_order_free_and_counts():
 
 
 def test_decoders():
-    assert bfcl.decode_python("[f(a=1, b='x'), g.h(c=[1, -2.5], d={'k': True})]") == [
+    assert bfcl_decode.decode_python_lenient("[f(a=1, b='x'), g.h(c=[1, -2.5], d={'k': True})]") == [
         {"f": {"a": 1, "b": "x"}},
         {"g.h": {"c": [1, -2.5], "d": {"k": True}}},
     ]
-    assert bfcl.decode_python("```\nf(a=2*3, b=x, c=(1, 2))\n```") == [{"f": {"a": 6, "b": "x", "c": (1, 2)}}]
-    assert bfcl.decode_python("f(a=__import__('os').system('x'))") == [{"f": {"a": "__import__('os').system('x')"}}]
-    assert bfcl.decode_python("") == []  # an empty answer decodes to no call (BFCL: no call)
+    assert bfcl_decode.decode_python_lenient("```\nf(a=2*3, b=x, c=(1, 2))\n```") == [
+        {"f": {"a": 6, "b": "x", "c": (1, 2)}}
+    ]
+    assert bfcl_decode.decode_python_lenient("f(a=__import__('os').system('x'))") == [
+        {"f": {"a": "__import__('os').system('x')"}}
+    ]
+    assert bfcl_decode.decode_python_lenient("") == []  # an empty answer decodes to no call (BFCL: no call)
     for bad in ["I cannot help with that.", "[1, 2]", "None"]:
         with pytest.raises(bfcl.DecodeError):
-            bfcl.decode_python(bad)
+            bfcl_decode.decode_python_lenient(bad)
     qwen = '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>'
     assert bfcl.decode_output(qwen) == [{"f": {"a": 1}}]
     msg = {

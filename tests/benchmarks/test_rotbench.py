@@ -32,7 +32,7 @@ def test_load_levels_and_unique_ids(items):
     assert all(it["tools"][-1] and len(it["tools"]) >= 2 for it in items)
 
 
-@pytest.mark.parametrize("rules", rb.RULES)
+@pytest.mark.parametrize("rules", ["ftrl", "lenient"])
 @pytest.mark.parametrize("which", [0, -1])
 def test_gold_answers_score_100(items, rules, which):
     outputs = [{"id": it["id"], "output": it["answers"][which]} for it in items]
@@ -59,14 +59,14 @@ def test_corruptions_score_wrong(items):
         key = next(k for k, v in args.items() if v != "None")
         others = {rb.parse_react(a)[0] for a in it["answers"]}
         wrong_tool = next(t for t in it["tools"] if t not in others and t != "finish")
-        s = rb.score_output(it, _react(wrong_tool, args))
+        s = rb.score_output(it, _react(wrong_tool, args), "lenient")
         assert (s["TS"], s["PI"], s["CF"]) == (0, 0, 0), it["id"]
         missing = {k: v for k, v in args.items() if k != key}
-        s = rb.score_output(it, _react(action, missing))
+        s = rb.score_output(it, _react(action, missing), "lenient")
         if not any(rb.parse_react(a)[0] == action and set(rb.parse_react(a)[1]) == set(missing) for a in it["answers"]):
             assert (s["TS"], s["PI"], s["CF"]) == (1, 0, 0), it["id"]
         for bad in ({**args, key: str(args[key]) + " (changed)"}, {**args, key: 12345}):
-            s = rb.score_output(it, _react(action, bad))
+            s = rb.score_output(it, _react(action, bad), "lenient")
             if len(it["answers"]) == 1:
                 assert (s["TS"], s["PI"], s["CF"]) == (1, 1, 0), (it["id"], bad)
 
@@ -77,37 +77,43 @@ def _item(answers, tools=("search", "ask_to_user", "finish")):
 
 def test_none_values_are_free_and_rules_differ():
     it = _item([_react("search", {"q": "cats", "limit": "None"})])
-    s = rb.score_output(it, _react("search", {"q": "cats", "limit": "20"}))
+    s = rb.score_output(it, _react("search", {"q": "cats", "limit": "20"}), rules="lenient")
     assert (s["TS"], s["PI"], s["CF"]) == (1, 1, 1)
     s = rb.score_output(it, _react("search", {"q": "cats", "limit": "20"}), rules="ftrl")
     assert (s["TS"], s["PI"], s["CF"]) == (1, 1, 0)
     # FTRL compares the values as a multiset, ignoring which key holds which
     it = _item([_react("search", {"a": "x", "b": "y"})])
     assert rb.score_output(it, _react("search", {"a": "y", "b": "x"}), rules="ftrl")["CF"] == 1
-    assert rb.score_output(it, _react("search", {"a": "y", "b": "x"}))["CF"] == 0
+    assert rb.score_output(it, _react("search", {"a": "y", "b": "x"}), rules="lenient")["CF"] == 0
 
 
 def test_finish_and_ask_to_user_content_not_checked():
     tools = ("search", "ask_to_user", "fnish")  # noise renamed the last tool
     it = _item([_react("fnish", {"answer": "Paris"})], tools)
-    assert rb.score_output(it, _react("fnish", {"answer": "something else"}))["CF"] == 1
-    assert rb.score_output(it, _react("finish", {"answer": "x"}))["CF"] == 1  # "finish" names the last tool
+    for rules in ("official", "lenient"):
+        assert rb.score_output(it, _react("fnish", {"answer": "something else"}), rules)["CF"] == 1
+        assert rb.score_output(it, _react("finish", {"answer": "x"}), rules)["CF"] == 1  # "finish" names the last tool
+        q = _item([_react("ask_to_user", {"question": "Which city?"})], tools)
+        assert rb.score_output(q, _react("ask_to_user", {"question": "Where?"}), rules)["CF"] == 1
     assert rb.score_output(it, _react("finish", {"answer": "x"}), rules="ftrl")["TS"] == 0
-    it = _item([_react("ask_to_user", {"question": "Which city?"})], tools)
-    assert rb.score_output(it, _react("ask_to_user", {"question": "Where?"}))["CF"] == 1
+    assert rb.score_output(it, _react("fnish", {"answer": "something else"}), rules="ftrl")["CF"] == 0
 
 
 def test_parse_errors_and_empty_input():
     it = _item([_react("search", {})])
-    assert rb.score_output(it, _react("search", {}))["CF"] == 1  # the official script would say 0
+    assert rb.score_output(it, _react("search", {}))["CF"] == 1  # FTRL (default) accepts {}
+    assert rb.score_output(it, _react("search", {}), "official")["CF"] == 0  # evaluate.py does not
     for text in [
         "no action here",
         'Action: search\nAction Input: {"q": 1} trailing',
         "Action: search\nAction Input: [1, 2]",
         None,
     ]:
-        s = rb.score_output(it, text)
-        assert s["TS"] == 0 and s["error"]
+        for rules in rb.RULES:
+            s = rb.score_output(it, text, rules)
+            assert s["error"], (rules, text)
+            # evaluate.py's ts_eval passes a non-object input with the right action (pi_eval crashes)
+            assert s["TS"] == (rules == "official" and text is not None and "[1, 2]" in text), (rules, text)
     assert rb.score_output(it, {"role": "assistant", "content": _react("search", {})})["CF"] == 1
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from ftrl_lab.envgen.decompose import SCENARIOS
-from ftrl_lab.envgen.explore import _depths
+from ftrl_lab.envgen.explore import sub_depths
 from ftrl_lab.envgen.scenario_figure import draw_scenario_examples, scenario_examples, tool_lines
 
 
@@ -14,7 +14,7 @@ def test_one_example_per_scenario_within_the_depth_bounds(examples):
     assert list(examples) == list(SCENARIOS)
     for scenario, ex in examples.items():
         assert ex.scenario == scenario
-        depth = max(_depths(ex.decomposition.subs).values()) + 1
+        depth = max(sub_depths(ex.decomposition.subs).values()) + 1
         assert (3 <= depth <= 4) if "multi_hop" in scenario else depth == 1
     assert len(examples["parallel_multi_hop"].record.unsolved_set) >= 2
 
@@ -33,7 +33,7 @@ def test_draw_scenario_examples_has_a_graph_and_a_tool_panel_per_scenario(exampl
     matplotlib.use("Agg")
     fig = draw_scenario_examples(examples)
     assert len(fig.axes) == 2 * len(SCENARIOS)
-    titles = [ax.get_title() for ax in fig.axes[0::2]]
+    titles = [ax.get_title(loc="left") for ax in fig.axes[0::2]]
     assert all(t.startswith(s) for t, s in zip(titles, SCENARIOS))
 
 

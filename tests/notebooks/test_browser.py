@@ -244,3 +244,38 @@ def test_reward_explorer_in_jupyterlab(lab):
         finally:
             browser.close()
     assert SCREENSHOT.stat().st_size > 20_000
+
+
+WIDGET_AS_TEXT = re.compile(r"\b(?:VBox|HBox|GridBox|Box)\(children=\(|\b\w+(?:Slider|Dropdown|Buttons|Progress)\(")
+"""How a widget reads when JupyterLab shows its text/plain fallback instead of rendering it."""
+
+
+@pytest.mark.slow
+def test_an_executed_copy_renders_its_saved_widgets(lab):
+    """`reproduce` writes a trusted copy with its widget state: opened without running anything, its
+    widgets render from the saved state and none shows as `VBox(children=(...` text."""
+    from playwright.sync_api import sync_playwright
+
+    from ftrl_lab.reproduce import run_notebook
+
+    url, token, log_path = lab
+    executed = log_path.parent / "executed"
+    run_notebook(NB, "QUICK", executed, executed / "figures")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{url}/lab/tree/executed/{NB.name}?token={token}")
+            n_cells = len(json.loads((executed / NB.name).read_text())["cells"])
+            cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+            wait_until(lambda: cells.count() == n_cells, 120, f"the executed notebook's {n_cells} cells", page)
+            rendered = page.locator(".jp-NotebookPanel .widget-slider, .jp-NotebookPanel .widget-dropdown")
+            wait_until(lambda: rendered.count() > 0, 120, "the saved widgets to render", page)
+            outputs = page.locator(".jp-NotebookPanel .jp-OutputArea-output").all_text_contents()
+            as_text = [t.strip()[:120] for t in outputs if WIDGET_AS_TEXT.search(t)]
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "executed_copy.png"), full_page=True)
+            assert not as_text, f"widgets shown as text in the executed copy (not trusted, or no state): {as_text}"
+        finally:
+            browser.close()

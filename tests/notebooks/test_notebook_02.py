@@ -17,3 +17,10 @@ def test_reward_explorer_notebook_runs_headless(tmp_path):
     run_notebook(NB, "QUICK", tmp_path, tmp_path / "figures")
     for name in ("reward_surfaces.png", "reward_examples.png"):
         assert (tmp_path / "figures" / name).stat().st_size > 10_000
+    import nbformat
+
+    nb = nbformat.read(tmp_path / NB.name, as_version=4)
+    pngs = [sum("image/png" in o.get("data", {}) for o in c.get("outputs", [])) for c in nb.cells]
+    assert max(pngs) == 1, f"a figure shown twice: {pngs}"
+    text = "".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells for o in c.get("outputs", []))
+    assert "best example response" in text and "**solve_f1** pays" in text  # the computed findings

@@ -19,3 +19,7 @@ def test_train_notebook_runs_headless(tmp_path):
     text = "".join(str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells for o in c.get("outputs", []))
     assert "Solve-F1 on the generated test split moved by" in text
     assert "**Solve-F1 on the generated test split**:" in text and "these bullets exercise the reading" in text
+    assert "What this does not show: one seed, a 0." in text and "`quick` preset" in text  # computed, not "135M"
+    assert "solve-F1 is best" not in text  # QUICK's all-zero ablation is a tie
+    stderr = [o for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert not stderr, f"library output reached the notebook: {[o['text'][:200] for o in stderr]}"

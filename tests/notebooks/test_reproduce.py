@@ -49,6 +49,20 @@ def test_profile_and_figures_dir_reach_the_notebook(tmp_path, monkeypatch, capsy
     assert (tmp_path / "fig" / "profile.txt").read_text() == "FULL"
     assert (tmp_path / "out" / "01_write.ipynb").exists()
     assert "1 notebook(s)" in capsys.readouterr().out
+    assert is_trusted(tmp_path / "out" / "01_write.ipynb")
+    assert not is_trusted(books / "01_write.ipynb")  # the source notebook is left as it is
+
+
+def is_trusted(path) -> bool:
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    return NotebookNotary().check_signature(nbformat.read(path, as_version=4))
+
+
+def test_the_default_profile_is_the_makefiles():
+    makefile = (reproduce.ROOT / "Makefile").read_text()
+    assert f"PROFILE ?= {reproduce.DEFAULT_PROFILE}\n" in makefile
 
 
 @pytest.mark.slow
@@ -64,6 +78,7 @@ def test_a_failing_notebook_stops_the_run_with_its_name(tmp_path, monkeypatch, c
     assert rc == 1 and "02_broken.ipynb FAILED" in err and "no such table" in err
     assert (tmp_path / "out" / "01_ok.ipynb").exists() and (tmp_path / "out" / "02_broken.ipynb").exists()
     assert not (tmp_path / "out" / "03_never.ipynb").exists()
+    assert is_trusted(tmp_path / "out" / "02_broken.ipynb")
 
 
 def test_no_matching_notebook_is_an_error(capsys):

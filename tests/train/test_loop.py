@@ -4,12 +4,13 @@ import json
 import math
 
 import pytest
-from _train_helpers import envgen_records, small_record
+from _train_helpers import small_record
 
 from ftrl_lab.agent.models import tiny_model
-from ftrl_lab.core.records import save_records, stratified_subset
+from ftrl_lab.core.records import stratified_subset
 from ftrl_lab.train.config import config_from_dict, load_config
 from ftrl_lab.train.loop import iteration_envs, logged_reward, main, run, trl_config
+from ftrl_lab.train.quick import quick_config
 from ftrl_lab.train.run_state import final_policy
 
 CALL = '<tool_call>\n{"name": "get_capital", "arguments": {"country": "Norland"}}\n</tool_call>'
@@ -25,7 +26,7 @@ def test_algorithms_map_onto_trl_options(tmp_path):
         False,
     )
     assert trl_config(load_config("cpu-smollm2", {"mixed_precision": "bf16"}), tmp_path).bf16
-    assert grpo.per_device_train_batch_size == 16 and grpo.num_generations == 8 and not grpo.gradient_checkpointing
+    assert grpo.per_device_train_batch_size == 16 and grpo.num_generations == 8 and not grpo.activation_checkpointing
     rpp = trl_config(load_config("cpu-smollm2", {"rl.algorithm": "reinforce_pp"}), tmp_path)
     assert rpp.scale_rewards == "batch"
     rloo = trl_config(load_config("cpu-smollm2", {"rl.algorithm": "rloo"}), tmp_path)
@@ -81,44 +82,9 @@ def test_stratified_subset_spreads_over_scenarios():
 
 
 def _tiny_config(tmp_path, iterations):
-    model_dir = tmp_path / "tiny"
-    if not model_dir.exists():
-        model, tok = tiny_model()
-        model.save_pretrained(model_dir)
-        tok.save_pretrained(model_dir)
-        recs = list(envgen_records())
-        save_records(recs[:6], tmp_path / "train.jsonl")
-        save_records(recs[6:], tmp_path / "test.jsonl")
-    return config_from_dict(
-        {
-            "name": "tiny",
-            "model": str(model_dir),
-            "device": "cpu",
-            "runs_dir": str(tmp_path / "runs"),
-            "publish_dir": str(tmp_path / "pub"),
-            "data": {
-                "train": str(tmp_path / "train.jsonl"),
-                "test": str(tmp_path / "test.jsonl"),
-                "generate": False,
-                "ftrl_test": None,
-            },
-            "sft": {"n_envs": 2, "max_length": 4096, "gradient_accumulation_steps": 2},
-            "rl": {
-                "iterations": iterations,
-                "envs_per_iteration": 2,
-                "prefixes_per_iteration": 2,
-                "num_generations": 2,
-                "prompts_per_step": 2,
-                "max_new_tokens": 6,
-                "max_prompt_tokens": 8000,
-                "collect_max_turns": 1,
-                "learning_rate": 1e-3,
-                "save_steps": 0,
-            },
-            "eval": {"max_turns": 1, "max_new_tokens": 6, "batch_size": 4, "perplexity_topics": 1, "bootstrap": 50},
-        },
-        "tiny",
-    )
+    """The QUICK preset (configs/quick.yaml, as notebook 03 runs it), publishing into tmp_path/pub."""
+    overrides = {"rl.iterations": iterations, "publish_dir": str(tmp_path / "pub"), "data.ftrl_test": None}
+    return quick_config(tmp_path, {**overrides, "eval.bootstrap": 50})
 
 
 @pytest.mark.slow

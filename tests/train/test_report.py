@@ -108,8 +108,25 @@ def test_findings_read_the_numbers_and_the_ablation():
     )
     text = findings(results, ablation)
     assert "solve_f1 +28.2 [+23.5, +33.1], solve_rate +22.4" in text
-    assert "solve-F1 is best, as the paper reports; but the top two intervals overlap" in text
+    assert "a tie: solve_f1 leads, but its interval overlaps that of solve_rate" in text
+    assert "solve-F1 is best" not in text
+    ablation.loc[1, "Solve-F1 CI"] = "[+17.5, +23.4]"  # now below solve_f1's interval
+    assert "solve-F1 is best, as the paper reports; its interval lies above" in findings(results, ablation)
     ablation.loc[0, "Solve-F1 delta"] = 10.0
     ablation.loc[0, "Solve-F1 CI"] = "[+5.0, +12.0]"
     assert "solve_rate is best, not solve-F1 as the paper reports" in findings(results, ablation)
     assert findings({}) == "- No finished comparison to read yet."
+
+
+def test_an_all_zero_ablation_is_a_tie_whatever_the_row_order():
+    from ftrl_lab.train.report import ablation_verdict
+
+    rows = [
+        {"reward": r, "eval_set": "test", "Solve-F1 delta": 0.0, "Solve-F1 CI": "[+0.0, +0.0]"}
+        for r in ("solve_f1", "solve_precision", "solve_rate")
+    ]
+    for order in (rows, rows[::-1]):
+        text = ablation_verdict(pd.DataFrame(order))
+        assert "a tie: every variant moves Solve-F1 by +0.0" in text and "is best" not in text
+        assert text.index("solve_f1") < text.index("solve_precision") < text.index("solve_rate")
+    assert ablation_verdict(pd.DataFrame(rows[:1])) == ""

@@ -56,3 +56,21 @@ def test_browser_steps_through_turns(transcripts):
     assert "Turn 2 of 2" in b.view.value
     with pytest.raises(ValueError, match="no transcripts"):
         TranscriptBrowser([])
+
+
+HOSTILE = "<img src=x onerror=alert(2)>"
+
+
+def test_render_turn_escapes_every_field(transcripts):
+    bad = json.loads(json.dumps(transcripts[1]))
+    bad.update(index=HOSTILE, scenario=HOSTILE, question=HOSTILE, answer=HOSTILE, unsolved_set={HOSTILE: [HOSTILE]})
+    step = bad["steps"][0]
+    step["response"], step["generated"] = HOSTILE, HOSTILE
+    step["tool_outputs"] = [HOSTILE for _ in step["tool_outputs"]]
+    step["solved"] = [HOSTILE for _ in step["solved"]]
+    step["message"]["tool_calls"][0]["function"].update(name=HOSTILE, arguments=HOSTILE)
+    page = render_turn(bad, 0)
+    assert "<img" not in page and "&lt;img" in page
+    b = TranscriptBrowser([bad])
+    assert "<img" not in b.view.value
+    assert "<img" not in turn_table(bad).to_html()  # the notebook shows the table as HTML
