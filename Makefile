@@ -4,9 +4,9 @@ PY ?= python3
 # (tiny models, few environments). `python -m ftrl_lab.reproduce` has the same default (reproduce.DEFAULT_PROFILE).
 PROFILE ?= FULL
 
-.PHONY: install chromium test test-fast reproduce lab bench lock clean-outputs
+.PHONY: install chromium sandbox-tools test test-fast reproduce lab bench lock clean-outputs
 
-install: .install-stamp chromium
+install: .install-stamp chromium sandbox-tools
 
 # torch first (CPU wheel), or pip pulls the CUDA build as a dependency of trl/peft.
 # requirements.lock pins the exact versions CI ran; `make lock` re-resolves it (see README, "Upgrading").
@@ -27,6 +27,17 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
 	    || echo "NOTE: apt-get install chromium failed; tests/notebooks/test_browser.py will skip (fail under CI)"; \
 	else echo "NOTE: no chromium; tests/notebooks/test_browser.py will skip. Install it: sudo apt-get install chromium"; fi
+
+# The sandbox's OS boundary: Debian's bubblewrap (bwrap), and python3-seccomp for the non-root
+# test, which runs the sandbox with the system Python as a throwaway user. Installed with apt-get
+# when we are root and they are missing; otherwise a note (the sandbox then falls back, with a warning).
+sandbox-tools:
+	@if command -v bwrap >/dev/null 2>&1 && { [ ! -x /usr/bin/python3 ] || /usr/bin/python3 -c "import seccomp" 2>/dev/null; }; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's bubblewrap and python3-seccomp for the sandbox (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap python3-seccomp) >/dev/null \
+	    || echo "NOTE: apt-get install bubblewrap python3-seccomp failed; the sandbox will run without bubblewrap (see Sandbox.protections())"; \
+	else echo "NOTE: no bwrap; the sandbox runs without its OS boundary. Install it: sudo apt-get install bubblewrap python3-seccomp"; fi
 
 test: install
 	$(PY) -m pytest -q

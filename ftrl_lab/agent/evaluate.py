@@ -254,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--exec-mode",
         choices=("ftrl", "fresh"),
         default="ftrl",
-        help="inprocess executor: FTRL's exec semantics (module-level names of a tool source invisible) or a fresh namespace",
+        help="FTRL's exec semantics (module-level names of a tool source invisible to its function) or a fresh"
+        " namespace per source (both executors)",
     )
     p.add_argument(
         "--rules", choices=("official", "lenient"), default="official", help="FTRL's parse rules or the lenient ones"
@@ -272,7 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     policy, info = policy_from_args(args)
     from ftrl_lab.core.executor import inprocess_executor, sandbox_executor
 
-    executor = inprocess_executor(mode=args.exec_mode) if args.executor == "inprocess" else sandbox_executor()
+    if args.executor == "inprocess":
+        executor = inprocess_executor(mode=args.exec_mode)
+    else:
+        executor = sandbox_executor(exec_mode=args.exec_mode)
     meta = {
         **info,
         "data": str(args.data),
@@ -285,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "batch_size",
                 "temperature",
                 "executor",
+                "exec_mode",
                 "threads",
                 "bf16_prefill",
             )

@@ -20,14 +20,21 @@ ToolExecutor = Callable[[Sequence[tuple[dict, list[dict]]]], list[list[str]]]
 """``[(codes, tool_calls), ...]`` (one item per environment) -> feedback strings per call."""
 
 
-def sandbox_executor(sandbox: Any = None, **sandbox_kwargs: Any) -> ToolExecutor:
-    """Run every environment's calls in the isolated sandbox (the shared one by default)."""
+def sandbox_executor(sandbox: Any = None, exec_mode: str = "ftrl", **sandbox_kwargs: Any) -> ToolExecutor:
+    """Run every environment's calls in the isolated sandbox (the shared one by default).
+
+    ``exec_mode`` "ftrl" (default) or "fresh": the namespace semantics of the tool exec, as for
+    :func:`inprocess_executor` (passed with every batch, so a shared sandbox serves both)."""
+    from ftrl_lab.core.ftrl_exec import EXEC_MODES
+
+    if exec_mode not in EXEC_MODES:
+        raise ValueError(f"unknown exec mode '{exec_mode}' (choose from {EXEC_MODES})")
 
     def run(items: Sequence[tuple[dict, list[dict]]]) -> list[list[str]]:
         from ftrl_lab.core.sandbox import get_sandbox
 
         box = sandbox or get_sandbox(**sandbox_kwargs)
-        return [[r.content for r in results] for results in box.run_batch(list(items))]
+        return [[r.content for r in results] for results in box.run_batch(list(items), exec_mode=exec_mode)]
 
     return run
 
@@ -39,7 +46,7 @@ def inprocess_executor(timeout: float = 10.0, mode: str = "ftrl") -> ToolExecuto
     invisible to its function); "fresh": each source in its own namespace
     (:func:`ftrl_lab.core.ftrl_executor.exec_tool`).
     """
-    from ftrl_lab.core.ftrl_executor import EXEC_MODES
+    from ftrl_lab.core.ftrl_exec import EXEC_MODES
 
     if mode not in EXEC_MODES:
         raise ValueError(f"unknown exec mode '{mode}' (choose from {EXEC_MODES})")

@@ -29,6 +29,7 @@ Core module: no torch or transformers imports.
 from __future__ import annotations
 
 import base64
+import binascii
 import collections
 import functools
 import hashlib
@@ -36,6 +37,7 @@ import importlib.util
 import itertools
 import json
 import logging
+import marshal
 import os
 import selectors
 import shutil
@@ -54,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ftrl_lab.core import sandbox_bwrap, sandbox_seccomp
+from ftrl_lab.core.ftrl_exec import EXEC_MODES
 from ftrl_lab.core.sandbox_calls import FLUSH_COUNT, FLUSH_SECONDS
 from ftrl_lab.core.sandbox_protocol import REPLY, FrameError, ReplyReader, encode_frame
 
@@ -80,7 +83,11 @@ DEFAULT_PREIMPORT = (
     "typing",
     "enum",
     "dataclasses",
+    "_strptime",  # datetime.strptime imports it on first use (and builds its regexes)
+    "unicodedata",
 )
+# datetime.strptime formats whose regexes the zygote compiles once for every child
+DEFAULT_STRPTIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%d/%m/%Y", "%m/%d/%Y", "%Y")
 
 
 class SandboxError(RuntimeError):
@@ -123,7 +130,7 @@ FALLBACK_LEFT = (
     "network namespace and private /tmp (when namespaces are permitted), no-new-privs, the "
     "audit hook and this untrusting parent"
 )
-WORKER_MODULES = ("sandbox_worker.py", "sandbox_calls.py", "sandbox_audit.py", "sandbox_protocol.py")
+WORKER_MODULES = ("sandbox_worker.py", "sandbox_calls.py", "sandbox_audit.py", "sandbox_protocol.py", "ftrl_exec.py")
 CORE_DIR = Path(__file__).resolve().parent
 DEFAULT_SITE_PACKAGES = ("dateutil", "pytz", "six")  # imported by a few FTRL tool codes
 
@@ -216,6 +223,12 @@ class Sandbox:
             it works here, else fall back with a ``SandboxWarning``.
         site_packages: third-party top-level packages tool code may import (made visible
             read-only, alone; the rest of site-packages stays hidden).
+        exec_mode: the namespace semantics of the tool exec
+            (:func:`ftrl_lab.core.ftrl_exec.load_tool`): "ftrl" (default, FTRL's exec inside
+            its calling function: module-level names of a source invisible to its function)
+            or "fresh" (one fresh namespace per source); ``run``/``run_batch`` may override it.
+        audit_hook: install the audit hook in each child (defence in depth; False only to test
+            that the OS layers contain an attack on their own).
     """
 
     def __init__(
@@ -239,9 +252,12 @@ class Sandbox:
         startup_timeout: float = 30.0,
         use_bwrap: bool | None = None,
         site_packages: Iterable[str] = DEFAULT_SITE_PACKAGES,
+        exec_mode: str = "ftrl",
+        audit_hook: bool = True,
     ):
         if timeout <= 0:
             raise SandboxError(f"timeout must be positive, got {timeout}")
+        self.exec_mode = _check_mode(exec_mode)
         self.n_workers = max(1, int(n_workers or os.cpu_count() or 1))
         self.timeout = float(timeout)
         self.cpu_limit = float(cpu_limit if cpu_limit is not None else timeout)
@@ -259,6 +275,8 @@ class Sandbox:
             "drop_privileges": bool(drop_privileges),
             "read_paths": [os.path.abspath(str(p)) for p in read_paths],
             "preimport": list(preimport),
+            "audit_hook": bool(audit_hook),
+            "strptime_formats": list(DEFAULT_STRPTIME_FORMATS),
         }
         # A reply text holds at most max_output (+ a marker) characters, 4 UTF-8 bytes each.
         self._max_text = 4 * max(self.max_output, self.max_stdout) + (64 << 10)
@@ -266,6 +284,7 @@ class Sandbox:
         self._lock = threading.RLock()
         self._holder: list[_Zygote] = []  # changed in place: the finalizer holds this list
         self._keys: dict[str, str] = {}
+        self._compiled: dict[str, str | None] = {}  # key -> base64 marshal of its code, None: ship source
         self._ids = itertools.count(1)
         self._pid = os.getpid()
         self._closed = False
@@ -473,22 +492,28 @@ class Sandbox:
             self._start()
 
     # --- running calls ---------------------------------------------------------------------
-    def feedback(self, codes: dict[str, str], tool_calls: list[dict]) -> list[dict]:
+    def feedback(self, codes: dict[str, str], tool_calls: list[dict], exec_mode: str | None = None) -> list[dict]:
         """FTRL's ``get_feedback``: one ``{"role": "tool", "content", "tool_call_id"}`` per call."""
-        results = self.run(codes, tool_calls)
+        results = self.run(codes, tool_calls, exec_mode=exec_mode)
         return [r.to_message(c.get("id") if isinstance(c, dict) else None) for r, c in zip(results, tool_calls)]
 
-    def run(self, codes: dict[str, str], calls: list[dict], timeout: float | None = None) -> list[CallResult]:
+    def run(
+        self, codes: dict[str, str], calls: list[dict], timeout: float | None = None, exec_mode: str | None = None
+    ) -> list[CallResult]:
         """Run the tool calls of one environment; results in call order."""
-        return self.run_batch([(codes, calls)], timeout=timeout)[0]
+        return self.run_batch([(codes, calls)], timeout=timeout, exec_mode=exec_mode)[0]
 
     def run_batch(
-        self, items: list[tuple[dict[str, str], list[dict]]], timeout: float | None = None
+        self,
+        items: list[tuple[dict[str, str], list[dict]]],
+        timeout: float | None = None,
+        exec_mode: str | None = None,
     ) -> list[list[CallResult]]:
         """Run the calls of many environments (``[(codes, calls), ...]``), each environment in
         its own fresh child, up to ``n_workers`` at once; one list of results per item, each in
-        call order."""
+        call order. ``exec_mode`` (default: the sandbox's) applies to the whole batch."""
         timeout = self.timeout if timeout is None else float(timeout)
+        mode = self.exec_mode if exec_mode is None else _check_mode(exec_mode)
         flat: list[CallResult | None] = []
         envs: list[_Env] = []
         sources: dict[str, str] = {}
@@ -506,7 +531,7 @@ class Sandbox:
         if envs:
             with self._lock:
                 self._check_usable()
-                self._execute(envs, sources, flat, timeout)
+                self._execute(envs, sources, flat, timeout, mode)
         out, k = [], 0
         for _, calls in items:
             out.append(flat[k : k + len(calls)])
@@ -521,6 +546,25 @@ class Sandbox:
             key = hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
             self._keys[source] = key
         return key
+
+    def _compiled_code(self, key: str, source: str) -> str | None:
+        """base64 of the marshalled code object of ``source``, compiled here once (as the child
+        would: ``compile(source, "<string>", "exec", dont_inherit=True)``) and cached, so that
+        children skip the compiler; None when it does not compile (the child then compiles it
+        and reports FTRL's error). Compiling never runs the code; warnings are not shown."""
+        if key in self._compiled:
+            return self._compiled[key]
+        if len(self._compiled) > 4096:
+            self._compiled.clear()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                blob = marshal.dumps(compile(source, "<string>", "exec", dont_inherit=True))
+            code = binascii.b2a_base64(blob, newline=False).decode("ascii")
+        except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError, OverflowError):
+            code = None
+        self._compiled[key] = code
+        return code
 
     def _prepare(self, codes: dict, call: Any, sources: dict) -> tuple | CallResult:
         """(name, key, args_text) to send, or the error FTRL would report without running code."""
@@ -546,7 +590,7 @@ class Sandbox:
         sources[key] = source
         return name, key, raw
 
-    def _execute(self, envs: list[_Env], sources: dict, flat: list, timeout: float) -> None:
+    def _execute(self, envs: list[_Env], sources: dict, flat: list, timeout: float, mode: str) -> None:
         """Run each environment in its own child, ``n_workers`` at a time; fill ``flat[index]``
         with each call's CallResult. Handles children that die, stall or misbehave."""
         queue = collections.deque(envs)
@@ -556,6 +600,7 @@ class Sandbox:
             "cpu_limit": max(cpu, 1.0),
             "max_output": self.max_output,
             "max_stdout": self.max_stdout,
+            "exec_mode": mode,
         }
         # A child sends results at least every FLUSH_SECONDS and each call ends within
         # `timeout` (its own timer): silence beyond `limit` means it is stuck.
@@ -575,8 +620,16 @@ class Sandbox:
             active[env.id] = env
             now = time.monotonic()
             env.started, env.deadline = now, now + limit + self.grace  # the child is forked already
+            plain, compiled = {}, {}
+            for j in env.jobs:
+                code = self._compiled_code(j[2], sources[j[2]])
+                if code is None:
+                    plain[j[2]] = sources[j[2]]
+                else:
+                    compiled[j[2]] = code
             request = {
-                "sources": {j[2]: sources[j[2]] for j in env.jobs},
+                "sources": plain,
+                "compiled": compiled,
                 "opts": opts,
                 "calls": [list(j[:1]) + list(j[1:]) for j in env.jobs],
             }
@@ -725,6 +778,12 @@ class Sandbox:
                 if env.sock is not None:
                     env.sock.close()
             sel.close()
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in EXEC_MODES:
+        raise SandboxError(f"unknown exec mode {mode!r} (choose from {EXEC_MODES})")
+    return mode
 
 
 def _death_reason(rc: int) -> str:

@@ -10,7 +10,8 @@ that holds only what the interpreter needs, all read-only:
 * the worker's own modules (stdlib-only) at ``/sandbox/worker``, and the few third-party
   packages tool code may import (``Sandbox(site_packages=...)``) at ``/sandbox/site``;
 * ``/etc/localtime`` and ``/etc/ld.so.cache``; a minimal ``/dev``; a ``/proc`` of the new pid
-  namespace; an empty ``/tmp`` (each child mounts its own over it).
+  namespace; an empty ``/tmp`` (each child mounts its own over it, and its own ``/dev/shm``);
+  the root and ``/dev`` themselves read-only (nothing a child writes outlives it).
 
 Nothing of the user's home, the project or the data sets is visible. The same command is used
 as root and as a normal user (``--unshare-user`` in both cases), so both get one boundary.
@@ -115,6 +116,10 @@ def bwrap_args(worker_files: list[str], site_modules: dict[str, str], read_paths
         if os.path.exists(p):
             args += ["--ro-bind", os.path.abspath(p), os.path.abspath(p)]
     args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    # bwrap's root and /dev are tmpfs that uid nobody could write: files put there would outlive
+    # the child that wrote them and be seen by later environments. Read-only; each child mounts
+    # its own /tmp and /dev/shm over them.
+    args += ["--remount-ro", "/dev", "--remount-ro", "/"]
     return args
 
 

@@ -1,7 +1,9 @@
 """The call loop of one per-environment sandbox child: FTRL's exec + call, timed and captured.
 
-Per call: the tool source (compiled once per child, cached by key) is exec'd in a fresh
-namespace and the function called with the JSON arguments, exactly as FTRL does; a wall-clock
+Per call: the tool source (compiled once per child, cached by key) is exec'd with the namespace
+semantics of the request's exec mode (:func:`ftrl_lab.core.ftrl_exec.load_tool`: FTRL's
+exec-in-frame by default, or a fresh namespace) and the function called with the JSON
+arguments, exactly as FTRL does; a wall-clock
 timer (SIGALRM) and a CPU-time limit (RLIMIT_CPU / SIGXCPU) interrupt it; what it prints is
 captured, bounded. Between the calls of one environment the interpreter state a tool may have
 changed (builtins, sys.path, stdio, json/os/signal module attributes, ...) is put back. Across
@@ -13,22 +15,27 @@ sent in batches at least every ``FLUSH_SECONDS``.
 Stdlib only: imported by the worker inside the sandbox as a plain module.
 """
 
+import binascii
 import builtins
 import io
 import json
+import marshal
 import os
 import signal
 import sys
 import time
 
 try:  # a package module in the parent and in tests, a plain module inside the sandbox
+    from ftrl_lab.core.ftrl_exec import load_tool
     from ftrl_lab.core.sandbox_protocol import encode_replies, encode_reply
 except ImportError:
+    from ftrl_exec import load_tool
     from sandbox_protocol import encode_replies, encode_reply
 
 # The worker's own references to builtins a tool might overwrite during its call.
 _str, _type, _dict, _list = str, type, dict, list
 _dumps, _loads = json.dumps, json.loads
+_a2b, _unmarshal = binascii.a2b_base64, marshal.loads
 
 FLUSH_SECONDS = 0.005  # results are sent at least this often (and at the end)
 FLUSH_COUNT = 64
@@ -117,41 +124,35 @@ def describe(e: BaseException) -> str:
     return msg
 
 
-class CallLoop:
-    """Runs the calls of one environment in this (child) process and sends the replies."""
+class Pristine:
+    """The interpreter state every call of a child starts from, snapshotted once in the zygote
+    (after its imports and set-up) and inherited by every child it forks: a child's call loop
+    compares against it and puts back what a tool changed, without copying anything itself.
+    Also sets the signals a tool's timers or stray signals must not act on to "ignore"
+    (inherited too)."""
 
-    def __init__(self, sock, workdir: str, allow_flags: list):
+    def __init__(self):
         import _signal
-        import _thread
-        import resource
 
-        self.sock, self.workdir, self.allow = sock, workdir, allow_flags
-        self.codes: dict = {}  # key -> code object or the compile error
-        self.sources: dict = {}  # key -> source text not yet compiled
-        self.in_tool = False
-        self.fired = 0
-        self.cpu_soft = resource.RLIM_INFINITY
-        self._resource, self._signal = resource, _signal
-        self._sendall = sock.sendall
-        self._builtins = dict(builtins.__dict__)
-        self._sys_path = list(sys.path)
-        self._meta_path = list(sys.meta_path)
-        self._recursion = sys.getrecursionlimit()
-        self._stdio = (sys.stdin, sys.stdout, sys.stderr)
-        self._critical = {
+        self.builtins = dict(builtins.__dict__)
+        self.sys_path = list(sys.path)
+        self.meta_path = list(sys.meta_path)
+        self.recursion = sys.getrecursionlimit()
+        self.stdio = (sys.stdin, sys.stdout, sys.stderr)
+        self.critical = {
             k: sys.modules[k]
             for k in ("json", "json.encoder", "json.decoder", "json.scanner", "os", "sys", "signal", "builtins", "time")
             if k in sys.modules
         }
         # the module namespaces the loop itself relies on, restored when a tool changes them
-        self._namespaces = [
+        self.namespaces = [
             (m.__dict__, dict(m.__dict__))
-            for k, m in self._critical.items()
+            for k, m in self.critical.items()
             if k.startswith("json") or k in ("os", "signal", "time")
         ]
-        self._thread_count = _thread._count
-        self._handler = self._on_signal
-        self._ignored = [
+        exec_module = sys.modules[load_tool.__module__]
+        self.namespaces.append((exec_module.__dict__, dict(exec_module.__dict__)))
+        self.ignored = [
             s
             for s in (
                 signal.SIGVTALRM,
@@ -164,8 +165,29 @@ class CallLoop:
             )
             if s
         ]
-        for sig in self._ignored:  # a tool's timers or stray signals must not kill a later call
+        for sig in self.ignored:
             _signal.signal(sig, _signal.SIG_IGN)
+
+
+class CallLoop:
+    """Runs the calls of one environment in this (child) process and sends the replies."""
+
+    def __init__(self, sock, workdir: str, allow_flags: list, pristine: Pristine | None = None):
+        import _signal
+        import resource
+
+        self.sock, self.workdir, self.allow = sock, workdir, allow_flags
+        self.codes: dict = {}  # key -> code object or the compile error
+        self.sources: dict = {}  # key -> source text not yet compiled
+        self.compiled: dict = {}  # key -> base64 of the code object the parent compiled
+        self.in_tool = False
+        self.mode = "ftrl"  # the exec mode, set per request
+        self.fired = 0
+        self.cpu_soft = resource.RLIM_INFINITY
+        self._resource, self._signal = resource, _signal
+        self._sendall = sock.sendall
+        self.pristine = pristine if pristine is not None else Pristine()
+        self._handler = self._on_signal
 
     # signals -------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):
@@ -202,6 +224,8 @@ class CallLoop:
     # one call ------------------------------------------------------------------------------
     def _code(self, key: str):
         code = self.codes.get(key)
+        if code is None and key in self.compiled:
+            code = self.codes[key] = _unmarshal(_a2b(self.compiled.pop(key)))
         if code is None:
             src = self.sources.pop(key)
             try:
@@ -219,12 +243,7 @@ class CallLoop:
     def _call(self, name: str, key: str, args_text: str) -> str:
         arguments = _loads(args_text)
         code = self._code(key)
-        namespace = {}
-        exec(code, namespace, namespace)
-        if name in namespace:
-            predict = namespace[name](**arguments)
-        else:
-            raise NameError(f"name {name} is not defined")
+        predict = load_tool(code, name, arguments, self.mode)(**arguments)
         if _type(predict) == _dict or _type(predict) == _list:  # exact types, as FTRL
             predict = _dumps(predict, ensure_ascii=False)
         elif _type(predict) != _str:
@@ -278,27 +297,28 @@ class CallLoop:
 
     def _restore(self) -> None:
         """Undo what a tool may have changed for the environment's later calls."""
-        sys.stdin, sys.stdout, sys.stderr = self._stdio
+        p = self.pristine
+        sys.stdin, sys.stdout, sys.stderr = p.stdio
         bd = builtins.__dict__
-        if len(bd) != len(self._builtins) or bd != self._builtins:
+        if len(bd) != len(p.builtins) or bd != p.builtins:
             bd.clear()
-            bd.update(self._builtins)
-        if sys.path != self._sys_path:
-            sys.path[:] = self._sys_path
-        if sys.meta_path != self._meta_path:
-            sys.meta_path[:] = self._meta_path
-        if sys.getrecursionlimit() != self._recursion:
-            sys.setrecursionlimit(self._recursion)
+            bd.update(p.builtins)
+        if sys.path != p.sys_path:
+            sys.path[:] = p.sys_path
+        if sys.meta_path != p.meta_path:
+            sys.meta_path[:] = p.meta_path
+        if sys.getrecursionlimit() != p.recursion:
+            sys.setrecursionlimit(p.recursion)
         if sys.gettrace() is not None or sys.getprofile() is not None:
             sys.settrace(None)
             sys.setprofile(None)
-        for sig in self._ignored:
+        for sig in p.ignored:
             if self._signal.getsignal(sig) != self._signal.SIG_IGN:
                 self._signal.signal(sig, self._signal.SIG_IGN)
-        for k, m in self._critical.items():
+        for k, m in p.critical.items():
             if sys.modules.get(k) is not m:
                 sys.modules[k] = m
-        for d, snap in self._namespaces:
+        for d, snap in p.namespaces:
             if len(d) != len(snap) or d != snap:
                 d.clear()
                 d.update(snap)
@@ -310,9 +330,13 @@ class CallLoop:
 
     # the loop ------------------------------------------------------------------------------
     def serve(self, request: dict) -> None:
-        """Run ``request["calls"]`` ([index, name, key, args_text]) and send their replies."""
+        """Run ``request["calls"]`` ([index, name, key, args_text]) and send their replies.
+        ``request["sources"]``: key -> source text; ``request["compiled"]``: key -> base64 of
+        the marshalled code object (the parent compiled it: the same ``compile`` call as here)."""
         self.sources.update(request.get("sources") or {})
+        self.compiled.update(request.get("compiled") or {})
         opts = request["opts"]
+        self.mode = opts.get("exec_mode", "ftrl")
         calls = request["calls"]
         clock, send = time.perf_counter, self._sendall
         pending: list = []
@@ -323,7 +347,7 @@ class CallLoop:
                 record = self.run_call(i, name, key, args_text, opts)
             except _Interrupt:  # a late timer signal between calls: report, carry on
                 self._disarm()
-                sys.stdin, sys.stdout, sys.stderr = self._stdio
+                sys.stdin, sys.stdout, sys.stderr = self.pristine.stdio
                 text = f"Function {name} timed out after {opts['timeout']:f} seconds."
                 record = encode_reply(
                     i, False, False, opts["timeout"], f"an error occured when call {name}: {text}", text, ""

@@ -33,12 +33,14 @@ import struct
 import sys
 
 try:  # a package module in the parent and in tests, a plain module inside the sandbox
+    from ftrl_lab.core.ftrl_exec import ftrl_module_globals
     from ftrl_lab.core.sandbox_audit import disable_spawning, make_audit_hook, read_allowlist
-    from ftrl_lab.core.sandbox_calls import CallLoop
+    from ftrl_lab.core.sandbox_calls import CallLoop, Pristine
     from ftrl_lab.core.sandbox_protocol import FrameReader
 except ImportError:
+    from ftrl_exec import ftrl_module_globals
     from sandbox_audit import disable_spawning, make_audit_hook, read_allowlist
-    from sandbox_calls import CallLoop
+    from sandbox_calls import CallLoop, Pristine
     from sandbox_protocol import FrameReader
 
 NOBODY = 65534
@@ -54,13 +56,29 @@ SECCOMP_MODE_FILTER = 2
 
 class Native:
     """The few system calls Python's stdlib lacks (unshare, mount, prctl, capset), via ctypes.
-    Loaded by the zygote; each child uses it during set-up, before any tool code."""
+    Built by the zygote, with every ctypes object a child needs made in advance (a child then
+    only fills in its pid), so a child's set-up allocates and touches little."""
 
-    def __init__(self):
+    def __init__(self, seccomp_prog: bytes | None = None):
         import ctypes
 
-        self.ct = ctypes
+        ct = self.ct = ctypes
         self.libc = ctypes.CDLL(None, use_errno=True)
+
+        class Header(ct.Structure):
+            _fields_ = [("version", ct.c_uint32), ("pid", ct.c_int)]
+
+        class Fprog(ct.Structure):
+            _fields_ = [("len", ct.c_ushort), ("filter", ct.c_void_p)]
+
+        self.cap_header = ct.byref(Header(0x20080522, 0))
+        self.cap_data = (ct.c_uint32 * 6)()  # two (effective, permitted, inheritable) sets, all zero
+        self.seccomp_buf = self.fprog = None
+        self.pid_offsets: list[int] = []
+        if seccomp_prog is not None:
+            self.seccomp_buf = ct.create_string_buffer(seccomp_prog, len(seccomp_prog))
+            self.fprog = ct.byref(Fprog(len(seccomp_prog) // 8, ct.cast(self.seccomp_buf, ct.c_void_p)))
+            self.pid_offsets = pid_offsets(seccomp_prog)
 
     def call(self, fn: str, *args) -> str | None:
         """None on success, else the error text."""
@@ -69,34 +87,21 @@ class Native:
         return None
 
     def drop_capabilities(self) -> str | None:
-        ct = self.ct
+        return self.call("capset", self.cap_header, self.cap_data)
 
-        class Header(ct.Structure):
-            _fields_ = [("version", ct.c_uint32), ("pid", ct.c_int)]
-
-        data = (ct.c_uint32 * 6)()  # two (effective, permitted, inheritable) sets, all zero
-        return self.call("capset", ct.byref(Header(0x20080522, 0)), data)
-
-    def load_seccomp(self, prog: bytes) -> str | None:
-        ct = self.ct
-
-        class Fprog(ct.Structure):
-            _fields_ = [("len", ct.c_ushort), ("filter", ct.c_void_p)]
-
-        buf = ct.create_string_buffer(prog, len(prog))
-        fprog = Fprog(len(prog) // 8, ct.cast(buf, ct.c_void_p))
-        return self.call("prctl", PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ct.byref(fprog), 0, 0)
+    def load_seccomp(self, pid: int) -> str | None:
+        """Load the zygote's filter with ``pid`` as the process's own pid (a child's copy of
+        the program buffer is patched in place)."""
+        buf = self.seccomp_buf
+        for off in self.pid_offsets:
+            struct.pack_into("=I", buf, off + 4, pid)
+        return self.call("prctl", PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self.fprog, 0, 0)
 
 
-def patch_pid(prog: bytes, pid: int) -> bytes:
-    """The seccomp program with the placeholder pid replaced by ``pid`` (see sandbox_seccomp)."""
+def pid_offsets(prog: bytes) -> list[int]:
+    """Byte offsets of the instructions of ``prog`` that compare against the placeholder pid."""
     insn = struct.Struct("=HBBI")
-    out = bytearray(prog)
-    for off in range(0, len(out) - 7, 8):
-        code, jt, jf, k = insn.unpack_from(out, off)
-        if k == PID_PLACEHOLDER:
-            insn.pack_into(out, off, code, jt, jf, pid)
-    return bytes(out)
+    return [off for off in range(0, len(prog) - 7, 8) if insn.unpack_from(prog, off)[3] == PID_PLACEHOLDER]
 
 
 # --- the fallback's zygote set-up (no bubblewrap) ---------------------------------------------
@@ -225,7 +230,7 @@ def _cap_rlimit(resource, which, value) -> None:
     resource.setrlimit(which, (value, value))
 
 
-def lock_down(native: Native, cfg: dict, seccomp_prog, zygote_pid: int, prot: dict, notes: dict) -> str:
+def lock_down(native: Native, cfg: dict, zygote_pid: int, prot: dict, notes: dict) -> str:
     """Apply the per-child layers in order; returns the child's working directory."""
     import resource
 
@@ -288,10 +293,10 @@ def lock_down(native: Native, cfg: dict, seccomp_prog, zygote_pid: int, prot: di
         os._exit(1)
     # 5. the seccomp filter
     prot["seccomp"] = False
-    if seccomp_prog is None:
+    if native.fprog is None:
         notes["seccomp"] = cfg.get("seccomp_note") or "no filter"
     else:
-        err = native.load_seccomp(patch_pid(seccomp_prog, os.getpid()))
+        err = native.load_seccomp(os.getpid())
         prot["seccomp"] = err is None
         if err:
             notes["seccomp"] = f"loading the filter failed: {err}"
@@ -299,19 +304,22 @@ def lock_down(native: Native, cfg: dict, seccomp_prog, zygote_pid: int, prot: di
 
 
 def _forget_setup_modules() -> None:
+    """Done in the zygote, before any child is forked: tool code finds no ctypes module (the
+    zygote's Native keeps its own references; a re-import needs dlopen, which the audit hook
+    refuses) and no working ``_posixsubprocess.fork_exec``."""
     for name in [m for m in sys.modules if m == "ctypes" or m.startswith("ctypes.")]:
-        del sys.modules[name]  # a re-import needs dlopen, which the audit hook refuses
+        del sys.modules[name]
     disable_spawning()
 
 
-def child_main(sock: socket.socket, native: Native, cfg: dict, seccomp_prog, zygote_pid: int, allowed) -> None:
+def child_main(sock: socket.socket, native: Native, cfg: dict, zygote_pid: int, allowed, pristine) -> None:
     """One environment: lock down, read the request, run its calls, reply, exit.
-    ``allowed``: the zygote's read allow-list (prefixes, files), computed once."""
+    ``allowed``: the zygote's read allow-list (prefixes, files), computed once; ``pristine``:
+    the zygote's :class:`Pristine` snapshot of the interpreter state."""
     prot: dict = {}
-    workdir = lock_down(native, cfg, seccomp_prog, zygote_pid, prot, {})
+    workdir = lock_down(native, cfg, zygote_pid, prot, {})
     prefixes, files = allowed
     prefixes = (*prefixes, workdir.rstrip("/") + "/")
-    _forget_setup_modules()
     sock.setblocking(True)
     reader = FrameReader(MAX_REQUEST_BYTES, max_depth=None)  # from the parent: trusted
     request = None
@@ -322,8 +330,9 @@ def child_main(sock: socket.socket, native: Native, cfg: dict, seccomp_prog, zyg
         frames = reader.feed(data)
         request = frames[0] if frames else None
     allow = [False]
-    loop = CallLoop(sock, workdir, allow)
-    sys.addaudithook(make_audit_hook(workdir, prefixes, files, frozenset({sock.fileno()}), allow))
+    loop = CallLoop(sock, workdir, allow, pristine)
+    if cfg.get("audit_hook", True):
+        sys.addaudithook(make_audit_hook(workdir, prefixes, files, frozenset({sock.fileno()}), allow))
     del reader, data, frames
     loop.serve(request)
 
@@ -334,8 +343,8 @@ class Zygote:
 
     def __init__(self, ctl: socket.socket, cfg: dict):
         self.ctl, self.cfg = ctl, cfg
-        self.native = Native()
-        self.seccomp = base64.b64decode(cfg["seccomp"]) if cfg.get("seccomp") else None
+        self.native = Native(base64.b64decode(cfg["seccomp"]) if cfg.get("seccomp") else None)
+        self.pristine = None  # the interpreter snapshot children restore to, taken last
         self.children: dict[int, int] = {}  # pid -> request id
         self.pids: dict[int, int] = {}  # request id -> pid
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -359,7 +368,7 @@ class Zygote:
             os.closerange(fd + 1, 1 << 20)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=fd)
             self.sel = self.ctl = None
-            child_main(sock, self.native, self.cfg, self.seccomp, self.pid, self.allowed)
+            child_main(sock, self.native, self.cfg, self.pid, self.allowed, self.pristine)
             code = 0
         finally:
             os._exit(code)  # never run atexit handlers a tool may have registered
@@ -372,8 +381,10 @@ class Zygote:
             try:
                 os.close(r)
                 prot, notes = {}, {}
-                lock_down(self.native, self.cfg, self.seccomp, self.pid, prot, notes)
-                prot["audit_hook"] = prot["read_allowlist"] = True
+                lock_down(self.native, self.cfg, self.pid, prot, notes)
+                prot["audit_hook"] = prot["read_allowlist"] = bool(self.cfg.get("audit_hook", True))
+                if not prot["audit_hook"]:
+                    notes["audit_hook"] = notes["read_allowlist"] = "disabled by configuration"
                 os.write(w, json.dumps([prot, notes]).encode())
             finally:
                 os._exit(0)
@@ -442,6 +453,19 @@ class Zygote:
                         os.close(fd)
 
 
+def warm_strptime(formats) -> None:
+    """Compile (and cache) ``_strptime``'s regexes for ``formats`` once, for every child."""
+    if "_strptime" not in sys.modules:
+        return
+    import time
+
+    for fmt in formats:
+        try:
+            sys.modules["_strptime"]._strptime(time.strftime(fmt, time.gmtime(946684800)), fmt)
+        except ValueError:
+            pass
+
+
 def main(argv: list) -> None:
     ctl = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=int(argv[1]))
     ctl.setblocking(True)
@@ -462,11 +486,15 @@ def main(argv: list) -> None:
             __import__(mod)
         except ImportError:
             pass
+    warm_strptime(cfg.get("strptime_formats", ()))
+    ftrl_module_globals()  # finds FTRL's optional module names once, for every child
     zygote = Zygote(ctl, cfg)
     zygote.native.call("prctl", PR_SET_DUMPABLE, 0, 0, 0, 0)
     child_prot, child_notes = zygote.probe()
     prot.update(child_prot)
     notes.update(child_notes)
+    _forget_setup_modules()
+    zygote.pristine = Pristine()  # after every import and patch: what each child starts from
     gc.collect()
     gc.freeze()  # children's garbage collections then do not touch (copy) the zygote's pages
     zygote.send({"op": "hello", "pid": os.getpid(), "protections": prot, "notes": notes})

@@ -150,6 +150,30 @@ def test_cli_with_the_default_model(tmp_path, capsys):
     assert all(r["turns"] == 1 and r["completion_tokens"] <= 8 for r in rows)
 
 
+@pytest.mark.parametrize("mode", ["ftrl", "fresh"])
+def test_cli_exec_mode_reaches_the_sandbox(tmp_path, monkeypatch, mode):
+    import ftrl_lab.agent.evaluate as evaluate_module
+    import ftrl_lab.core.executor as executor_module
+    from ftrl_lab.core.records import load_records
+
+    toy = load_records(TOY)
+    made = []
+    real = executor_module.sandbox_executor
+
+    def recording_sandbox_executor(**kwargs):
+        made.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(executor_module, "sandbox_executor", recording_sandbox_executor)
+    monkeypatch.setattr(evaluate_module, "policy_from_args", lambda args: (ScriptedPolicy(script(toy)), {}))
+    rc = main(
+        ["ftrl", "--data", str(TOY), "--out", str(tmp_path), "--limit", "1", "--exec-mode", mode, "--no-progress"]
+    )
+    assert rc == 0 and made == [{"exec_mode": mode}]
+    saved = json.loads((tmp_path / RESULTS_JSON).read_text())
+    assert saved["settings"]["executor"] == "sandbox" and saved["settings"]["exec_mode"] == mode
+
+
 def test_lone_surrogate_does_not_stop_evaluate(toy, tmp_path):
     """A lone surrogate in a call's arguments is a bad call, and in text it is written escaped."""
     qwen_turn = '<tool_call>{"name": "capital_lookup", "arguments": {"country": "\\ud800"}}</tool_call>'

@@ -172,7 +172,8 @@ MUST_NOT = {"frame_walk": GOLD, "gc_objects": GOLD, "fsdecode_then_read": "root:
 
 @pytest.fixture(scope="module")
 def sb():
-    with Sandbox(n_workers=2, timeout=2.0, grace=1.0, memory_bytes=512 << 20) as s:
+    # exec mode "fresh": the attacks' module-level imports work (the layers are the same in both modes)
+    with Sandbox(n_workers=2, timeout=2.0, grace=1.0, memory_bytes=512 << 20, exec_mode="fresh") as s:
         yield s
 
 
@@ -214,3 +215,43 @@ def test_parent_survives_a_deeply_nested_frame_scan():
     for junk in (b"\x00\x00\x00\x03abc", b"\xff\xff\xff\xff", b"\x00\x00\x00\x00"):
         with pytest.raises(FrameError):
             ReplyReader(1 << 20, 1 << 16).feed(junk)
+
+
+LEAVE_FILES = (
+    "import os\n"
+    "def leave():\n"
+    "    done = []\n"
+    "    for d in ('/', '/var/tmp', '/var', '/dev', '/dev/shm', '/tmp', '/sandbox', '/etc', '/run', os.getcwd()):\n"
+    "        try:\n"
+    "            os.makedirs(d, exist_ok=True)\n"
+    "            with open(os.path.join(d, 'left-by-env'), 'w') as f:\n"
+    "                f.write('x')\n"
+    "            done.append(d)\n"
+    "        except OSError:\n"
+    "            pass\n"
+    "    return done\n"
+)
+FIND_FILES = (
+    "import os\n"
+    "def find():\n"
+    "    hits = []\n"
+    "    for top in ('/', '/var', '/dev', '/tmp', '/sandbox', '/etc', '/run'):\n"
+    "        for root, dirs, files in os.walk(top):\n"
+    "            if root.startswith('/proc') or root.startswith('/usr'):\n"
+    "                dirs[:] = []\n"
+    "            hits += [os.path.join(root, f) for f in files if f == 'left-by-env']\n"
+    "    return hits\n"
+)
+
+
+def test_files_left_anywhere_are_not_seen_by_the_next_environment():
+    """With the audit hook off (the OS layers alone): whatever a child can write, the next
+    environment's child cannot see."""
+    with Sandbox(n_workers=1, audit_hook=False, exec_mode="fresh") as s:
+        if not s.protections()["bubblewrap"]:
+            pytest.skip("needs bubblewrap")
+        left = s.run({"leave": LEAVE_FILES}, [{"function": {"name": "leave", "arguments": "{}"}}])[0]
+        found = s.run({"find": FIND_FILES}, [{"function": {"name": "find", "arguments": "{}"}}])[0]
+    assert left.ok and "/tmp" in json.loads(left.content)  # its own /tmp is writable
+    assert not set(json.loads(left.content)) - {"/tmp", "/dev/shm", "/tmp/ftrl-sandbox-env"}
+    assert found.ok and json.loads(found.content) == []

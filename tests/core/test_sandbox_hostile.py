@@ -196,9 +196,17 @@ def sb():
     Path(VICTIM).write_text("keep me")
     os.environ["FTRL_TEST_SECRET"] = "s3cret"
     try:
-        with Sandbox(
-            n_workers=2, timeout=TIMEOUT, grace=1.0, memory_bytes=256 << 20, file_bytes=4 << 20, tmpfs_bytes=32 << 20
-        ) as s:
+        with (
+            Sandbox(  # exec mode "fresh": the attacks' module-level imports work (the layers are the same in both modes)
+                n_workers=2,
+                timeout=TIMEOUT,
+                grace=1.0,
+                memory_bytes=256 << 20,
+                file_bytes=4 << 20,
+                tmpfs_bytes=32 << 20,
+                exec_mode="fresh",
+            ) as s
+        ):
             yield s
     finally:
         os.environ.pop("FTRL_TEST_SECRET", None)
