@@ -237,10 +237,14 @@ class TauEnv:
 
 
 def tau_sandbox(**kwargs):
-    """A sandbox sized for whole databases in and out (256 MB of output per call)."""
+    """A sandbox sized for whole databases in and out (256 MB of output per call).
+
+    Tools run in a fresh namespace (``exec_mode="fresh"``): tau-bench calls its tools as ordinary
+    Python functions, and each step's source defines the tool beside the code that calls it."""
     from ftrl_lab.core.sandbox import Sandbox
 
-    return Sandbox(**{"n_workers": 1, "max_output": 1 << 28, "memory_bytes": 4 << 30, **kwargs})
+    defaults = {"n_workers": 1, "max_output": 1 << 28, "memory_bytes": 4 << 30, "exec_mode": "fresh"}
+    return Sandbox(**{**defaults, **kwargs})
 
 
 def gold_hash(item: dict, sandbox: Any) -> str:
