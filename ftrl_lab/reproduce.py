@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -62,6 +63,20 @@ def run_notebook(path: Path, profile: str, out_dir: Path, figures_dir: Path, ext
     params = {"QUICK": profile == "QUICK", "FIGURES_DIR": str(figures_dir)}
     params.update(extra or {})
     start = time.time()
+    # Figures are saved into the notebook as PNGs by the inline backend; a headless MPLBACKEND=Agg
+    # (as CI sets for the tests) would reach the kernel and leave only their text repr.
+    backend = os.environ.pop("MPLBACKEND", None)
+    try:
+        execute(pm, path, out_dir, params, profile)
+    finally:
+        if backend is not None:
+            os.environ["MPLBACKEND"] = backend
+    trust(out_dir / path.name)
+    return time.time() - start
+
+
+def execute(pm: Any, path: Path, out_dir: Path, params: dict, profile: str) -> None:
+    """papermill's run of one notebook, widget state kept."""
     pm.execute_notebook(
         str(path),
         str(out_dir / path.name),
@@ -73,8 +88,6 @@ def run_notebook(path: Path, profile: str, out_dir: Path, figures_dir: Path, ext
         execution_timeout=CELL_TIMEOUT_S[profile],
         store_widget_state=True,  # nbclient saves the widgets' state in the notebook's metadata
     )
-    trust(out_dir / path.name)
-    return time.time() - start
 
 
 def main(argv: list[str] | None = None) -> int:

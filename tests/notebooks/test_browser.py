@@ -73,10 +73,15 @@ def free_port() -> int:
 
 
 def write_lab_settings(settings_dir: Path) -> None:
-    """No news or update prompts (they would ask to reach the internet)."""
+    """No news or update prompts (they would ask to reach the internet); no cell windowing."""
     path = settings_dir / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # Every cell in the DOM: JupyterLab 4 otherwise renders only the cells near the viewport, so
+    # off-screen widgets (and the cell count) would not be there to check.
+    tracker = settings_dir / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True, exist_ok=True)
+    tracker.write_text(json.dumps({"windowingMode": "none"}))
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +225,7 @@ def test_reward_explorer_in_jupyterlab(lab):
             # A widget-wide screenshot before the move, as a test artefact.
             explorer.screenshot(path=str(ARTIFACTS / "reward_explorer_before.png"))
 
-            surface = explorer.locator(".jp-OutputArea-output img").first  # the heatmap with the marked cell
+            surface = explorer.locator("img").first  # the heatmap with the marked cell (a fixed-size PNG widget)
             surface_before = surface.get_attribute("src")
 
             handle = slider.locator(".noUi-handle")
