@@ -17,6 +17,7 @@ draw them. The causal test (transplanting a subset of the delta) is :mod:`ftrl_l
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -326,7 +327,7 @@ def plot_heatmap(
     for idx in list(layer_thirds(n_layers).values())[1:]:  # rows run top = last layer
         if idx:
             ax.axhline(len(grid) - idx[0], color="0.75", lw=1.5)
-    ax.set_title(title if title is not None else METRICS[metric])
+    ax.set_title(wrapped_title(title if title is not None else METRICS[metric]), fontsize=10)
     ax.set_xlabel("module (grey lines: thirds of the depth)")
     ax.set_ylabel("decoder layer")
     ax.tick_params(axis="x", labelrotation=45)
@@ -360,7 +361,7 @@ def plot_depth(
             ax.axvline(idx[0] - 0.5, color="grey", lw=0.8)
     ax.set_xlabel("decoder layer (lower → upper; grey lines: thirds)")
     ax.set_ylabel(METRICS[metric])
-    ax.set_title(title if title is not None else METRICS[metric])
+    ax.set_title(wrapped_title(title if title is not None else METRICS[metric]), fontsize=10)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7, ncol=2, loc="best", framealpha=0.9)
     return ax
@@ -450,3 +451,8 @@ def synthetic_pair(
 
 
 # --- command line ------------------------------------------------------------------------------
+
+
+def wrapped_title(title: str, width: int = 70) -> str:
+    """``title`` broken into lines of at most ``width`` characters (long run names stay inside the figure)."""
+    return "\n".join(textwrap.wrap(title, width)) or title

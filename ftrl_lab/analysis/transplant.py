@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ftrl_lab.agent.anatomy import GROUPS, layer_thirds, module_group, parse_name
-from ftrl_lab.analysis.change_map import count_layers, resolve
+from ftrl_lab.analysis.change_map import count_layers, resolve, wrapped_title
 from ftrl_lab.analysis.checkpoint_io import (
     ADAPTER_CONFIG,
     ADAPTER_FILE,
@@ -291,7 +291,9 @@ def plot_recovery(table: pd.DataFrame, ax=None, title: str | None = None):
     trained = table.loc[table["subset"] == "trained"]
     gain = float(trained["gain"].iloc[0]) if len(trained) else float("nan")
     n = int(t["n"].iloc[0]) if len(t) else 0
-    ax.set_title(title or f"Transplant ablation (trained gain {gain:+.1f} F1 points, n = {n})", fontsize=10)
+    ax.set_title(
+        wrapped_title(title or f"Transplant ablation (trained gain {gain:+.1f} F1 points, n = {n})"), fontsize=10
+    )
     if t["recovery"].isna().all():  # no gain, so no share: say so instead of drawing empty bars
         ax.axis("off")
         ax.text(
