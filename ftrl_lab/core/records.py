@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 _to_json = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False), built once
 JSONL_ERRORS = "backslashreplace"
 """Encoding error handler for JSONL written with ``ensure_ascii=False``: a lone surrogate (which
-only a JSON string can hold) is written as its ``\\udXXX`` escape, so it reads back unchanged."""
+only a JSON string can hold) is written as its ``\\ud800``-style escape, so it reads back unchanged."""
 
 FTRL_INSTRUCTION = (
     "Please call given tools to answer the question. Please note that all your information "

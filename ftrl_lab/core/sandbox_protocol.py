@@ -68,6 +68,21 @@ def json_depth_ok(body: bytes, max_depth: int) -> bool:
     return True
 
 
+def next_frame(buf: bytearray, limit: int, what: str) -> bytes | None:
+    """Take the next complete length-prefixed frame off the front of ``buf`` (None: not all there
+    yet); a declared length over ``limit`` raises :class:`FrameError` before anything is read."""
+    if len(buf) < HEADER.size:
+        return None
+    (n,) = HEADER.unpack_from(buf)
+    if n > limit:
+        raise FrameError(f"{what} of {n} bytes exceeds the limit of {limit}")
+    if len(buf) < HEADER.size + n:
+        return None
+    body = bytes(buf[HEADER.size : HEADER.size + n])
+    del buf[: HEADER.size + n]
+    return body
+
+
 class FrameReader:
     """Accumulates bytes and yields decoded JSON frames; refuses frames over ``max_bytes`` or
     nested deeper than ``max_depth`` (None: no depth check, for frames from a trusted sender)."""
@@ -79,14 +94,7 @@ class FrameReader:
     def feed(self, data) -> list:
         self.buf += data
         out = []
-        while len(self.buf) >= 4:
-            (n,) = HEADER.unpack_from(self.buf)
-            if n > self.max_bytes:
-                raise FrameError(f"frame of {n} bytes exceeds the limit of {self.max_bytes}")
-            if len(self.buf) < 4 + n:
-                break
-            body = bytes(self.buf[4 : 4 + n])
-            del self.buf[: 4 + n]
+        while (body := next_frame(self.buf, self.max_bytes, "frame")) is not None:
             if self.max_depth is not None and not json_depth_ok(body, self.max_depth):
                 raise FrameError(f"frame nested deeper than {self.max_depth}")
             try:
@@ -125,14 +133,8 @@ class ReplyReader:
     def feed(self, data) -> list:
         self.buf += data
         out = []
-        while len(self.buf) >= 4:
-            (n,) = HEADER.unpack_from(self.buf)
-            if n > self.max_frame:
-                raise FrameError(f"reply frame of {n} bytes exceeds the limit of {self.max_frame}")
-            if len(self.buf) < 4 + n:
-                break
-            body = memoryview(bytes(self.buf[4 : 4 + n]))
-            del self.buf[: 4 + n]
+        while (body := next_frame(self.buf, self.max_frame, "reply frame")) is not None:
+            body = memoryview(body)
             out.extend(self._records(body))
         return out
 
