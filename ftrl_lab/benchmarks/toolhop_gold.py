@@ -27,6 +27,7 @@ from typing import Any
 
 from ftrl_lab.core.executor import ToolExecutor, run_calls
 from ftrl_lab.core.parsing import make_tool_call, render_qwen_calls
+from ftrl_lab.core.records import docstring_ids
 from ftrl_lab.core.reward import answer_verify
 
 
@@ -452,15 +453,7 @@ def _code_literals_and_comments(source: str) -> tuple[str, str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tree = ast.parse(source)
-    docstrings = {
-        id(n.body[0].value)
-        for n in ast.walk(tree)
-        if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-        and n.body
-        and isinstance(n.body[0], ast.Expr)
-        and isinstance(n.body[0].value, ast.Constant)
-        and isinstance(n.body[0].value.value, str)
-    }
+    docstrings = docstring_ids(tree)
     literals, notes = [], []
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float)):

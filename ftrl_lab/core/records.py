@@ -301,6 +301,19 @@ def function_names_defined(source: str) -> set[str]:
     return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
+def docstring_ids(tree: ast.AST) -> set[int]:
+    """``id()`` of every docstring constant in a parsed source (module, class and function ones)."""
+    return {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+        and isinstance(n.body[0].value.value, str)
+    }
+
+
 def code_errors(name: str, source: Any) -> list[tuple[str, str]]:
     """Problems with the code of tool `name`: not a string, does not parse, or does not define
     a top-level function `name`; (field, message) pairs, empty when it is fine."""

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ftrl_lab.core.executor import ToolExecutor, sandbox_executor
-from ftrl_lab.core.records import EnvRecord
+from ftrl_lab.core.records import EnvRecord, docstring_ids
 from ftrl_lab.core.reward import answer_verify, normalise
 from ftrl_lab.core.schema_args import example_arguments
 
@@ -32,14 +32,7 @@ def code_constants(code: str) -> list[Any]:
         tree = ast.parse(code)
     except SyntaxError:
         return []
-    docstrings = {
-        id(node.body[0].value)
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module))
-        and node.body
-        and isinstance(node.body[0], ast.Expr)
-        and isinstance(node.body[0].value, ast.Constant)
-    }
+    docstrings = docstring_ids(tree)
     seen, out = set(), []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Constant) or id(node) in docstrings or node.value is None:
