@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import Cache, DynamicLayer
 
+from ftrl_lab.agent.bf16_linears import PackedBF16Linears, packed_bf16_available
+from ftrl_lab.agent.decode_attention import decode_attention_on
 from ftrl_lab.agent.models import cache_keyword
 from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingParams
 
@@ -142,6 +145,13 @@ class Engine:
             caches are kept in fp32). On a CPU with native bf16 this makes long prompts several
             times faster (``perf/bench_model_speed.py``); results then differ from a pure
             fp32 run by bf16 rounding, so greedy transcripts can change.
+        fast_decode: generation for throughput rather than bit-equality with ``model.generate``
+            (CPU): every linear layer of an fp32 model runs on a prepacked bf16 copy of its
+            weights (:mod:`ftrl_lab.agent.bf16_linears`; norms and caches stay fp32; the copy
+            follows weight updates; only where oneDNN has native bf16), and one-query decode
+            steps of SDPA/eager models compute attention as two batched matmuls
+            (:mod:`ftrl_lab.agent.decode_attention`). ``self.bf16_linears`` and
+            ``self.decode_attention`` say what is on. ``perf/bench_decode.py`` measures it.
     """
 
     def __init__(
@@ -153,6 +163,7 @@ class Engine:
         prefill_chunk: int | None = None,
         seed: int | None = 0,
         bf16_prefill: bool = False,
+        fast_decode: bool = False,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -169,6 +180,10 @@ class Engine:
         self.device = next(model.parameters()).device
         self.kv_dtype = next(model.parameters()).dtype
         self.bf16_prefill = bf16_prefill and self.kv_dtype == torch.float32
+        self.packed = PackedBF16Linears(model) if fast_decode and packed_bf16_available(model) else None
+        self.bf16_linears = self.packed is not None
+        implementation = self.model.config.get_text_config(decoder=True)._attn_implementation
+        self.decode_attention = fast_decode and self.device.type == "cpu" and implementation in ("sdpa", "eager")
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.stop_ids)
         self.generator = torch.Generator(device=self.device)
@@ -232,8 +247,14 @@ class Engine:
     def _run(self, prompts, params, states, n):
         # Generation runs in the model's own dtype even inside a trainer's bf16 autocast: the
         # KV caches it keeps across turns must not change dtype between calls.
-        with torch.autocast(self.device.type, enabled=False):
+        with torch.autocast(self.device.type, enabled=False), self._linears(), self._attention():
             return self._run_batches(prompts, params, states, n)
+
+    def _linears(self):
+        return self.packed.active() if self.packed is not None else nullcontext()
+
+    def _attention(self):
+        return decode_attention_on(self.model) if self.decode_attention else nullcontext()
 
     def _run_batches(self, prompts, params, states, n):
         if states is None:

@@ -292,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "exec_mode",
                 "threads",
                 "bf16_prefill",
+                "fast_decode",
             )
         },
     }

@@ -268,6 +268,7 @@ def make_policy(
     device: str = "auto",
     dtype: str = "auto",
     bf16_prefill: bool = False,
+    fast_decode: bool = False,
 ) -> tuple[Policy, dict]:
     """The one policy factory: a policy and a description of it.
 
@@ -276,7 +277,7 @@ def make_policy(
     (training evaluates and samples its in-memory model this way); or, with ``api_base``, the
     served name behind an OpenAI-compatible endpoint. Local models decode through the batched
     :class:`ftrl_lab.agent.engine.Engine` (``batch_size`` rows, ``seed`` for sampling,
-    ``bf16_prefill`` as there)."""
+    ``bf16_prefill`` and ``fast_decode`` as there)."""
     if api_base:
         from ftrl_lab.agent.api_client import ChatClient
 
@@ -294,13 +295,14 @@ def make_policy(
     else:
         lm, tokenizer = model
         name = getattr(lm.config, "_name_or_path", "") or type(lm).__name__
-    engine = Engine(lm, tokenizer, batch_size=batch_size, seed=seed, bf16_prefill=bf16_prefill)
+    engine = Engine(lm, tokenizer, batch_size=batch_size, seed=seed, bf16_prefill=bf16_prefill, fast_decode=fast_decode)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     return LocalPolicy(engine, params), {
         "backend": "local",
         "model": name,
         "model_info": model_info(lm),
         "bf16_prefill": engine.bf16_prefill,
+        "fast_decode": {"bf16_linears": engine.bf16_linears, "decode_attention": engine.decode_attention},
     }
 
 
@@ -317,6 +319,11 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument(
         "--bf16-prefill", action="store_true", help="prefill an fp32 model under bf16 autocast (CPUs with bf16)"
+    )
+    parser.add_argument(
+        "--fast-decode",
+        action="store_true",
+        help="CPU decode with bf16 prepacked linears and matmul attention (faster; not bit-equal to fp32)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
@@ -345,6 +352,7 @@ def policy_from_args(args: argparse.Namespace) -> tuple[Policy, dict]:
         device=args.device,
         dtype=args.dtype,
         bf16_prefill=args.bf16_prefill,
+        fast_decode=getattr(args, "fast_decode", False),
     )
     if threads_how is not None:
         info["threads"] = threads_how

@@ -115,6 +115,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"
     mixed_precision: str = "auto"  # bf16 autocast in SFT/RL steps and engine prefills: auto | bf16 | no
+    fast_decode: bool = True  # CPU generation with bf16 prepacked linears + matmul decode attention (agent.engine)
     threads: int | None = None  # torch CPU threads; null: the cores free at start (agent.models.pick_threads)
     seed: int = 0
     runs_dir: str = "runs/train"

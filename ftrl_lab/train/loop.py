@@ -137,6 +137,7 @@ def evaluate_model(
         max_new_tokens=cfg.eval.max_new_tokens,
         batch_size=cfg.eval.batch_size,
         bf16_prefill=use_bf16(cfg),
+        fast_decode=cfg.fast_decode,
     )
     log.info("evaluating %s on %d environments -> %s", desc, len(records), out_dir)
     result = evaluate(
@@ -305,6 +306,7 @@ def make_trainer(
         batch_size=rl.engine_batch_size,
         share_prefix=rl.share_prefix and not getattr(args, checkpointing_option()),
         seed=cfg.seed,
+        fast_decode=cfg.fast_decode,
     )
     return trainer
 
@@ -357,6 +359,7 @@ def collect_prefixes(model, tokenizer, records: Sequence[EnvRecord], out_path: P
         batch_size=cfg.eval.batch_size,
         seed=cfg.seed + len(records),
         bf16_prefill=use_bf16(cfg),
+        fast_decode=cfg.fast_decode,
     )
     return collect(
         records,

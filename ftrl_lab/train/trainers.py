@@ -140,7 +140,13 @@ class EngineRolloutMixin:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT: LoRA layers inside
         engine = getattr(self, "_ftrl_engine_cache", None)
         if engine is None or engine.model is not base:
-            engine = Engine(base, self.processing_class, batch_size=self.ftrl_engine_batch_size, seed=self.ftrl_seed)
+            engine = Engine(
+                base,
+                self.processing_class,
+                batch_size=self.ftrl_engine_batch_size,
+                seed=self.ftrl_seed,
+                fast_decode=getattr(self, "ftrl_fast_decode", False),
+            )
             self._ftrl_engine_cache = engine
         return engine
 
@@ -260,11 +266,17 @@ class FTRLRLOOTrainer(EngineRolloutMixin, RLOOTrainer):
 
 
 def configure_engine(
-    trainer: EngineRolloutMixin, *, batch_size: int = 16, share_prefix: bool = True, seed: int = 0
+    trainer: EngineRolloutMixin,
+    *,
+    batch_size: int = 16,
+    share_prefix: bool = True,
+    seed: int = 0,
+    fast_decode: bool = False,
 ) -> Any:
     """Set the Engine settings of a trainer built from this module (returns it)."""
     trainer.ftrl_engine_batch_size = batch_size
     trainer.ftrl_share_prefix = share_prefix
     trainer.ftrl_seed = seed
+    trainer.ftrl_fast_decode = fast_decode
     trainer._ftrl_engine_cache = None
     return trainer
