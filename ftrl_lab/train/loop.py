@@ -513,6 +513,7 @@ def run(
             if d.is_dir():
                 shutil.copytree(d, run_dir / "eval" / d.name, dirs_exist_ok=True)
             else:  # e.g. start_humaneval.jsonl
+                (run_dir / "eval").mkdir(parents=True, exist_ok=True)
                 shutil.copy2(d, run_dir / "eval" / d.name)
         if cfg.sft.enabled:
             finish("sft", {**src_state.get("sft"), "reused_from": str(reuse_start)})
