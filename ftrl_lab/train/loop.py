@@ -154,7 +154,7 @@ def evaluate_model(
 def evaluate_all(
     model, tokenizer, envs: dict[str, list[EnvRecord]], run_dir: Path, tag: str, cfg: TrainConfig
 ) -> dict[str, Any]:
-    """Test split + FTRL subset + perplexity of one checkpoint."""
+    """Test split + FTRL subset + perplexity (+ HumanEval when ``eval.humaneval``) of one checkpoint."""
     from ftrl_lab.agent.general_ability import perplexity
 
     t0 = time.perf_counter()
@@ -164,6 +164,19 @@ def evaluate_all(
             episodes = evaluate_model(model, tokenizer, envs[name], run_dir / "eval" / f"{tag}_{name}", cfg, tag)
             out[name] = {m: float(episodes[m].mean()) for m in ("solve_precision", "solve_rate", "solve_f1")}
     out["perplexity"] = perplexity(model, tokenizer, n_topics=cfg.eval.perplexity_topics)
+    if cfg.eval.humaneval:  # per-problem rows in eval/<tag>_humaneval.jsonl (resumable), summary here
+        from ftrl_lab.agent.humaneval import humaneval
+
+        rows_path = run_dir / "eval" / f"{tag}_humaneval.jsonl"
+        he = humaneval(
+            model,
+            tokenizer,
+            limit=cfg.eval.humaneval,
+            batch_size=cfg.eval.batch_size,
+            bf16_prefill=use_bf16(cfg),
+            rows_path=rows_path,
+        )
+        out["humaneval"] = {k: v for k, v in he.items() if k != "rows"}
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -500,7 +513,11 @@ def run(
         if (cfg.sft.enabled and not src_state.done("sft")) or not src_state.done("eval_start"):
             raise ValueError(f"{reuse_start}: no finished starting checkpoint + start evaluation to reuse")
         for d in [*(Path(reuse_start) / "eval").glob("start_*"), *(Path(reuse_start) / "eval").glob("base_*")]:
-            shutil.copytree(d, run_dir / "eval" / d.name, dirs_exist_ok=True)
+            if d.is_dir():
+                shutil.copytree(d, run_dir / "eval" / d.name, dirs_exist_ok=True)
+            else:  # e.g. start_humaneval.jsonl
+                (run_dir / "eval").mkdir(parents=True, exist_ok=True)
+                shutil.copy2(d, run_dir / "eval" / d.name)
         if cfg.sft.enabled:
             finish("sft", {**src_state.get("sft"), "reused_from": str(reuse_start)})
         if src_state.done("eval_base"):
@@ -607,7 +624,7 @@ def warm_start(cfg: TrainConfig, train: Sequence[EnvRecord], run_dir: Path) -> d
 def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, Any]:
     """results.json / results.md / metrics.csv / iterations.csv / curves figure (+ publish copies)."""
     from ftrl_lab.agent.evaluate import machine_info
-    from ftrl_lab.train.report import compare, load_metrics, plot_curves, table_markdown
+    from ftrl_lab.train.report import compare, general_ability_markdown, load_metrics, plot_curves, table_markdown
 
     comparisons, md = (
         {},
@@ -647,11 +664,13 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
         metrics.to_csv(run_dir / "metrics.csv", index=False)
         plot_curves(metrics, iterations if len(iterations) else None, run_dir / "curves.png", title=run_dir.name)
     ppl = {t: (state.get(f"eval_{t}") or {}).get("perplexity", {}).get("perplexity") for t in ("start", "final")}
+    ability = general_ability_rows(run_dir, state, cfg)
     md += [
         f"Perplexity on generic text (pydoc_data.topics): start {ppl['start']:.2f}, final {ppl['final']:.2f}"
         if None not in ppl.values()
         else "",
         "",
+        *([general_ability_markdown(ability), ""] if ability else []),
         f"Time: {state.get('elapsed_seconds')} s over all stages (this machine: {machine_info().get('processor')}, "
         f"{os.cpu_count()} cores; torch CPU threads per (re)start: {'; '.join(state.get('threads') or ['unrecorded'])}).",
     ]
@@ -660,6 +679,7 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
         "config": cfg.to_dict(),
         "comparisons": comparisons,
         "perplexity": ppl,
+        "general_ability": ability,
         "stages": state.data,
         "machine": machine_info(),
     }
@@ -672,6 +692,22 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
             if (run_dir / name).exists():
                 shutil.copy(run_dir / name, pub / f"{run_dir.name}_{name}")
     return results
+
+
+def general_ability_rows(run_dir: Path, state: RunState, cfg: TrainConfig) -> list[dict]:
+    """Perplexity and HumanEval pass@1, start vs final, with paired bootstrap CIs (those that both
+    evaluations have)."""
+    from ftrl_lab.agent.humaneval import load_rows
+    from ftrl_lab.train.report import pass_at_1_change, perplexity_change
+
+    rows = []
+    ppl = [(state.get(f"eval_{t}") or {}).get("perplexity") or {} for t in ("start", "final")]
+    if all("window_nll" in p for p in ppl):
+        rows.append(perplexity_change(*ppl, cfg.eval.bootstrap, cfg.seed))
+    paths = [run_dir / "eval" / f"{t}_humaneval.jsonl" for t in ("start", "final")]
+    if all(p.exists() for p in paths):
+        rows.append(pass_at_1_change(*(load_rows(p) for p in paths), cfg.eval.bootstrap, cfg.seed))
+    return rows
 
 
 # --- command line ------------------------------------------------------------------------------

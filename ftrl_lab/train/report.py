@@ -3,7 +3,9 @@
 :func:`compare` pairs two evaluations of the same environments (by episode key) and gives,
 for Solve-P, Solve-R and Solve-F1 (in points, x100), the start and final means, the
 difference and a 95% percentile bootstrap CI of the difference (environments resampled with
-replacement). :func:`plot_curves` draws the training metrics of a run, :func:`ablation_table`
+replacement). :func:`perplexity_change` and :func:`pass_at_1_change` do the same for the
+general-ability checks (windows of text, HumanEval problems), :func:`general_ability_markdown`
+shows both. :func:`plot_curves` draws the training metrics of a run, :func:`ablation_table`
 and :func:`plot_ablation` compare several runs.
 """
 
@@ -64,6 +66,75 @@ def compare(start: pd.DataFrame, final: pd.DataFrame, n_boot: int = 2000, seed: 
             }
         )
     return pd.DataFrame(rows)
+
+
+def perplexity_change(start: dict, final: dict, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Perplexity start vs final (two :func:`ftrl_lab.agent.general_ability.perplexity` results
+    on the same windows) with a paired percentile bootstrap 95% CI of ``final - start``: the
+    same resampled windows for both, perplexity = exp(token-weighted mean NLL)."""
+    a, b = np.asarray(start["window_nll"], float), np.asarray(final["window_nll"], float)
+    w = np.asarray(start["window_tokens"], float)
+    if len(a) != len(b) or list(start["window_tokens"]) != list(final["window_tokens"]):
+        raise ValueError(
+            f"perplexity windows differ between the two evaluations ({len(a)} vs {len(b)} windows, "
+            "or other token counts): not the same text and tokenizer"
+        )
+    if len(a) == 0:
+        raise ValueError("perplexity: no windows to compare")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
+    weights = w[idx]
+    ppl_a = np.exp((a[idx] * weights).sum(1) / weights.sum(1))
+    ppl_b = np.exp((b[idx] * weights).sum(1) / weights.sum(1))
+    lo, hi = np.quantile(ppl_b - ppl_a, [0.025, 0.975])
+    pa, pb = float(np.exp((a * w).sum() / w.sum())), float(np.exp((b * w).sum() / w.sum()))
+    return {
+        "metric": "perplexity",
+        "n": len(a),
+        "start": pa,
+        "final": pb,
+        "delta": pb - pa,
+        "delta_ci_low": float(lo),
+        "delta_ci_high": float(hi),
+    }
+
+
+def pass_at_1_change(start_rows: Sequence[dict], final_rows: Sequence[dict], n_boot: int = 2000, seed: int = 0) -> dict:
+    """HumanEval pass@1 (points x100) start vs final over the problems both evaluated (paired by
+    ``task_id``), with a paired percentile bootstrap 95% CI of the difference."""
+    first = {r["task_id"]: float(bool(r["passed"])) for r in start_rows}
+    second = {r["task_id"]: float(bool(r["passed"])) for r in final_rows}
+    common = [t for t in first if t in second]
+    a = np.array([first[t] for t in common]) * 100
+    b = np.array([second[t] for t in common]) * 100
+    lo, hi = bootstrap_ci(b - a, n_boot, seed)
+    return {
+        "metric": "HumanEval pass@1",
+        "n": len(common),
+        "start": float(a.mean()) if len(a) else float("nan"),
+        "final": float(b.mean()) if len(b) else float("nan"),
+        "delta": float((b - a).mean()) if len(a) else float("nan"),
+        "delta_ci_low": lo,
+        "delta_ci_high": hi,
+    }
+
+
+def general_ability_markdown(rows: Sequence[dict]) -> str:
+    """The rows of :func:`pass_at_1_change` / :func:`perplexity_change` as a Markdown table."""
+    lines = [
+        "**General ability: final vs RL's starting checkpoint** (paired bootstrap 95% CIs)",
+        "",
+        "| check | n | start | final | delta | 95% CI of delta |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        f = ".2f" if r["metric"] == "perplexity" else ".1f"
+        unit = "windows" if r["metric"] == "perplexity" else "problems"
+        lines.append(
+            f"| {r['metric']} | {r['n']} {unit} | {r['start']:{f}} | {r['final']:{f}} | {r['delta']:+{f}} | "
+            f"[{r['delta_ci_low']:+{f}}, {r['delta_ci_high']:+{f}}] |"
+        )
+    return "\n".join(lines)
 
 
 def table_markdown(table: pd.DataFrame, title: str) -> str:
@@ -235,7 +306,16 @@ def findings(results: dict, ablation: pd.DataFrame | None = None) -> str:
             line += "."
         lines.append(line)
     ppl = results.get("perplexity") or {}
-    if ppl.get("start") and ppl.get("final"):
+    ability = results.get("general_ability") or []
+    for row in ability:
+        f = ".2f" if row["metric"] == "perplexity" else ".1f"
+        lo, hi = row["delta_ci_low"], row["delta_ci_high"]
+        sure = "the interval excludes 0" if lo > 0 or hi < 0 else "the interval includes 0"
+        lines.append(
+            f"- **General ability** (the paper: kept), {row['metric']}: {row['start']:{f}} → {row['final']:{f}} "
+            f"({row['delta']:+{f}} [{lo:+{f}}, {hi:+{f}}], n = {row['n']}; {sure})."
+        )
+    if not any(r["metric"] == "perplexity" for r in ability) and ppl.get("start") and ppl.get("final"):
         change = ppl["final"] / ppl["start"] - 1
         lines.append(
             f"- **General ability** (the paper: kept): perplexity on generic text {ppl['start']:.2f} → "

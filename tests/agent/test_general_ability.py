@@ -21,3 +21,12 @@ def test_perplexity_is_finite_deterministic_and_moves_when_weights_move():
     with torch.no_grad():
         model.model.embed_tokens.weight.mul_(3.0)
     assert perplexity(model, tok, n_topics=2, window=64)["perplexity"] != first["perplexity"]
+
+
+def test_window_nlls_are_listed_in_order_and_make_up_the_perplexity():
+    model, tok = tiny_model()
+    first = perplexity(model, tok, n_topics=3, window=32, windows_per_topic=2)
+    nll, tokens = first["window_nll"], first["window_tokens"]
+    assert len(nll) == len(tokens) == first["windows"] >= 3 and sum(tokens) == first["tokens"]
+    assert math.isclose(sum(a * n for a, n in zip(nll, tokens)) / sum(tokens), first["nll"], rel_tol=1e-9)
+    assert perplexity(model, tok, n_topics=3, window=32, windows_per_topic=2)["window_nll"] == nll

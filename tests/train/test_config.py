@@ -41,6 +41,16 @@ def test_unknown_keys_and_values_are_named(tmp_path):
         preset_path("nope")
 
 
+def test_humaneval_is_null_or_a_number_of_problems():
+    assert load_config("cpu-smollm2").eval.humaneval is None
+    assert load_config("cpu-smollm2", {"eval.humaneval": 164}).eval.humaneval == 164
+    for bad in (0, 165, "all", True):
+        with pytest.raises(
+            ValueError, match=r"cpu-smollm2.yaml: eval.humaneval: expected null or a number of problems"
+        ):
+            load_config("cpu-smollm2", {"eval.humaneval": bad})
+
+
 def test_accelerate_configs_are_yaml_mappings():
     import yaml
 

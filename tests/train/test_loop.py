@@ -84,7 +84,7 @@ def test_stratified_subset_spreads_over_scenarios():
 def _tiny_config(tmp_path, iterations):
     """The QUICK preset (configs/quick.yaml, as notebook 03 runs it), publishing into tmp_path/pub."""
     overrides = {"rl.iterations": iterations, "publish_dir": str(tmp_path / "pub"), "data.ftrl_test": None}
-    return quick_config(tmp_path, {**overrides, "eval.bootstrap": 50})
+    return quick_config(tmp_path, {**overrides, "eval.bootstrap": 50, "eval.humaneval": 2})
 
 
 @pytest.mark.slow
@@ -109,6 +109,10 @@ def test_tiny_end_to_end_run_resumes_into_more_iterations(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in rows)
     results = json.loads((run_dir / "results.json").read_text())
     assert [r["metric"] for r in results["comparisons"]["test"]] == ["Solve-P", "Solve-R", "Solve-F1"]
+    assert [r["metric"] for r in results["general_ability"]] == ["perplexity", "HumanEval pass@1"]
+    assert results["general_ability"][1]["n"] == 2 and results["stages"]["eval_final"]["humaneval"]["n"] == 2
+    assert len((run_dir / "eval" / "final_humaneval.jsonl").read_text().splitlines()) == 2
+    assert "General ability: final vs RL's starting checkpoint" in (run_dir / "results.md").read_text()
     for name in ("results.md", "metrics.csv", "iterations.csv", "curves.png"):
         assert (tmp_path / "pub" / f"{cfg.run_name}_{name}").exists()
     # an ablation run reuses the starting checkpoint, its evaluation and iteration 1's prefixes
@@ -120,6 +124,9 @@ def test_tiny_end_to_end_run_resumes_into_more_iterations(tmp_path):
         run_dir / "iter_1" / "prefixes.jsonl"
     ).read_text()
     assert third["config"]["rl"]["reward"] == "solve_rate" and "test" in third["comparisons"]
+    assert (tmp_path / "other" / "eval" / "start_humaneval.jsonl").read_text() == (
+        run_dir / "eval" / "start_humaneval.jsonl"
+    ).read_text()
     # the reward-variant ablation table, its Markdown and its figure from the two runs
     from ftrl_lab.train.loop import ablation
 

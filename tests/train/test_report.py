@@ -4,8 +4,20 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from ftrl_lab.train.report import ablation_table, bootstrap_ci, compare, plot_ablation, plot_curves, table_markdown
+from ftrl_lab.train.report import (
+    ablation_table,
+    bootstrap_ci,
+    compare,
+    findings,
+    general_ability_markdown,
+    pass_at_1_change,
+    perplexity_change,
+    plot_ablation,
+    plot_curves,
+    table_markdown,
+)
 
 
 def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
@@ -130,3 +142,39 @@ def test_an_all_zero_ablation_is_a_tie_whatever_the_row_order():
         assert "a tie: every variant moves Solve-F1 by +0.0" in text and "is best" not in text
         assert text.index("solve_f1") < text.index("solve_precision") < text.index("solve_rate")
     assert ablation_verdict(pd.DataFrame(rows[:1])) == ""
+
+
+def _ppl(nll, tokens):
+    return {"window_nll": list(nll), "window_tokens": list(tokens)}
+
+
+def test_perplexity_change_is_paired_over_windows():
+    rng = np.random.default_rng(1)
+    nll = rng.uniform(2.0, 4.0, 32)  # windows differ a lot; the change is small and the same in each
+    tokens = rng.integers(50, 256, 32)
+    same = perplexity_change(_ppl(nll, tokens), _ppl(nll, tokens))
+    assert same["delta"] == 0 and same["delta_ci_low"] == same["delta_ci_high"] == 0 and same["n"] == 32
+    worse = perplexity_change(_ppl(nll, tokens), _ppl(nll + 0.01, tokens), n_boot=500)
+    expected = np.exp((nll * tokens).sum() / tokens.sum())
+    assert np.isclose(worse["start"], expected) and np.isclose(worse["final"], expected * np.exp(0.01))
+    assert 0 < worse["delta_ci_low"] <= worse["delta"] <= worse["delta_ci_high"]  # pairing: excludes 0
+    unpaired = perplexity_change(_ppl(nll, tokens), _ppl(rng.permutation(nll) + 0.01, tokens), n_boot=500)
+    assert unpaired["delta_ci_low"] < 0 < unpaired["delta_ci_high"]  # different windows: no pairing benefit
+    with pytest.raises(ValueError, match="perplexity windows differ"):
+        perplexity_change(_ppl(nll, tokens), _ppl(nll[:-1], tokens[:-1]))
+
+
+def test_pass_at_1_change_pairs_problems_by_task_id():
+    start = [{"task_id": f"t{i}", "passed": i < 4} for i in range(10)]
+    final = [{"task_id": f"t{i}", "passed": i < 6} for i in reversed(range(12))]
+    row = pass_at_1_change(start, final, n_boot=500)
+    assert row["n"] == 10 and row["start"] == 40.0 and row["final"] == 60.0 and row["delta"] == 20.0
+    assert 0 <= row["delta_ci_low"] < 20.0 < row["delta_ci_high"] <= 60.0  # only gains: never below 0
+    same = pass_at_1_change(start, start)
+    assert same["delta"] == 0 and (same["delta_ci_low"], same["delta_ci_high"]) == (0.0, 0.0)
+    md = general_ability_markdown([row, perplexity_change(_ppl([2.0], [10]), _ppl([2.1], [10]))])
+    assert (
+        "| HumanEval pass@1 | 10 problems | 40.0 | 60.0 | +20.0 |" in md and "| perplexity | 1 windows | 7.39 |" in md
+    )
+    text = findings({"general_ability": [row]})
+    assert "HumanEval pass@1: 40.0 → 60.0 (+20.0 [" in text and "n = 10" in text
