@@ -331,7 +331,7 @@ def study_findings(table: pd.DataFrame, plumbing: str | None = None, metric: str
                 best, others = vs_start.iloc[0], vs_start.iloc[1:]
                 tied = [r["a"] for _, r in others.iterrows() if r["ci_high"] >= best["ci_low"]]
                 line += (
-                    f" Between the arms: a tie, {best['a']}'s interval overlaps {', '.join(tied)}'s."
+                    f" Between the arms: a tie, the interval of {best['a']} overlaps that of {' and '.join(tied)}."
                     if tied
                     else f" Between the arms: {best['a']} leads, its interval lies above every other arm's."
                 )
@@ -521,7 +521,11 @@ def study_markdown(summary: dict[str, Any], table: pd.DataFrame) -> str:
                 f"- `{r['run']}`: budget {c['budget_seconds']:.1f} s, spent {c['seconds']:.1f} s, {c['steps']} steps, "
                 f"about {c['examples']} examples ({c['passes']:.2f} passes over {c['pool_examples']}){restarted}."
             )
-    md += ["", f"Wall time of all runs' own stages: {total:.0f} s ({total / 3600:.2f} h)."]
+    md += [
+        "",
+        f"Wall time of all runs: {total:.0f} s ({total / 3600:.2f} h; each run's `elapsed_seconds`, "
+        "in which reused stages cost nothing).",
+    ]
     return "\n".join(md)
 
 
