@@ -66,16 +66,6 @@ def compare(start: pd.DataFrame, final: pd.DataFrame, n_boot: int = 2000, seed: 
     return pd.DataFrame(rows)
 
 
-def eval_episodes(run_dir: str | Path, tag: str, name: str) -> pd.DataFrame:
-    """Per-episode scores (``key``, Solve-P/R/F1 in 0-1, ``echoes``) of a run's evaluation
-    ``<run>/eval/<tag>_<name>`` (tag: base, start, final; name: the eval set); empty if absent."""
-    from ftrl_lab.agent.evaluate import load_transcripts
-
-    rows = load_transcripts(Path(run_dir) / "eval" / f"{tag}_{name}")
-    keys = ("key", *METRICS)
-    return pd.DataFrame([{**{k: r[k] for k in keys}, "echoes": r.get("echoes", 0)} for r in rows])
-
-
 def table_markdown(table: pd.DataFrame, title: str) -> str:
     """A before/after table as Markdown."""
     lines = [
@@ -108,6 +98,16 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
     path = Path(run_dir) / "metrics.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
     return pd.DataFrame(rows)
+
+
+def eval_episodes(run_dir: str | Path, tag: str, name: str) -> pd.DataFrame:
+    """Per-episode scores (``key``, Solve-P/R/F1 in 0-1, ``echoes``) of a run's evaluation
+    ``<run>/eval/<tag>_<name>`` (tag: base, start, final; name: the eval set); empty if absent."""
+    from ftrl_lab.agent.evaluate import load_transcripts
+
+    rows = load_transcripts(Path(run_dir) / "eval" / f"{tag}_{name}")
+    keys = ("key", *METRICS)
+    return pd.DataFrame([{**{k: r[k] for k in keys}, "echoes": r.get("echoes", 0)} for r in rows])
 
 
 def plot_curves(
