@@ -1,7 +1,7 @@
 """Training configuration: typed sections, loaded from preset files in ``configs/``.
 
 A preset is a YAML (or JSON) file with top-level keys ``name``, ``model``, ``device`` ...
-and the sections ``data``, ``sft``, ``rl`` and ``eval`` (see :class:`TrainConfig`). Unknown
+and the sections ``data``, ``sft``, ``rl``, ``eval`` and ``study`` (see :class:`TrainConfig`). Unknown
 keys are errors naming the file and the key, so a typo never silently falls back to a
 default. ``configs/<name>.yaml`` is found by name::
 
@@ -23,7 +23,8 @@ from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS
 from ftrl_lab.core.parsing import RULE_SETS
 from ftrl_lab.core.reward import VARIANTS
 
-ALGORITHMS = ("grpo", "reinforce_pp", "rloo")
+ALGORITHMS = ("grpo", "reinforce_pp", "rloo", "continued_sft")
+"""RL algorithms, and ``continued_sft``: the equal-wall-time SFT control (:mod:`ftrl_lab.train.control`)."""
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -90,6 +91,10 @@ class RLSection:
     warmup_steps: int = 0
     save_steps: int = 4
     trl: dict = field(default_factory=dict)  # extra GRPOConfig / RLOOConfig fields, passed as is
+    # continued_sft only (the control): its wall-time budget, given directly or read from a finished
+    # run folder (the sum of its iterations' collect_seconds + train_seconds). Set exactly one.
+    budget_seconds: float | None = None
+    budget_from: str | None = None
 
 
 @dataclass
@@ -105,6 +110,14 @@ class EvalSection:
     perplexity_topics: int = 16
     humaneval: int | None = None  # HumanEval problems (first N by task id, 164 = all); null: skip
     bootstrap: int = 2000
+
+
+@dataclass
+class StudySection:
+    """The seeds and arms of ``python -m ftrl_lab.train study`` (:mod:`ftrl_lab.train.study`)."""
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    arms: list[str] = field(default_factory=lambda: ["grpo", "reinforce_pp", "continued_sft"])
 
 
 @dataclass
@@ -126,10 +139,13 @@ class TrainConfig:
     sft: SFTSection = field(default_factory=SFTSection)
     rl: RLSection = field(default_factory=RLSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    study: StudySection = field(default_factory=StudySection)
 
     def __post_init__(self) -> None:
         if self.rl.algorithm not in ALGORITHMS:
             raise ValueError(f"rl.algorithm: unknown '{self.rl.algorithm}' (choose from {ALGORITHMS})")
+        self._check_budget()
+        self._check_study()
         if self.rl.reward not in VARIANTS:
             raise ValueError(f"rl.reward: unknown '{self.rl.reward}' (choose from {VARIANTS})")
         if self.rl.reward_rules not in RULE_SETS:
@@ -149,6 +165,43 @@ class TrainConfig:
             )
         if self.rl.lora is not None:
             lora_kwargs(self.rl.lora)  # spelling of a restricted LoRA, checked before any training
+
+    def _check_budget(self) -> None:
+        rl = self.rl
+        if rl.budget_seconds is not None:
+            try:
+                rl.budget_seconds = float(rl.budget_seconds)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"rl.budget_seconds: expected a number of seconds, got {rl.budget_seconds!r}"
+                ) from None
+            if rl.budget_seconds <= 0:
+                raise ValueError(f"rl.budget_seconds: must be > 0, got {rl.budget_seconds}")
+        if rl.algorithm != "continued_sft":
+            return
+        if rl.budget_seconds is None and not rl.budget_from:
+            raise ValueError(
+                "rl.budget_seconds / rl.budget_from: continued_sft needs its wall-time budget (set "
+                "rl.budget_seconds, or rl.budget_from to a finished RL run folder)"
+            )
+        if rl.budget_seconds is not None and rl.budget_from:
+            raise ValueError("rl.budget_seconds and rl.budget_from are both set: set only one")
+
+    def _check_study(self) -> None:
+        st = self.study
+        if not isinstance(st.seeds, list) or not st.seeds or not all(isinstance(s, int) for s in st.seeds):
+            raise ValueError(f"study.seeds: expected a non-empty list of integers, got {st.seeds!r}")
+        if len(set(st.seeds)) != len(st.seeds):
+            raise ValueError(f"study.seeds: repeated seed in {st.seeds}")
+        if not isinstance(st.arms, list) or not st.arms:
+            raise ValueError(f"study.arms: expected a non-empty list of algorithms, got {st.arms!r}")
+        bad = [a for a in st.arms if a not in ALGORITHMS]
+        if bad:
+            raise ValueError(f"study.arms: unknown {bad} (choose from {ALGORITHMS})")
+        if len(set(st.arms)) != len(st.arms):
+            raise ValueError(f"study.arms: repeated arm in {st.arms}")
+        if "continued_sft" in st.arms and "grpo" not in st.arms:
+            raise ValueError("study.arms: continued_sft takes its budget from the same seed's grpo run; add grpo")
 
     @property
     def run_name(self) -> str:
@@ -211,7 +264,7 @@ def lora_kwargs(lora: dict, n_layers: int | None = None) -> dict[str, Any]:
     return out
 
 
-SECTIONS = {"data": DataSection, "sft": SFTSection, "rl": RLSection, "eval": EvalSection}
+SECTIONS = {"data": DataSection, "sft": SFTSection, "rl": RLSection, "eval": EvalSection, "study": StudySection}
 
 
 def preset_path(name_or_path: str | os.PathLike) -> Path:

@@ -6,6 +6,7 @@ before/after evaluation.
     python -m ftrl_lab.train --preset cpu-smollm2 --reward solve_precision --algorithm reinforce_pp
     python -m ftrl_lab.train --preset gpu-qwen2.5-7b-lora --set model=/models/Qwen2.5-7B-Instruct
     python -m ftrl_lab.train ablation runs/train/a runs/train/b runs/train/c
+    python -m ftrl_lab.train study --preset study-smollm2 --seeds 0,1,2   # ftrl_lab.train.study
 
 Stages (each resumable: a rerun skips finished stages and resumes RL from its last checkpoint):
 
@@ -17,7 +18,9 @@ Stages (each resumable: a rerun skips finished stages and resumes RL from its la
 4. ``iter_k`` for k = 1..K: roll the current policy out on fresh train environments
    (:func:`ftrl_lab.agent.trajectories.collect`), build the prefix dataset
    (:mod:`ftrl_lab.train.data`), one epoch of GRPO / REINFORCE++-baseline / RLOO through TRL
-   with Engine generation (:mod:`ftrl_lab.train.trainers`) -> ``<run>/iter_k/model``;
+   with Engine generation (:mod:`ftrl_lab.train.trainers`) -> ``<run>/iter_k/model``; with
+   ``rl.algorithm: continued_sft`` one ``control`` stage instead: continued SFT for the RL run's
+   wall time (:mod:`ftrl_lab.train.control`) -> ``<run>/control/model``;
 5. ``eval_final`` and the report: ``results.json`` / ``results.md`` (paired bootstrap CIs),
    ``metrics.jsonl`` / ``metrics.csv``, ``iterations.csv`` and the curves figure; copied to
    ``publish_dir`` (small files only).
@@ -43,6 +46,7 @@ import pandas as pd
 from ftrl_lab.core.records import EnvRecord, append_jsonl, default_test_set, load_records, stratified_subset
 from ftrl_lab.core.reward import make_reward_func
 from ftrl_lab.train.config import TrainConfig, load_config, lora_kwargs, parse_value
+from ftrl_lab.train.report import eval_episodes
 from ftrl_lab.train.run_state import RunState
 
 log = logging.getLogger("ftrl_lab.train")
@@ -179,14 +183,6 @@ def evaluate_all(
         out["humaneval"] = {k: v for k, v in he.items() if k != "rows"}
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
-
-
-def eval_episodes(run_dir: Path, tag: str, name: str) -> pd.DataFrame:
-    from ftrl_lab.agent.evaluate import load_transcripts
-
-    rows = load_transcripts(run_dir / "eval" / f"{tag}_{name}")
-    keys = ("key", "solve_precision", "solve_rate", "solve_f1")
-    return pd.DataFrame([{**{k: r[k] for k in keys}, "echoes": r.get("echoes", 0)} for r in rows])
 
 
 # --- reward with training statistics -----------------------------------------------------------
@@ -532,7 +528,8 @@ def run(
             and src_cfg["seed"] == cfg.seed
             and src_cfg["eval"]["batch_size"] == cfg.eval.batch_size
         )
-        if same_collection and src_state.done("iter_1") and not (run_dir / "iter_1").exists():
+        rl_run = cfg.rl.algorithm != "continued_sft"  # the control collects nothing
+        if rl_run and same_collection and src_state.done("iter_1") and not (run_dir / "iter_1").exists():
             # Iteration 1 collects with the same starting policy, environments and seed: same prefixes.
             from ftrl_lab.agent.trajectories import sidecar_path
 
@@ -557,8 +554,16 @@ def run(
         finish("eval_start", evaluate_all(model, tokenizer, envs, run_dir, "start", cfg))
     state = sync()
 
-    # 4. iterations
-    for k in range(1, cfg.rl.iterations + 1):
+    # 4. iterations, or the continued-SFT control in their place (ftrl_lab.train.control)
+    control = cfg.rl.algorithm == "continued_sft"
+    if control and not state.done("control") and main:
+        from ftrl_lab.train.control import CONTROL_DIR, continued_sft
+
+        value = continued_sft(model, tokenizer, envs["train"], run_dir, cfg, use_cpu=on_cpu(cfg), bf16=use_bf16(cfg))
+        save_model(model, tokenizer, run_dir / CONTROL_DIR / "model")
+        finish("control", {**value, "model": str(run_dir / CONTROL_DIR / "model")})
+    state = sync()
+    for k in range(1, (0 if control else cfg.rl.iterations) + 1):
         if state.done(f"iter_{k}"):
             continue
         if k > 1:  # resumed: continue from the last finished iteration's policy
@@ -572,7 +577,7 @@ def run(
         previous = run_dir / f"iter_{k - 1}" / "model"
         if main and k > 1 and previous.exists():
             shutil.rmtree(previous)  # only the latest policy is kept
-    last = run_dir / f"iter_{cfg.rl.iterations}" / "model"
+    last = Path(state.get("control")["model"]) if control else run_dir / f"iter_{cfg.rl.iterations}" / "model"
     del model
     gc.collect()
     model, tokenizer = load_policy_model(str(last), cfg)
@@ -632,13 +637,22 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
             f"# Training run `{run_dir.name}`",
             "",
             f"Preset `{cfg.name}`, model `{cfg.model}`, reward `{cfg.rl.reward}`, "
-            f"algorithm `{cfg.rl.algorithm}`, {cfg.rl.iterations} iteration(s). "
-            f"Training reward: rules `{cfg.rl.reward_rules}`, echo guard {'on' if cfg.rl.echo_guard else 'off'}; "
+            f"algorithm `{cfg.rl.algorithm}`, "
+            + (
+                "continued SFT in place of RL (the control: the training reward below is unused). "
+                if state.done("control")
+                else f"{cfg.rl.iterations} iteration(s). "
+            )
+            + f"Training reward: rules `{cfg.rl.reward_rules}`, echo guard {'on' if cfg.rl.echo_guard else 'off'}; "
             "evaluations: rules `official`, echo guard off (FTRL's evaluation_self.py). "
             "Points = x100; CIs: paired bootstrap over environments.",
             "",
         ],
     )
+    if state.done("control"):
+        from ftrl_lab.train.control import control_markdown
+
+        md += [control_markdown(state.get("control")), ""]
     for name in ("test", "ftrl"):
         title = "Generated test split" if name == "test" else "FTRL test set"
         where = cfg.data.test if name == "test" else "shared"
@@ -735,10 +749,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         a = p.parse_args(argv[1:])
         print(ablation(a.runs, a.out).to_string())
         return 0
+    if argv and argv[0] == "study":
+        from ftrl_lab.train.study import main as study_main
+
+        return study_main(argv[1:], runner=run)
     p = argparse.ArgumentParser(prog="python -m ftrl_lab.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="cpu-smollm2", help="configs/<name>.yaml or a preset file")
     p.add_argument("--reward", default=None, help="rl.reward: solve_f1, solve_precision, solve_rate, solve_pr")
-    p.add_argument("--algorithm", default=None, help="rl.algorithm: grpo, reinforce_pp, rloo")
+    p.add_argument("--algorithm", default=None, help="rl.algorithm: grpo, reinforce_pp, rloo, continued_sft")
     p.add_argument("--iterations", type=int, default=None, help="rl.iterations")
     p.add_argument(
         "--set",

@@ -171,6 +171,16 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def eval_episodes(run_dir: str | Path, tag: str, name: str) -> pd.DataFrame:
+    """Per-episode scores (``key``, Solve-P/R/F1 in 0-1, ``echoes``) of a run's evaluation
+    ``<run>/eval/<tag>_<name>`` (tag: base, start, final; name: the eval set); empty if absent."""
+    from ftrl_lab.agent.evaluate import load_transcripts
+
+    rows = load_transcripts(Path(run_dir) / "eval" / f"{tag}_{name}")
+    keys = ("key", *METRICS)
+    return pd.DataFrame([{**{k: r[k] for k in keys}, "echoes": r.get("echoes", 0)} for r in rows])
+
+
 def plot_curves(
     metrics: pd.DataFrame,
     iterations: pd.DataFrame | None = None,

@@ -32,12 +32,15 @@ class RunState:
 
 
 def final_policy(run_dir: str | Path) -> Path | None:
-    """The trained policy of a finished run (``iter_K/model`` of its last iteration), or None
-    while the run has not finished its final evaluation."""
+    """The trained policy of a finished run (``iter_K/model`` of its last iteration, ``control/model``
+    for the continued-SFT control), or None while the run has not finished its final evaluation."""
     run_dir = Path(run_dir)
     state = RunState(run_dir)
     if not state.done("eval_final"):
         return None
+    if state.done("control"):
+        model = run_dir / "control" / "model"
+        return model if model.exists() else None
     last = max((int(k[5:]) for k in state.data if k.startswith("iter_") and k[5:].isdigit()), default=0)
     model = run_dir / f"iter_{last}" / "model"
     return model if last and model.exists() else None
