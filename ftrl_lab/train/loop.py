@@ -160,6 +160,7 @@ def evaluate_all(
 ) -> dict[str, Any]:
     """Test split + FTRL subset + perplexity (+ HumanEval when ``eval.humaneval``) of one checkpoint."""
     from ftrl_lab.agent.general_ability import perplexity
+    from ftrl_lab.train.sft import plan_fit
 
     t0 = time.perf_counter()
     out: dict[str, Any] = {}
@@ -167,6 +168,9 @@ def evaluate_all(
         if name in envs:
             episodes = evaluate_model(model, tokenizer, envs[name], run_dir / "eval" / f"{tag}_{name}", cfg, tag)
             out[name] = {m: float(episodes[m].mean()) for m in ("solve_precision", "solve_rate", "solve_f1")}
+            fit = plan_fit(envs[name], episodes.to_dict(orient="records"))
+            if fit is not None:  # generated splits: calls/turns against the gold plans
+                out[name]["plan_fit"] = fit
     out["perplexity"] = perplexity(model, tokenizer, n_topics=cfg.eval.perplexity_topics)
     if cfg.eval.humaneval:  # per-problem rows in eval/<tag>_humaneval.jsonl (resumable), summary here
         from ftrl_lab.agent.humaneval import humaneval
@@ -629,7 +633,14 @@ def warm_start(cfg: TrainConfig, train: Sequence[EnvRecord], run_dir: Path) -> d
 def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, Any]:
     """results.json / results.md / metrics.csv / iterations.csv / curves figure (+ publish copies)."""
     from ftrl_lab.agent.evaluate import machine_info
-    from ftrl_lab.train.report import compare, general_ability_markdown, load_metrics, plot_curves, table_markdown
+    from ftrl_lab.train.report import (
+        compare,
+        general_ability_markdown,
+        load_metrics,
+        plan_fit_markdown,
+        plot_curves,
+        table_markdown,
+    )
 
     comparisons, md = (
         {},
@@ -663,6 +674,10 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
                 table = compare(start, final, cfg.eval.bootstrap, cfg.seed)
                 comparisons[name if before == "start" else f"{name}_vs_base"] = table.to_dict(orient="records")
                 md += [table_markdown(table, f"{title} ({where}): final vs {label}"), ""]
+        fits = {t: (state.get(f"eval_{t}") or {}).get(name, {}).get("plan_fit") for t in ("base", "start", "final")}
+        fits = {t: f for t, f in fits.items() if f}
+        if fits:
+            md += [plan_fit_markdown(fits, title), ""]
         if len(final):
             md += [
                 f"Echo-check fires in the final evaluation on the {title}: {int(final['echoes'].sum())} call(s).",

@@ -137,6 +137,24 @@ def general_ability_markdown(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def plan_fit_markdown(fits: dict[str, dict], title: str) -> str:
+    """Calls and turns per episode of each evaluated checkpoint (``{tag: sft.plan_fit(...)}``)
+    against the gold plans of the same environments."""
+    lines = [
+        f"**{title}: calls and turns per episode against the gold plans** (healthy: both ratios within "
+        f"{next(iter(fits.values()))['tolerance']:.0%} of 1)",
+        "",
+        "| checkpoint | episodes | calls | gold calls | calls ratio | turns | gold turns | turns ratio | healthy |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for tag, f in fits.items():
+        lines.append(
+            f"| {tag} | {f['episodes']} | {f['calls']:.2f} | {f['gold_calls']:.2f} | {f['calls_ratio']:.2f} | "
+            f"{f['turns']:.2f} | {f['gold_turns']:.2f} | {f['turns_ratio']:.2f} | {'yes' if f['healthy'] else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
 def table_markdown(table: pd.DataFrame, title: str) -> str:
     """A before/after table as Markdown."""
     lines = [

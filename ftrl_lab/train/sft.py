@@ -62,6 +62,40 @@ def plan_turns(plan: Sequence[dict]) -> list[list[dict]]:
     return turns
 
 
+def plan_fit(records: Sequence[EnvRecord], episodes: Sequence[dict], tolerance: float = 0.25) -> dict[str, Any] | None:
+    """Calls and turns per episode of a model against the gold plans of the same environments.
+
+    ``episodes``: evaluation rows (``key``, ``calls``, ``turns``; turns count the final answer,
+    as a gold plan's turns + 1 do). Only records with a gold plan (made by envgen) count; None
+    when there are none. ``healthy``: both ratios within ``tolerance`` of 1 (a warm start that
+    neither loops nor stops early).
+    """
+    from ftrl_lab.agent.rollout import episode_key
+
+    by_key = {row["key"]: row for row in episodes}
+    pairs = []
+    for r in records:
+        row = by_key.get(episode_key(r))
+        if row is None or not r.extra.get("env_meta"):
+            continue
+        turns = plan_turns(gold_plan(r))
+        pairs.append((row["calls"], row["turns"], sum(len(t) for t in turns), len(turns) + 1))
+    if not pairs:
+        return None
+    calls, turns, gold_calls, gold_turns = (sum(p[i] for p in pairs) / len(pairs) for i in range(4))
+    ratios = {"calls_ratio": calls / gold_calls, "turns_ratio": turns / gold_turns}
+    return {
+        "episodes": len(pairs),
+        "calls": calls,
+        "turns": turns,
+        "gold_calls": gold_calls,
+        "gold_turns": gold_turns,
+        **ratios,
+        "tolerance": tolerance,
+        "healthy": all(abs(r - 1) <= tolerance for r in ratios.values()),
+    }
+
+
 def _tool_call(call: dict, turn: int, index: int) -> dict:
     return {
         "id": f"call_gold_{turn}_{index}",

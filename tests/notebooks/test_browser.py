@@ -271,13 +271,21 @@ def test_an_executed_copy_renders_its_saved_widgets(lab):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.set_default_timeout(TIMEOUT_MS)
-            page.goto(f"{url}/lab/tree/executed/{NB.name}?token={token}")
+            # A workspace of its own, reset: JupyterLab would otherwise restore the first test's
+            # layout (notebooks/02 open too) and two notebook panels would be counted.
+            page.goto(f"{url}/lab/workspaces/executed-copy/tree/executed/{NB.name}?reset&token={token}")
             n_cells = len(json.loads((executed / NB.name).read_text())["cells"])
-            cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
-            wait_until(lambda: cells.count() == n_cells, 120, f"the executed notebook's {n_cells} cells", page)
-            rendered = page.locator(".jp-NotebookPanel .widget-slider, .jp-NotebookPanel .widget-dropdown")
+            panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+            cells = panel.locator(".jp-Notebook .jp-Cell")
+            wait_until(
+                lambda: cells.count() == n_cells,
+                TIMEOUT_MS / 1000,
+                f"the executed notebook's {n_cells} cells",
+                page,
+            )
+            rendered = panel.locator(".widget-slider, .widget-dropdown")
             wait_until(lambda: rendered.count() > 0, 120, "the saved widgets to render", page)
-            outputs = page.locator(".jp-NotebookPanel .jp-OutputArea-output").all_text_contents()
+            outputs = panel.locator(".jp-OutputArea-output").all_text_contents()
             as_text = [t.strip()[:120] for t in outputs if WIDGET_AS_TEXT.search(t)]
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "executed_copy.png"), full_page=True)

@@ -54,3 +54,27 @@ def test_tiny_sft_run_lowers_the_loss(tmp_path):
     out = run_sft(model, tok, ds, str(tmp_path), learning_rate=3e-3, epochs=3, gradient_accumulation_steps=1)
     losses = [r["loss"] for r in out["log_history"] if "loss" in r]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+
+
+def test_plan_fit_compares_calls_and_turns_with_the_gold_plans():
+    from ftrl_lab.agent.rollout import episode_key
+    from ftrl_lab.train.sft import plan_fit
+
+    records = list(envgen_records())
+    gold = [plan_turns(gold_plan(r)) for r in records]
+    gold_calls = sum(sum(len(t) for t in turns) for turns in gold) / len(records)
+    gold_turns = sum(len(turns) + 1 for turns in gold) / len(records)
+    as_gold = [
+        {"key": episode_key(r), "calls": sum(len(t) for t in turns), "turns": len(turns) + 1}
+        for r, turns in zip(records, gold)
+    ]
+    fit = plan_fit(records, as_gold)
+    assert fit["episodes"] == len(records) and fit["healthy"]
+    assert fit["calls_ratio"] == pytest.approx(1.0) and fit["gold_turns"] == pytest.approx(gold_turns)
+    looping = [{**row, "calls": row["calls"] * 3, "turns": row["turns"] * 2} for row in as_gold]
+    fit = plan_fit(records, looping)
+    assert not fit["healthy"] and fit["calls"] == pytest.approx(3 * gold_calls)
+    assert fit["turns_ratio"] == pytest.approx(2.0)
+    # Records without a gold plan (FTRL's own) and episodes of other environments do not count.
+    assert plan_fit([small_record()], as_gold) is None
+    assert plan_fit(records[:1], as_gold)["episodes"] == 1
