@@ -25,6 +25,8 @@ from ftrl_lab.core.reward import VARIANTS
 
 ALGORITHMS = ("grpo", "reinforce_pp", "rloo", "continued_sft")
 """RL algorithms, and ``continued_sft``: the equal-wall-time SFT control (:mod:`ftrl_lab.train.control`)."""
+SELECT = ("validation", "last")
+"""How the final checkpoint is chosen (``eval.select``; "validation" needs ``data.validation``, else the last)."""
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -42,6 +44,17 @@ class DataSection:
     train_seed: int = 1001
     test_seed: int = 2002
     ftrl_test: str | None = "default"  # path, "default" (../shared FTRL test set) or null
+    # complexity scaling as a curriculum, validation and held-out splits (ftrl_lab.train.splits)
+    curriculum: list[str] = field(default_factory=list)  # e.g. ["0", "1", "2"]; empty: data.complexity only
+    validation: str | None = None  # generated validation split (checkpoint selection); null: none
+    validation_n: int = 24
+    validation_seed: int = 3003
+    validation_complexity: str | None = None  # default: the curriculum's range of levels
+    heldout: str | None = None  # held-out test split from another world; null: none
+    heldout_n: int = 48
+    heldout_seed: int = 4004
+    heldout_world_seed: int = 5005
+    heldout_complexity: str = "3"
 
 
 @dataclass
@@ -109,6 +122,7 @@ class EvalSection:
     base: bool = True  # with a warm start, also evaluate the model before any training
     perplexity_topics: int = 16
     humaneval: int | None = None  # HumanEval problems (first N by task id, 164 = all); null: skip
+    select: str = "validation"  # final checkpoint: best iteration on data.validation ("validation") or the last
     bootstrap: int = 2000
 
 
@@ -163,6 +177,7 @@ class TrainConfig:
             raise ValueError(
                 f"eval.humaneval: expected null or a number of problems from 1 to {HUMANEVAL_PROBLEMS}, got {he!r}"
             )
+        self._check_data()
         if self.rl.lora is not None:
             lora_kwargs(self.rl.lora)  # spelling of a restricted LoRA, checked before any training
 
@@ -186,6 +201,28 @@ class TrainConfig:
             )
         if rl.budget_seconds is not None and rl.budget_from:
             raise ValueError("rl.budget_seconds and rl.budget_from are both set: set only one")
+
+    def _check_data(self) -> None:
+        from ftrl_lab.envgen.backend import parse_complexity
+
+        d = self.data
+        if not isinstance(d.curriculum, list) or not all(isinstance(c, (str, int)) for c in d.curriculum):
+            raise ValueError(
+                f"data.curriculum: expected a list of complexity levels like ['0', '1'], got {d.curriculum!r}"
+            )
+        d.curriculum = [str(c) for c in d.curriculum]
+        bad = [c for c in d.curriculum if not (c.isdigit() and len(c) == 1)]
+        if bad:
+            raise ValueError(f"data.curriculum: {bad} are not single levels 0-3 (one train pool per level)")
+        for key in ("complexity", "validation_complexity", "heldout_complexity"):
+            value = getattr(d, key)
+            if value is not None:
+                try:
+                    parse_complexity(str(value))
+                except ValueError as e:
+                    raise ValueError(f"data.{key}: {e}") from None
+        if self.eval.select not in SELECT:
+            raise ValueError(f"eval.select: unknown '{self.eval.select}' (choose from {SELECT})")
 
     def _check_study(self) -> None:
         st = self.study

@@ -43,54 +43,16 @@ from typing import Any
 
 import pandas as pd
 
-from ftrl_lab.core.records import EnvRecord, append_jsonl, default_test_set, load_records, stratified_subset
+from ftrl_lab.core.records import EnvRecord, append_jsonl, load_records
 from ftrl_lab.core.reward import make_reward_func
 from ftrl_lab.train.config import TrainConfig, load_config, lora_kwargs, parse_value
 from ftrl_lab.train.report import eval_episodes
 from ftrl_lab.train.run_state import RunState
+from ftrl_lab.train.selection import models_to_keep, prune_models, select
+from ftrl_lab.train.splits import iteration_envs, iteration_level, load_environments, sft_envs
 
 log = logging.getLogger("ftrl_lab.train")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-
-
-# --- environments ----------------------------------------------------------------------------
-def ensure_split(path: str, n: int, seed: int, split: str, cfg: TrainConfig, exclude: Sequence[str] = ()) -> Path:
-    """The split's JSONL, generated (or completed) with envgen when ``data.generate``."""
-    p = Path(path)
-    if cfg.data.generate:
-        from ftrl_lab.envgen.pipeline import PipelineConfig, generate_split
-
-        have = sum(1 for line in p.open() if line.strip()) if p.exists() else 0
-        if have < n:
-            config = PipelineConfig(
-                n=n,
-                split=split,
-                seed=seed,
-                complexity=cfg.data.complexity,
-                scenarios=tuple(s for s in cfg.data.scenarios.split(",") if s),
-                exclude=tuple(str(e) for e in exclude if Path(e).exists()),
-            )
-            generate_split(config, p, progress=True)
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: split missing (set data.generate: true to generate it)")
-    return p
-
-
-def load_environments(cfg: TrainConfig) -> dict[str, list[EnvRecord]]:
-    """Train, test and (optionally) FTRL test records of a config."""
-    d = cfg.data
-    train = ensure_split(d.train, d.train_n, d.train_seed, "train", cfg)
-    test = ensure_split(d.test, d.test_n, d.test_seed, "test", cfg, exclude=[d.train])
-    envs = {"train": list(load_records(train)), "test": list(load_records(test))}
-    if cfg.eval.test_limit:
-        envs["test"] = envs["test"][: cfg.eval.test_limit]
-    if d.ftrl_test:
-        path = default_test_set() if d.ftrl_test == "default" else Path(d.ftrl_test)
-        if path.exists():
-            envs["ftrl"] = stratified_subset(list(load_records(path)), cfg.eval.ftrl_limit, cfg.seed)
-        else:
-            log.warning("FTRL test set %s not found: skipping that evaluation", path)
-    return envs
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -155,6 +117,10 @@ def evaluate_model(
     return result.episodes
 
 
+EVAL_SPLITS = ("test", "heldout", "ftrl")
+"""The test sets a checkpoint is evaluated on (those the config has); validation is separate."""
+
+
 def evaluate_all(
     model, tokenizer, envs: dict[str, list[EnvRecord]], run_dir: Path, tag: str, cfg: TrainConfig
 ) -> dict[str, Any]:
@@ -164,7 +130,7 @@ def evaluate_all(
 
     t0 = time.perf_counter()
     out: dict[str, Any] = {}
-    for name in ("test", "ftrl"):
+    for name in EVAL_SPLITS:
         if name in envs:
             episodes = evaluate_model(model, tokenizer, envs[name], run_dir / "eval" / f"{tag}_{name}", cfg, tag)
             out[name] = {m: float(episodes[m].mean()) for m in ("solve_precision", "solve_rate", "solve_f1")}
@@ -185,6 +151,21 @@ def evaluate_all(
             rows_path=rows_path,
         )
         out["humaneval"] = {k: v for k, v in he.items() if k != "rows"}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def validate(model, tokenizer, envs: dict, run_dir: Path, tag: str, cfg: TrainConfig) -> dict[str, Any]:
+    """One checkpoint on the validation split (``val_<tag>`` stages; checkpoint selection)."""
+    from ftrl_lab.train.sft import plan_fit
+
+    t0 = time.perf_counter()
+    episodes = evaluate_model(model, tokenizer, envs["validation"], run_dir / "eval" / f"{tag}_validation", cfg, tag)
+    out: dict[str, Any] = {m: float(episodes[m].mean()) for m in ("solve_precision", "solve_rate", "solve_f1")}
+    out["n"] = len(episodes)
+    fit = plan_fit(envs["validation"], episodes.to_dict(orient="records"))
+    if fit is not None:
+        out["plan_fit"] = fit
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -350,15 +331,6 @@ class MetricsLogger:
         self.path, self.hook, self.callback = path, on_log_hook, _Callback()
 
 
-def iteration_envs(train: Sequence[EnvRecord], cfg: TrainConfig, iteration: int) -> list[EnvRecord]:
-    """Fresh train environments for an iteration (those after the SFT ones, cycling)."""
-    start = cfg.sft.n_envs if cfg.sft.enabled else 0
-    pool = list(train[start:]) or list(train)
-    n = cfg.rl.envs_per_iteration
-    offset = ((iteration - 1) * n) % len(pool)
-    return [pool[(offset + i) % len(pool)] for i in range(min(n, len(pool)))]
-
-
 def collect_prefixes(model, tokenizer, records: Sequence[EnvRecord], out_path: Path, cfg: TrainConfig):
     """Roll the current policy out (sampling) and write the prefix records (resumable)."""
     from ftrl_lab.agent.policies import make_policy
@@ -405,9 +377,7 @@ def rl_iteration(
     it_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if dist.is_main_process:
-        collect_prefixes(
-            model, tokenizer, iteration_envs(envs["train"], cfg, iteration), it_dir / "prefixes.jsonl", cfg
-        )
+        collect_prefixes(model, tokenizer, iteration_envs(envs, cfg, iteration), it_dir / "prefixes.jsonl", cfg)
     dist.wait_for_everyone()
     t_collect = time.perf_counter() - t0
     episodes, _ = read_jsonl_lines(sidecar_path(it_dir / "prefixes.jsonl"))
@@ -438,6 +408,7 @@ def rl_iteration(
     dist.wait_for_everyone()
     summary = {
         "iteration": iteration,
+        "level": iteration_level(cfg, iteration),
         "environments": len(episodes),
         "solve_precision": mean(e["solve_precision"] for e in episodes) if episodes else None,
         "solve_rate": mean(e["solve_rate"] for e in episodes) if episodes else None,
@@ -542,7 +513,7 @@ def run(
             for f in (src_prefixes, sidecar_path(src_prefixes)):
                 shutil.copy(f, run_dir / "iter_1" / f.name)
     elif cfg.sft.enabled and not state.done("sft") and main:
-        finish("sft", warm_start(cfg, envs["train"], run_dir))
+        finish("sft", warm_start(cfg, sft_envs(envs, cfg), run_dir))
     state = sync()
     if cfg.sft.enabled and cfg.eval.base and not state.done("eval_base") and main:
         # The model before any training: the warm start's own effect is then visible too.
@@ -567,21 +538,35 @@ def run(
         save_model(model, tokenizer, run_dir / CONTROL_DIR / "model")
         finish("control", {**value, "model": str(run_dir / CONTROL_DIR / "model")})
     state = sync()
+    if "validation" in envs and not control and not state.done("val_start") and main:
+        finish("val_start", validate(model, tokenizer, envs, run_dir, "start", cfg))
+    state = sync()
     for k in range(1, (0 if control else cfg.rl.iterations) + 1):
-        if state.done(f"iter_{k}"):
-            continue
-        if k > 1:  # resumed: continue from the last finished iteration's policy
-            del model
-            gc.collect()
-            model, tokenizer = load_policy_model(str(run_dir / f"iter_{k - 1}" / "model"), cfg)
-        offset = sum((state.get(f"iter_{j}") or {}).get("steps", 0) for j in range(1, k))
-        value = rl_iteration(model, tokenizer, envs, run_dir, cfg, k, offset, on_log, reference=start_dir)
-        finish(f"iter_{k}", value)
+        trained = False
+        if not state.done(f"iter_{k}"):
+            if k > 1:  # resumed: continue from the last finished iteration's policy
+                del model
+                gc.collect()
+                model, tokenizer = load_policy_model(str(run_dir / f"iter_{k - 1}" / "model"), cfg)
+            offset = sum((state.get(f"iter_{j}") or {}).get("steps", 0) for j in range(1, k))
+            value = rl_iteration(model, tokenizer, envs, run_dir, cfg, k, offset, on_log, reference=start_dir)
+            finish(f"iter_{k}", value)
+            state, trained = sync(), True
+        if "validation" in envs and not state.done(f"val_{k}") and main:
+            if trained:
+                finish(f"val_{k}", validate(model, tokenizer, envs, run_dir, f"iter{k}", cfg))
+            else:  # resumed between the iteration and its validation
+                vmodel, vtok = load_policy_model(str(run_dir / f"iter_{k}" / "model"), cfg)
+                finish(f"val_{k}", validate(vmodel, vtok, envs, run_dir, f"iter{k}", cfg))
+                del vmodel
         state = sync()
-        previous = run_dir / f"iter_{k - 1}" / "model"
-        if main and k > 1 and previous.exists():
-            shutil.rmtree(previous)  # only the latest policy is kept
-    last = Path(state.get("control")["model"]) if control else run_dir / f"iter_{cfg.rl.iterations}" / "model"
+        if main:  # the latest policy and, when selecting on validation, the best so far
+            prune_models(run_dir, models_to_keep(cfg, state, k), k)
+    stale = (state.get("selection") or {}).get("iterations") != cfg.rl.iterations  # resumed into more iterations
+    if not control and stale and main:
+        finish("selection", select(cfg, state, run_dir))
+    state = sync()
+    last = Path(state.get("control")["model"]) if control else Path(state.get("selection")["model"])
     del model
     gc.collect()
     model, tokenizer = load_policy_model(str(last), cfg)
@@ -593,13 +578,12 @@ def run(
     return write_report(cfg, run_dir, state) if main else {}
 
 
-def warm_start(cfg: TrainConfig, train: Sequence[EnvRecord], run_dir: Path) -> dict[str, Any]:
-    """SFT on gold trajectories -> ``<run>/start_model``."""
-    from ftrl_lab.train.sft import build_sft_dataset, gold_trajectories, run_sft
+def warm_start(cfg: TrainConfig, records: Sequence[EnvRecord], run_dir: Path) -> dict[str, Any]:
+    """SFT on the gold trajectories of ``records`` -> ``<run>/start_model``."""
+    from ftrl_lab.train.sft import build_sft_dataset, complexity_level, gold_trajectories, run_sft
 
     t0 = time.perf_counter()
     model, tokenizer = load_policy_model(cfg.model, cfg)
-    records = list(train[: cfg.sft.n_envs])
     dataset, dropped = build_sft_dataset(gold_trajectories(records), tokenizer, max_length=cfg.sft.max_length)
     log.info("SFT on %d gold trajectories (dropped %s)", len(dataset), dropped)
     s = cfg.sft
@@ -619,13 +603,18 @@ def warm_start(cfg: TrainConfig, train: Sequence[EnvRecord], run_dir: Path) -> d
     )
     out = save_model(model, tokenizer, run_dir / "start_model")
     shutil.rmtree(run_dir / "sft_trainer", ignore_errors=True)
-    losses = [r["loss"] for r in result["log_history"] if "loss" in r]
+    curve = [[r["step"], r["loss"]] for r in result["log_history"] if "loss" in r]
+    levels = sorted({complexity_level(r) for r in records})
     return {
         "model": str(out),
         "examples": len(dataset),
+        "environments": len(records),
+        "complexity": levels,
         "dropped": dropped,
-        "first_loss": losses[0] if losses else None,
-        "last_loss": losses[-1] if losses else None,
+        "epochs": s.epochs,
+        "first_loss": curve[0][1] if curve else None,
+        "last_loss": curve[-1][1] if curve else None,
+        "loss_curve": curve,
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
@@ -634,13 +623,17 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
     """results.json / results.md / metrics.csv / iterations.csv / curves figure (+ publish copies)."""
     from ftrl_lab.agent.evaluate import machine_info
     from ftrl_lab.train.report import (
+        EVAL_SETS,
         compare,
         general_ability_markdown,
         load_metrics,
         plan_fit_markdown,
         plot_curves,
+        plot_sft_loss,
+        sft_markdown,
         table_markdown,
     )
+    from ftrl_lab.train.selection import selection_markdown
 
     comparisons, md = (
         {},
@@ -664,9 +657,12 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
         from ftrl_lab.train.control import control_markdown
 
         md += [control_markdown(state.get("control")), ""]
-    for name in ("test", "ftrl"):
-        title = "Generated test split" if name == "test" else "FTRL test set"
-        where = cfg.data.test if name == "test" else "shared"
+    if state.done("sft"):
+        md += [sft_markdown(state.get("sft")), ""]
+        plot_sft_loss(state.get("sft"), run_dir / "sft_loss.png", title=run_dir.name)
+    for name in EVAL_SPLITS:
+        title = EVAL_SETS[name]
+        where = {"test": cfg.data.test, "heldout": cfg.data.heldout}.get(name, "shared")
         final = eval_episodes(run_dir, "final", name)
         for before, label in (("start", "RL's starting checkpoint"), ("base", f"`{cfg.model}` before any training")):
             start = eval_episodes(run_dir, before, name)
@@ -683,6 +679,9 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
                 f"Echo-check fires in the final evaluation on the {title}: {int(final['echoes'].sum())} call(s).",
                 "",
             ]
+    selection = selection_markdown(state, cfg.rl.iterations)
+    if selection:
+        md += [selection, ""]
     iterations = pd.DataFrame(
         [state.get(f"iter_{k}") for k in range(1, cfg.rl.iterations + 1) if state.done(f"iter_{k}")]
     )
@@ -717,7 +716,7 @@ def write_report(cfg: TrainConfig, run_dir: Path, state: RunState) -> dict[str, 
     if cfg.publish_dir:
         pub = Path(cfg.publish_dir)
         pub.mkdir(parents=True, exist_ok=True)
-        for name in ("results.json", "results.md", "iterations.csv", "metrics.csv", "curves.png"):
+        for name in ("results.json", "results.md", "iterations.csv", "metrics.csv", "curves.png", "sft_loss.png"):
             if (run_dir / name).exists():
                 shutil.copy(run_dir / name, pub / f"{run_dir.name}_{name}")
     return results

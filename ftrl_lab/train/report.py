@@ -155,6 +155,37 @@ def plan_fit_markdown(fits: dict[str, dict], title: str) -> str:
     return "\n".join(lines)
 
 
+def sft_markdown(sft: dict) -> str:
+    """One line on the warm start: data, steps, loss from first to last logged step."""
+    curve = sft.get("loss_curve") or []
+    if sft.get("reused_from"):
+        return f"Warm start reused from `{sft['reused_from']}`."
+    loss = (
+        f"loss {curve[0][1]:.3f} -> {curve[-1][1]:.3f} over {curve[-1][0]} logged steps" if curve else "no loss logged"
+    )
+    return (
+        f"Warm start: SFT on {sft.get('examples')} gold trajectories "
+        f"(complexity {', '.join(sft.get('complexity') or ['?'])}; {sft.get('epochs')} epoch(s)), {loss}, "
+        f"{sft.get('seconds')} s (curve: sft_loss.png)."
+    )
+
+
+def plot_sft_loss(sft: dict, out: str | Path, title: str = ""):
+    """The warm start's training loss per optimizer step (nothing when none was logged)."""
+    import matplotlib.pyplot as plt
+
+    curve = sft.get("loss_curve") or []
+    if not curve:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([c[0] for c in curve], [c[1] for c in curve], marker="." if len(curve) < 40 else None)
+    ax.set(xlabel="optimizer step", ylabel="SFT loss", title=f"warm start {title}".strip())
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def table_markdown(table: pd.DataFrame, title: str) -> str:
     """A before/after table as Markdown."""
     lines = [
@@ -392,7 +423,7 @@ def ablation_verdict(ablation: pd.DataFrame, eval_set: str = "test") -> str:
     return f"- **Reward ablation** (ΔSolve-F1 on {where}, 95% CI): {order}: {verdict}."
 
 
-EVAL_SETS = {"test": "generated test split", "ftrl": "FTRL test set"}
+EVAL_SETS = {"test": "generated test split", "heldout": "held-out split (another world)", "ftrl": "FTRL test set"}
 
 
 def comparison_frame(comparisons: dict[str, list[dict]]) -> pd.DataFrame:

@@ -32,7 +32,7 @@ class RunState:
 
 
 def final_policy(run_dir: str | Path) -> Path | None:
-    """The trained policy of a finished run (``iter_K/model`` of its last iteration, ``control/model``
+    """The trained policy of a finished run (the selected iteration's ``iter_k/model``, ``control/model``
     for the continued-SFT control), or None while the run has not finished its final evaluation."""
     run_dir = Path(run_dir)
     state = RunState(run_dir)
@@ -40,6 +40,9 @@ def final_policy(run_dir: str | Path) -> Path | None:
         return None
     if state.done("control"):
         model = run_dir / "control" / "model"
+        return model if model.exists() else None
+    if state.done("selection"):  # the iteration selected on validation (or the last)
+        model = Path(state.get("selection")["model"])
         return model if model.exists() else None
     last = max((int(k[5:]) for k in state.data if k.startswith("iter_") and k[5:].isdigit()), default=0)
     model = run_dir / f"iter_{last}" / "model"

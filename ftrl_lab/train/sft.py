@@ -31,12 +31,23 @@ FINAL_ANSWER = "The answer is {answer}."
 """The closing assistant message of a gold trajectory."""
 
 
+def env_meta(record: EnvRecord) -> dict | None:
+    """envgen's ``env_meta`` of a record (stored as JSON text or a mapping), None for other records."""
+    meta = record.extra.get("env_meta")
+    return json.loads(meta) if isinstance(meta, str) else meta
+
+
+def complexity_level(record: EnvRecord) -> str:
+    """An envgen record's complexity level (the highest of its strategies' levels), "?" for others."""
+    levels = (env_meta(record) or {}).get("levels") or {}
+    return str(max(levels.values())) if levels else "?"
+
+
 def gold_plan(record: EnvRecord) -> list[dict]:
     """The record's gold calls (``sub_id``, ``tool``, ``arguments``, ``uses``) from ``env_meta``."""
-    meta = record.extra.get("env_meta")
+    meta = env_meta(record)
     if meta is None:
         raise ValueError(f"record '{record.question[:60]}' has no env_meta (not made by ftrl_lab.envgen)")
-    meta = json.loads(meta) if isinstance(meta, str) else meta
     plan = meta.get("gold_plan")
     if not plan:
         raise ValueError(f"record '{record.question[:60]}': env_meta has no gold_plan")

@@ -9,7 +9,7 @@ from _train_helpers import small_record
 from ftrl_lab.agent.models import tiny_model
 from ftrl_lab.core.records import stratified_subset
 from ftrl_lab.train.config import config_from_dict, load_config
-from ftrl_lab.train.loop import iteration_envs, logged_reward, main, run, trl_config
+from ftrl_lab.train.loop import logged_reward, main, run, trl_config
 from ftrl_lab.train.quick import quick_config
 from ftrl_lab.train.run_state import final_policy
 
@@ -61,14 +61,6 @@ def test_logged_reward_scores_and_reports_parse_statistics():
     assert logged["ftrl/calls_per_response"] == pytest.approx(1 / 3)
     assert logged["ftrl/echo_fires"] == 0.0  # training's guard is on; nothing here echoes
     assert logged["ftrl/group_reward_std"] > 0
-
-
-def test_iteration_envs_are_fresh_and_cycle():
-    cfg = config_from_dict({"sft": {"n_envs": 2}, "rl": {"envs_per_iteration": 3}})
-    train = [small_record(f"Q{i}?") for i in range(7)]
-    first, second = iteration_envs(train, cfg, 1), iteration_envs(train, cfg, 2)
-    assert [r.question for r in first] == ["Q2?", "Q3?", "Q4?"]
-    assert [r.question for r in second] == ["Q5?", "Q6?", "Q2?"]
 
 
 def test_stratified_subset_spreads_over_scenarios():
@@ -135,6 +127,27 @@ def test_tiny_end_to_end_run_resumes_into_more_iterations(tmp_path):
     md = (tmp_path / "abl" / "ablation.md").read_text()
     assert md.startswith("|") and "solve_rate" in md
     assert list((tmp_path / "abl").glob("ablation_*.png"))
+
+
+@pytest.mark.slow
+def test_tiny_run_selects_on_validation_and_evaluates_the_heldout_split(tmp_path):
+    work = tmp_path / "work"
+    cfg = _tiny_config(work, iterations=2)
+    cfg.data.validation, cfg.data.heldout = cfg.data.test, cfg.data.test  # plumbing: any envgen records
+    cfg.eval.humaneval = None
+    results = run(cfg, tmp_path / "run")
+    stages = results["stages"]
+    assert {"val_start", "val_1", "val_2", "selection"} <= set(stages)
+    scores = {k: stages[f"val_{k}"]["solve_f1"] for k in (1, 2)}
+    best = 1 if scores[1] >= scores[2] else 2
+    assert stages["selection"]["iteration"] == best and stages["selection"]["rule"] == "best validation Solve-F1"
+    assert final_policy(tmp_path / "run") == tmp_path / "run" / f"iter_{best}" / "model"
+    assert "heldout" in results["comparisons"] and "plan_fit" in stages["eval_final"]["heldout"]
+    assert stages["sft"]["loss_curve"] and stages["sft"]["complexity"] == ["0"]
+    md = (tmp_path / "run" / "results.md").read_text()
+    assert "Validation split (checkpoint selection: best validation Solve-F1)" in md
+    assert "held-out split (another world)" in md and "against the gold plans" in md and "Warm start: SFT on" in md
+    assert (tmp_path / "run" / "sft_loss.png").exists()
 
 
 def test_cli_rejects_bad_overrides():
