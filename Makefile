@@ -4,7 +4,7 @@ PY ?= python3
 # (tiny models, few environments). `python -m ftrl_lab.reproduce` has the same default (reproduce.DEFAULT_PROFILE).
 PROFILE ?= FULL
 
-.PHONY: install chromium sandbox-tools test test-fast reproduce lab bench lock clean-outputs
+.PHONY: install chromium sandbox-tools test test-fast reproduce train lab bench lock clean-outputs
 
 install: .install-stamp chromium sandbox-tools
 
@@ -49,6 +49,10 @@ test-fast: install
 reproduce: install
 	$(PY) -m ftrl_lab.reproduce --profile $(PROFILE)
 	$(PY) -m pytest -q tests/notebooks/test_browser.py
+
+# The main job: the cpu-smollm2 preset (warm start, 3 GRPO iterations along the curriculum, evaluations).
+train: install
+	$(PY) -m ftrl_lab.train --preset cpu-smollm2
 
 lab: install
 	$(PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -4,8 +4,10 @@ Decoding a small model on a CPU is bound by reading the weights once per step. T
 ``aten::mm`` path reads 4 bytes per weight through a kernel that does poorly at one row;
 oneDNN's linear with a bf16 weight reordered once into its blocked layout
 (``torch.ops.mkldnn._reorder_linear_weight``, what inductor's CPU freezing uses) reads half
-the bytes with a kernel made for it. Measured here (``perf/bench_decode.py``): the linears of
-one SmolLM2-135M step at batch 1 take 10.7 ms this way against 19.6 ms in fp32 (2.9x at batch 8).
+the bytes with a kernel made for it. Measured on the 2-core dev machine, 1 thread
+(``perf/bench_decode.py``, whole decode steps of SmolLM2-135M after a 1,504-token prompt, with
+:mod:`ftrl_lab.agent.decode_attention`): 56-58 ms per step at batch 1 against 73-79 ms in
+fp32 (1.3x), 1.3x at batch 8; llama.cpp F32 takes 32-33 ms there (docs/RESULTS.md).
 
 Only the linear layers change: attention, norms, the residual stream and the KV cache stay
 fp32, and each linear's output is cast back to its input's dtype. Training keeps its fp32

@@ -127,19 +127,40 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def busy_cores(window_s: float = 1.0) -> tuple[float, str]:
+    """How many cores other work keeps busy now: /proc/stat sampled over ``window_s`` (Linux), else
+    the 1-minute load average (which lags: a job that just ended still counts)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    try:
+        busy0, total0 = sample()
+        time.sleep(window_s)
+        busy1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        return load, f"1-minute load {load:.2f}"
+    share = (busy1 - busy0) / max(1, total1 - total0)
+    return share * (os.cpu_count() or 1), f"{100 * share:.0f}% of the CPUs busy over {window_s:.1f} s"
+
+
 def pick_threads(requested: int | None = None) -> tuple[int, str]:
     """Torch CPU threads for a run, and how they were chosen (for the run's record).
 
-    ``requested`` wins. Otherwise the cores this process may use minus the 1-minute load average
-    (rounded), at least 1: on a shared 2-core machine a second busy job makes 1 thread faster than
-    2 (decode several times over), while an idle machine gets every core.
+    ``requested`` wins. Otherwise the cores this process may use minus the cores busy right now
+    (:func:`busy_cores`, rounded), at least 1: on a shared 2-core machine a second busy job makes
+    1 thread faster than 2 (decode several times over), while an idle machine gets every core.
     """
     if requested:
         return int(requested), f"{requested} (requested)"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    free = max(1, cores - int(load + 0.5))
-    return free, f"{free} (auto: {cores} usable cores, 1-minute load {load:.2f})"
+    busy, how = busy_cores()
+    free = max(1, cores - int(busy + 0.5))
+    return free, f"{free} (auto: {cores} usable cores, {how})"
 
 
 @functools.cache

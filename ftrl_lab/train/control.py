@@ -8,7 +8,7 @@ is evaluated exactly like an RL run's final evaluation.
 * Data: gold trajectories (:func:`ftrl_lab.train.sft.gold_trajectories`) of the train
   environments after the warm start's (``train[sft.n_envs:]``, all of them without a warm
   start): the same pool the RL iterations draw their fresh environments from
-  (:func:`ftrl_lab.train.loop.iteration_envs`), so the control sees those environments with gold
+  (:func:`ftrl_lab.train.splits.iteration_envs`), so the control sees those environments with gold
   demonstrations where RL sees its own rewarded rollouts. The whole pool is played up front
   (a few seconds for hundreds of environments) and training cycles over it, so the budget, not
   the data, ends training; ``passes`` > 1 in the stage record says the examples repeated.

@@ -140,19 +140,23 @@ def general_ability_markdown(rows: Sequence[dict]) -> str:
 def plan_fit_markdown(fits: dict[str, dict], title: str) -> str:
     """Calls and turns per episode of each evaluated checkpoint (``{tag: sft.plan_fit(...)}``)
     against the gold plans of the same environments."""
-    lines = [
-        f"**{title}: calls and turns per episode against the gold plans** (healthy: both ratios within "
-        f"{next(iter(fits.values()))['tolerance']:.0%} of 1)",
-        "",
-        "| checkpoint | episodes | calls | gold calls | calls ratio | turns | gold turns | turns ratio | healthy |",
-        "|---|---|---|---|---|---|---|---|---|",
+    rows = [
+        {
+            "checkpoint": tag,
+            "episodes": f["episodes"],
+            "calls": f["calls"],
+            "gold calls": f["gold_calls"],
+            "calls ratio": f["calls_ratio"],
+            "turns": f["turns"],
+            "gold turns": f["gold_turns"],
+            "turns ratio": f["turns_ratio"],
+            "healthy": "yes" if f["healthy"] else "no",
+        }
+        for tag, f in fits.items()
     ]
-    for tag, f in fits.items():
-        lines.append(
-            f"| {tag} | {f['episodes']} | {f['calls']:.2f} | {f['gold_calls']:.2f} | {f['calls_ratio']:.2f} | "
-            f"{f['turns']:.2f} | {f['gold_turns']:.2f} | {f['turns_ratio']:.2f} | {'yes' if f['healthy'] else 'no'} |"
-        )
-    return "\n".join(lines)
+    tolerance = next(iter(fits.values()))["tolerance"]
+    head = f"**{title}: calls and turns per episode against the gold plans** (healthy: both ratios within {tolerance:.0%} of 1)"
+    return f"{head}\n\n{frame_markdown(pd.DataFrame(rows), '.2f')}"
 
 
 def sft_markdown(sft: dict) -> str:
@@ -351,7 +355,11 @@ def findings(results: dict, ablation: pd.DataFrame | None = None) -> str:
     against the paper's claims: a verifiable Solve-F1 gain, general ability kept, solve-F1 the best
     reward. Every number is taken from the inputs; nothing is asserted that they do not show."""
     lines = []
-    names = {"test": "the generated test split", "ftrl": "FTRL's own test set"}
+    names = {
+        "test": "the generated test split",
+        "heldout": "the held-out split (another world, harder level)",
+        "ftrl": "FTRL's own test set",
+    }
     for key, where in names.items():
         rows = {r["metric"]: r for r in results.get("comparisons", {}).get(key, [])}
         if "Solve-F1" not in rows:
@@ -362,6 +370,8 @@ def findings(results: dict, ablation: pd.DataFrame | None = None) -> str:
             line += f" Solve-P {p['delta']:+.1f}, Solve-R {r['delta']:+.1f}"
             if p["delta"] > 0 > r["delta"]:
                 line += ": the policy calls more carefully rather than solving more (precision up, recall down)"
+            elif p["delta"] >= 0 and r["delta"] >= 0 and f1["delta"] > 0:
+                line += ": neither precision nor recall is lower than at the start"
             line += "."
         lines.append(line)
     ppl = results.get("perplexity") or {}

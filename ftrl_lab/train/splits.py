@@ -74,9 +74,12 @@ def curriculum_levels(cfg: TrainConfig) -> list[str]:
 
 
 def iteration_level(cfg: TrainConfig, iteration: int) -> str:
-    """The curriculum level RL iteration ``iteration`` (1-based) trains on."""
-    levels = curriculum_levels(cfg)
-    return levels[min(len(levels) - 1, (iteration - 1) * len(levels) // cfg.rl.iterations)]
+    """The curriculum level RL iteration ``iteration`` (1-based) of K trains on: the levels spread
+    evenly from the first (iteration 1) to the last (iteration K), rounded to the nearest."""
+    levels, k_all = curriculum_levels(cfg), cfg.rl.iterations
+    if k_all < 2:
+        return levels[0]
+    return levels[min(len(levels) - 1, int((iteration - 1) * (len(levels) - 1) / (k_all - 1) + 0.5))]
 
 
 def validation_complexity(cfg: TrainConfig) -> str:

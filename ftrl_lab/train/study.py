@@ -142,9 +142,17 @@ def check_same_settings(run: StudyRun, cfg: TrainConfig) -> None:
         )
 
 
-def run_study(base: TrainConfig, *, runner: Callable[..., dict], study_dir: str | Path | None = None) -> dict[str, Any]:
+def run_study(
+    base: TrainConfig,
+    *,
+    runner: Callable[..., dict],
+    study_dir: str | Path | None = None,
+    start_from: str | Path | None = None,
+) -> dict[str, Any]:
     """Run (or resume) every seed x arm of ``base.study`` and write the summary after each finished
-    run; returns ``study.json``'s content. ``runner``: :func:`ftrl_lab.train.loop.run`."""
+    run; returns ``study.json``'s content. ``runner``: :func:`ftrl_lab.train.loop.run`.
+    ``start_from``: a finished run of the same preset whose warm start and start evaluation every
+    run reuses (notebook 03 passes its main run); default: the study's first run makes them."""
     folder = Path(study_dir or default_study_dir(base))
     folder.mkdir(parents=True, exist_ok=True)
     seeds, arms = list(base.study.seeds), list(base.study.arms)
@@ -159,7 +167,8 @@ def run_study(base: TrainConfig, *, runner: Callable[..., dict], study_dir: str 
         if r.finished:
             continue
         log.info("study: run %s (%d of %d)", r.name, runs.index(r) + 1, len(runs))
-        runner(configs[r], r.folder, reuse_start=None if r == first else first.folder)
+        reuse = start_from if start_from is not None else (None if r == first else first.folder)
+        runner(configs[r], r.folder, reuse_start=reuse)
         summary = write_study(base, runs, folder)
     return summary
 

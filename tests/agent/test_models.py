@@ -389,17 +389,31 @@ def test_bf16_mixed_precision_modes(monkeypatch):
 
 
 def test_pick_threads_takes_the_request_or_the_free_cores(monkeypatch):
-    from ftrl_lab.agent.models import pick_threads
+    import ftrl_lab.agent.models as M
 
-    assert pick_threads(3) == (3, "3 (requested)")
+    assert M.pick_threads(3) == (3, "3 (requested)")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))
-    n, how = pick_threads(None)
-    assert n == 1 and "2 usable cores" in how and "1.20" in how
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
-    assert pick_threads(None)[0] == 2
-    monkeypatch.setattr(os, "getloadavg", lambda: (7.0, 0.0, 0.0))
-    assert pick_threads(None)[0] == 1  # never below one thread
+    for busy, want in ((1.2, 1), (0.1, 2), (7.0, 1)):  # never below one thread
+        monkeypatch.setattr(M, "busy_cores", lambda window_s=1.0, b=busy: (b, f"{b:.2f} busy"))
+        n, how = M.pick_threads(None)
+        assert n == want and "2 usable cores" in how and f"{busy:.2f} busy" in how
+
+
+def test_busy_cores_reads_the_cpus_now_and_falls_back_to_the_load_average(monkeypatch):
+    import builtins
+
+    import ftrl_lab.agent.models as M
+
+    busy, how = M.busy_cores(0.05)
+    assert 0.0 <= busy <= (os.cpu_count() or 1) and "busy over" in how
+    real_open = builtins.open
+    monkeypatch.setattr(
+        builtins,
+        "open",
+        lambda p, *a, **k: (_ for _ in ()).throw(OSError("no /proc")) if p == "/proc/stat" else real_open(p, *a, **k),
+    )
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 0.0, 0.0))
+    assert M.busy_cores(0.01) == (1.5, "1-minute load 1.50")
 
 
 def test_version_dependent_names_match_the_installed_transformers():

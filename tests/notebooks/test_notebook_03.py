@@ -21,5 +21,9 @@ def test_train_notebook_runs_headless(tmp_path):
     assert "**Solve-F1 on the generated test split**:" in text and "these bullets exercise the reading" in text
     assert "What this does not show: one seed, a 0." in text and "`quick` preset" in text  # computed, not "135M"
     assert "solve-F1 is best" not in text  # QUICK's all-zero ablation is a tie
+    assert "Validation split (checkpoint selection: best validation Solve-F1)" in text
+    assert "Warm start: SFT on" in text and "against the gold plans" in text
+    # section 5: both algorithms and the control from the main run's start, two seeds
+    assert "grpo − continued_sft" in text and "reinforce_pp" in text and "Plumbing check" in text
     stderr = [o for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
     assert not stderr, f"library output reached the notebook: {[o['text'][:200] for o in stderr]}"

@@ -23,9 +23,13 @@ def _cfg(**sections):
 
 def test_iterations_climb_the_curriculum_evenly():
     cfg = _cfg(data={"curriculum": ["0", "1", "2", "3"]}, rl={"iterations": 6})
-    assert [iteration_level(cfg, k) for k in range(1, 7)] == ["0", "0", "1", "2", "2", "3"]
+    assert [iteration_level(cfg, k) for k in range(1, 7)] == ["0", "1", "1", "2", "2", "3"]
+    cfg = _cfg(data={"curriculum": ["0", "1", "2", "3"]}, rl={"iterations": 3})  # fewer iterations than levels
+    assert [iteration_level(cfg, k) for k in range(1, 4)] == ["0", "2", "3"]
+    cfg = _cfg(data={"curriculum": ["0", "1", "2"]}, rl={"iterations": 1})
+    assert iteration_level(cfg, 1) == "0"
     cfg = _cfg(data={"curriculum": ["0", "2"]}, rl={"iterations": 3})
-    assert [iteration_level(cfg, k) for k in range(1, 4)] == ["0", "0", "2"]
+    assert [iteration_level(cfg, k) for k in range(1, 4)] == ["0", "2", "2"]
     assert validation_complexity(cfg) == "0-2"
     assert [iteration_level(_cfg(rl={"iterations": 2}), k) for k in (1, 2)] == ["0", "0"]  # no curriculum
     assert validation_complexity(_cfg(data={"complexity": "1"})) == "1"

@@ -167,3 +167,13 @@ def test_tiny_study_writes_per_seed_rows_and_cis_and_a_rerun_does_no_work(tmp_pa
     changed = quick_config(work, {**overrides, "data.ftrl_test": str(work / "test.jsonl"), "rl.learning_rate": 0.5})
     with pytest.raises(ValueError, match="other settings .*rl.learning_rate"):
         run_study(changed, runner=counted_run, study_dir=study_dir)
+    # another study from that start: every run (the first too) reuses it
+    calls.clear()
+    more = {**overrides, "study.seeds": [0], "study.arms": ["reinforce_pp"], "data.ftrl_test": str(work / "test.jsonl")}
+    summary = run_study(
+        quick_config(work, {**more, "eval.ftrl_limit": 1}),
+        runner=counted_run,
+        study_dir=tmp_path / "study2",
+        start_from=study_dir / "seed0_grpo",
+    )
+    assert calls == [("seed0_reinforce_pp", "seed0_grpo")] and summary["runs"][0]["status"] == "finished"
