@@ -97,8 +97,10 @@ def test_tiny_end_to_end_run_resumes_into_more_iterations(tmp_path):
     assert final_policy(run_dir) is None  # not finished: no final evaluation yet
     second = run(_tiny_config(tmp_path, iterations=2))
     assert second["stages"]["sft"] == first["stages"]["sft"] and "iter_2" in second["stages"]
-    assert not (run_dir / "iter_1" / "model").exists() and (run_dir / "iter_2" / "model").exists()
-    assert final_policy(run_dir) == run_dir / "iter_2" / "model"
+    # QUICK selects on its validation split: the latest model and the best one stay, the best is final
+    chosen = second["stages"]["selection"]["iteration"]
+    assert (run_dir / "iter_2" / "model").exists() and (run_dir / "iter_1" / "model").exists() == (chosen == 1)
+    assert final_policy(run_dir) == run_dir / f"iter_{chosen}" / "model"
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2] and [r["global_step"] for r in rows] == [1, 2]
     assert all(math.isfinite(r["loss"]) for r in rows)
