@@ -126,17 +126,12 @@ def evaluate_all(
 ) -> dict[str, Any]:
     """Test split + FTRL subset + perplexity (+ HumanEval when ``eval.humaneval``) of one checkpoint."""
     from ftrl_lab.agent.general_ability import perplexity
-    from ftrl_lab.train.sft import plan_fit
 
     t0 = time.perf_counter()
     out: dict[str, Any] = {}
     for name in EVAL_SPLITS:
         if name in envs:
-            episodes = evaluate_model(model, tokenizer, envs[name], run_dir / "eval" / f"{tag}_{name}", cfg, tag)
-            out[name] = {m: float(episodes[m].mean()) for m in ("solve_precision", "solve_rate", "solve_f1")}
-            fit = plan_fit(envs[name], episodes.to_dict(orient="records"))
-            if fit is not None:  # generated splits: calls/turns against the gold plans
-                out[name]["plan_fit"] = fit
+            out[name] = split_scores(model, tokenizer, envs, name, run_dir, tag, cfg)
     out["perplexity"] = perplexity(model, tokenizer, n_topics=cfg.eval.perplexity_topics)
     if cfg.eval.humaneval:  # per-problem rows in eval/<tag>_humaneval.jsonl (resumable), summary here
         from ftrl_lab.agent.humaneval import humaneval
@@ -155,19 +150,25 @@ def evaluate_all(
     return out
 
 
-def validate(model, tokenizer, envs: dict, run_dir: Path, tag: str, cfg: TrainConfig) -> dict[str, Any]:
-    """One checkpoint on the validation split (``val_<tag>`` stages; checkpoint selection)."""
+def split_scores(model, tokenizer, envs: dict, name: str, run_dir: Path, tag: str, cfg: TrainConfig) -> dict[str, Any]:
+    """Mean Solve-P/R/F1 of one checkpoint on one split (episodes in ``eval/<tag>_<name>``), its
+    size and, for generated splits, calls and turns against the gold plans (``sft.plan_fit``)."""
     from ftrl_lab.train.sft import plan_fit
 
-    t0 = time.perf_counter()
-    episodes = evaluate_model(model, tokenizer, envs["validation"], run_dir / "eval" / f"{tag}_validation", cfg, tag)
+    episodes = evaluate_model(model, tokenizer, envs[name], run_dir / "eval" / f"{tag}_{name}", cfg, tag)
     out: dict[str, Any] = {m: float(episodes[m].mean()) for m in ("solve_precision", "solve_rate", "solve_f1")}
     out["n"] = len(episodes)
-    fit = plan_fit(envs["validation"], episodes.to_dict(orient="records"))
+    fit = plan_fit(envs[name], episodes.to_dict(orient="records"))
     if fit is not None:
         out["plan_fit"] = fit
-    out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
+
+
+def validate(model, tokenizer, envs: dict, run_dir: Path, tag: str, cfg: TrainConfig) -> dict[str, Any]:
+    """One checkpoint on the validation split (``val_<tag>`` stages; checkpoint selection)."""
+    t0 = time.perf_counter()
+    out = split_scores(model, tokenizer, envs, "validation", run_dir, tag, cfg)
+    return {**out, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 # --- reward with training statistics -----------------------------------------------------------
