@@ -10,6 +10,14 @@ group stacked as rows, needs no ``repeat_kv`` copy of the cache and no mask conv
 :func:`decode_attention` handles steps with one query (no dropout) and hands everything else to
 transformers' SDPA path, so it is exact for prefill and training too. :func:`decode_attention_on`
 switches a model to it for a block (the engine's generation) and back.
+
+The name is registered with transformers' mask interface too, as SDPA's mask. Without that,
+transformers treats an unknown attention name as one that needs no mask (a serving backend),
+and the SDPA fallback then runs a multi-token prefill over a cache with ``is_causal``, which
+aligns the causal triangle to the top left: every query of a later turn's prefill saw only the
+first keys of the conversation (measured on the cpu-smollm2 warm start: the second turn of a
+multi-hop episode degenerated into ``_tool_call_tool_call...`` arguments, while a fresh
+prefill of the same tokens answered correctly).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from contextlib import contextmanager
 
 import torch
 from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 NAME = "ftrl_decode"
@@ -56,6 +65,7 @@ def decode_attention(
 
 
 AttentionInterface.register(NAME, decode_attention)
+AttentionMaskInterface.register(NAME, sdpa_mask)
 
 
 @contextmanager

@@ -98,3 +98,20 @@ def test_engine_fast_decode_flags_and_close_greedy_logits():
     state = KVState()
     fast.generate([prompts[0]], params, [state])
     assert state.layers[0][0].dtype == torch.float32  # caches stay fp32
+
+
+def test_prefill_over_a_kept_cache_matches_a_fresh_prefill_under_decode_attention():
+    """A later turn's prefill runs several queries over the cached conversation: it needs the
+    causal mask aligned to the cache's end (an unregistered attention name got no mask, and
+    SDPA's ``is_causal`` then let every new query see only the first keys)."""
+    model, tok = tiny_model()
+    engine = Engine(model, tok, batch_size=2)
+    engine.decode_attention = True  # the attention switch alone (bf16 linears need native bf16)
+    first, later = list(range(5, 45)), list(range(5, 45)) + list(range(60, 90))
+    state = KVState()
+    with torch.inference_mode(), engine._attention():
+        engine._prefill(first, state)
+        reused, fresh_tokens = engine._prefill(later, state)
+        fresh, _ = engine._prefill(later, KVState())
+    assert fresh_tokens == len(later) - len(first)  # the kept cache was used
+    assert torch.allclose(reused, fresh, atol=1e-4, rtol=1e-4)
