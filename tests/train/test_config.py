@@ -42,7 +42,7 @@ def test_unknown_keys_and_values_are_named(tmp_path):
 
 
 def test_humaneval_is_null_or_a_number_of_problems():
-    assert config_from_dict({}).eval.humaneval is None and load_config("cpu-smollm2").eval.humaneval == 20
+    assert config_from_dict({}).eval.humaneval is None and load_config("study-smollm2").eval.humaneval == 20
     assert load_config("cpu-smollm2", {"eval.humaneval": 164}).eval.humaneval == 164
     for bad in (0, 165, "all", True):
         with pytest.raises(
