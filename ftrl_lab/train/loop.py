@@ -491,7 +491,10 @@ def run(
                 (run_dir / "eval").mkdir(parents=True, exist_ok=True)
                 shutil.copy2(d, run_dir / "eval" / d.name)
         if cfg.sft.enabled:
-            finish("sft", {**src_state.get("sft"), "reused_from": str(reuse_start)})
+            sft = {**src_state.get("sft"), "reused_from": str(reuse_start)}
+            if (Path(reuse_start) / "start_model").is_dir():  # the folder may have moved since it was made
+                sft["model"] = str(Path(reuse_start) / "start_model")
+            finish("sft", sft)
         if src_state.done("eval_base"):
             finish("eval_base", {**src_state.get("eval_base"), "reused_from": str(reuse_start)})
         finish("eval_start", {**src_state.get("eval_start"), "reused_from": str(reuse_start)})

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import pytest
 from _train_helpers import small_record
@@ -115,8 +116,11 @@ def test_tiny_end_to_end_run_resumes_into_more_iterations(tmp_path):
     # an ablation run reuses the starting checkpoint, its evaluation and iteration 1's prefixes
     other = _tiny_config(tmp_path, iterations=1)
     other.rl.reward = "solve_rate"
-    third = run(other, tmp_path / "other", reuse_start=run_dir)
-    assert third["stages"]["sft"]["reused_from"] == str(run_dir)
+    moved = tmp_path / "moved"  # a run folder renamed after it was made still lends its start
+    shutil.copytree(run_dir, moved)
+    third = run(other, tmp_path / "other", reuse_start=moved)
+    assert third["stages"]["sft"]["reused_from"] == str(moved)
+    assert third["stages"]["sft"]["model"] == str(moved / "start_model")
     assert (tmp_path / "other" / "iter_1" / "prefixes.jsonl").read_text() == (
         run_dir / "iter_1" / "prefixes.jsonl"
     ).read_text()
