@@ -92,4 +92,13 @@ def selection_markdown(state: RunState, iterations: int) -> str:
             f"| {tag} | {100 * v['solve_precision']:.1f} | {100 * v['solve_rate']:.1f} | "
             f"{100 * v['solve_f1']:.1f} | {mark} |"
         )
+    start = state.get("val_start")
+    iters = [v[METRIC] for tag, v in rows if tag != "start"]
+    if start and iters and max(iters) < start[METRIC]:
+        lines += [
+            "",
+            f"No RL iteration reached the starting checkpoint's validation Solve-F1 ({100 * start[METRIC]:.1f} "
+            f"against at best {100 * max(iters):.1f}): the final checkpoint is RL's best, but the validation "
+            "split prefers the start.",
+        ]
     return "\n".join(lines)

@@ -114,12 +114,17 @@ def run_config(base: TrainConfig, run: StudyRun, runs: Sequence[StudyRun], pins:
     return config_from_dict(apply_overrides(base.to_dict(), overrides), f"study run {run.name}")
 
 
+RUNTIME_KEYS = ("study", "threads")
+"""Config keys a study run may change on resume: which runs to plan, and the CPU threads (a
+machine resource, recorded per (re)start in the run's state; parallel study runs take 1 each)."""
+
+
 def settings_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two config mappings (the ``study`` section ignored)."""
+    """Dotted keys whose values differ between two config mappings (:data:`RUNTIME_KEYS` ignored)."""
     out = []
     for key in sorted(set(old) | set(new)):
         dotted = f"{prefix}{key}"
-        if dotted == "study":
+        if dotted in RUNTIME_KEYS:
             continue
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):

@@ -18,7 +18,10 @@ CALL = '<tool_call>\n{"name": "get_capital", "arguments": {"country": "Norland"}
 
 
 def test_algorithms_map_onto_trl_options(tmp_path):
-    grpo = trl_config(load_config("cpu-smollm2", {"mixed_precision": "no", "rl.num_generations": 8}), tmp_path)
+    grpo = trl_config(
+        load_config("cpu-smollm2", {"mixed_precision": "no", "rl.num_generations": 8, "rl.prompts_per_step": 2}),
+        tmp_path,
+    )
     assert (grpo.scale_rewards, grpo.loss_type, grpo.use_cpu, grpo.bf16, grpo.use_vllm) == (
         "group",
         "dapo",

@@ -39,6 +39,16 @@ def test_selection_on_validation_keeps_the_best_and_the_latest(tmp_path):
     assert final_policy(tmp_path) == tmp_path / "iter_2" / "model"
     md = selection_markdown(RunState(tmp_path), 3)
     assert "| iter_2 | 60.0 | 60.0 | 60.0 | yes |" in md and "| start | 10.0" in md
+    assert "prefers the start" not in md
+
+
+def test_selection_report_says_when_validation_prefers_the_start(tmp_path):
+    cfg = config_from_dict({"data": {"validation": "val.jsonl"}, "rl": {"iterations": 2}})
+    state = _state(tmp_path, {1: 0.05, 2: 0.08})
+    state.finish("selection", select(cfg, state, tmp_path))
+    md = selection_markdown(RunState(tmp_path), 2)
+    assert "| iter_2 | 8.0 | 8.0 | 8.0 | yes |" in md
+    assert "validation Solve-F1 (10.0 against at best 8.0)" in md and "prefers the start" in md
 
 
 def test_last_iteration_without_validation_or_when_asked(tmp_path):

@@ -8,13 +8,19 @@ import pytest
 from ftrl_lab.train.config import config_from_dict
 from ftrl_lab.train.loop import main, run
 from ftrl_lab.train.quick import quick_config
-from ftrl_lab.train.study import plan_runs, run_study, study_findings, study_table
+from ftrl_lab.train.study import plan_runs, run_study, settings_changes, study_findings, study_table
 
 
 def test_plan_runs_the_control_after_the_grpo_run_it_is_budgeted_by(tmp_path):
     runs = plan_runs([0, 1], ["continued_sft", "grpo"], tmp_path)
     assert [(r.seed, r.arm) for r in runs] == [(0, "grpo"), (0, "continued_sft"), (1, "grpo"), (1, "continued_sft")]
     assert runs[0].folder == tmp_path / "seed0_grpo"
+
+
+def test_settings_changes_ignore_threads_and_the_study_section_only():
+    old = {"threads": None, "study": {"seeds": [0]}, "rl": {"learning_rate": 2e-5, "threads": 1}}
+    new = {"threads": 1, "study": {"seeds": [0, 1]}, "rl": {"learning_rate": 1e-5, "threads": 1}}
+    assert settings_changes(old, new) == ["rl.learning_rate: 2e-05 -> 1e-05"]
 
 
 def test_study_section_is_checked():
