@@ -97,6 +97,10 @@ class RLSection:
     collect_temperature: float = 0.7
     collect_max_turns: int = 6
     drop_solved: bool = False
+    # DAPO's dynamic sampling: when no group of a step has reward spread (every advantage 0), draw
+    # up to this many fresh steps from the iteration's prefixes left out by prefixes_per_iteration
+    redraws: int = 0
+    skip_zero_advantage: bool = True  # no forward/backward for a micro-batch whose advantages are all 0 (beta 0: exact)
     share_prefix: bool = True
     engine_batch_size: int = 16
     gradient_checkpointing: bool = False

@@ -53,9 +53,11 @@ class PrefixDataReport:
     duplicates: int = 0
     max_prompt_tokens: int = 0
     prompt_tokens: list[int] = field(default_factory=list)
+    reserve: list[dict] = field(default_factory=list)  # rows left out by ``limit``, in a seeded order
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items() if k != "prompt_tokens"}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("prompt_tokens", "reserve")}
+        d["reserved"] = len(self.reserve)
         if self.prompt_tokens:
             d["prompt_tokens_mean"] = sum(self.prompt_tokens) / len(self.prompt_tokens)
             d["prompt_tokens_max"] = max(self.prompt_tokens)
@@ -108,10 +110,9 @@ def build_prefix_dataset(
     Prompts longer than ``max_prompt_tokens`` (rendered with ``tokenizer``'s chat template and
     the record's tools) are dropped and counted; repeated prefixes (same messages) are kept
     once; ``drop_solved`` drops prefixes with no gold answer left; ``limit`` keeps a seeded
-    random subset of that size (in the original order).
+    random subset of that size (in the original order) and leaves the rest, shuffled, in
+    ``report.reserve`` (the replacement prompts of dynamic sampling, :func:`rows_dataset`).
     """
-    from datasets import Dataset
-
     if max_prompt_tokens is not None and tokenizer is None:
         raise ValueError("max_prompt_tokens needs a tokenizer to count prompt tokens")
     length = prompt_length_fn(tokenizer) if tokenizer is not None else None
@@ -133,9 +134,19 @@ def build_prefix_dataset(
             continue
         rows.append(prefix_row(rec, n))
     if limit is not None and len(rows) > limit:
-        keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
+        rng = random.Random(seed)
+        keep = sorted(rng.sample(range(len(rows)), limit))
+        chosen = set(keep)
+        report.reserve = [rows[i] for i in range(len(rows)) if i not in chosen]
+        rng.shuffle(report.reserve)
         rows = [rows[i] for i in keep]
     report.kept = len(rows)
     report.prompt_tokens = [r["prompt_tokens"] for r in rows]
-    data = {c: [r[c] for r in rows] for c in COLUMNS}
-    return Dataset.from_dict(data), report
+    return rows_dataset(rows), report
+
+
+def rows_dataset(rows: Sequence[dict]):
+    """A ``datasets.Dataset`` of :func:`prefix_row` rows (the columns :data:`COLUMNS`)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({c: [r[c] for r in rows] for c in COLUMNS})

@@ -264,11 +264,13 @@ def make_trainer(
     output_dir: Path,
     callbacks: list | None = None,
     reference: str | None = None,
+    reserve=None,
 ):
     """An FTRL GRPO / RLOO trainer with Engine generation (see :mod:`ftrl_lab.train.trainers`).
 
     ``reference``: the folder TRL loads the KL reference from (full fine-tuning with beta > 0;
-    with LoRA the reference is the policy the adapter starts from).
+    with LoRA the reference is the policy the adapter starts from). ``reserve``: a dataset of
+    replacement prompts for dynamic sampling (``rl.redraws``).
     """
     from ftrl_lab.train.trainers import FTRLGRPOTrainer, FTRLRLOOTrainer, configure_engine
 
@@ -302,6 +304,9 @@ def make_trainer(
         share_prefix=rl.share_prefix and not getattr(args, checkpointing_option()),
         seed=cfg.seed,
         fast_decode=cfg.fast_decode,
+        redraws=rl.redraws,
+        reserve=reserve,
+        skip_zero_advantage=rl.skip_zero_advantage,
     )
     return trainer
 
@@ -371,7 +376,7 @@ def rl_iteration(
     from accelerate import PartialState
 
     from ftrl_lab.agent.trajectories import read_jsonl_lines, sidecar_path
-    from ftrl_lab.train.data import build_prefix_dataset
+    from ftrl_lab.train.data import build_prefix_dataset, rows_dataset
 
     dist = PartialState()
     it_dir = run_dir / f"iter_{iteration}"
@@ -396,8 +401,16 @@ def rl_iteration(
         raise RuntimeError(f"iteration {iteration}: only {len(dataset)} prefixes fit the prompt budget")
     dataset = dataset.select(range(len(dataset) - len(dataset) % cfg.rl.prompts_per_step))
     logger = MetricsLogger(run_dir / "metrics.jsonl", iteration, step_offset, on_log)
+    reserve = rows_dataset(report.reserve) if cfg.rl.redraws and report.reserve else None
     trainer = make_trainer(
-        model, tokenizer, dataset, cfg, it_dir / "trainer", callbacks=[logger.callback], reference=reference
+        model,
+        tokenizer,
+        dataset,
+        cfg,
+        it_dir / "trainer",
+        callbacks=[logger.callback],
+        reference=reference,
+        reserve=reserve,
     )
     checkpoints = sorted((it_dir / "trainer").glob("checkpoint-*"))
     t1 = time.perf_counter()
@@ -407,6 +420,7 @@ def rl_iteration(
         save_model(trainer.accelerator.unwrap_model(trainer.model), tokenizer, it_dir / "model")
         shutil.rmtree(it_dir / "trainer", ignore_errors=True)
     dist.wait_for_everyone()
+    spread = [r["ftrl/no_spread"] for r in trainer.state.log_history if "ftrl/no_spread" in r]
     summary = {
         "iteration": iteration,
         "level": iteration_level(cfg, iteration),
@@ -417,6 +431,8 @@ def rl_iteration(
         "calls_per_episode": mean(e["calls"] for e in episodes) if episodes else None,
         "prefixes": report.to_dict(),
         "steps": trainer.state.global_step,
+        "reserve_prompts_drawn": trainer.ftrl_reserve_used,
+        "no_spread_steps": mean(spread) if spread else None,  # share of steps with every advantage 0
         "train_loss": out.metrics.get("train_loss"),
         "collect_seconds": round(t_collect, 1),
         "train_seconds": round(t_train, 1),

@@ -23,7 +23,8 @@ LABELS = {"solve_precision": "Solve-P", "solve_rate": "Solve-R", "solve_f1": "So
 CURVES = (  # (metrics.jsonl key, panel title, y-axis label)
     ("reward", "reward mean", "reward (solve-F1 units)"),
     ("ftrl/group_reward_std", "reward std within groups", "std of reward"),
-    ("frac_reward_zero_std", "groups with zero reward variance", "share of groups"),
+    ("frac_reward_zero_std", "groups with zero reward variance", "share of groups (every draw)"),
+    ("ftrl/no_spread", "steps trained without reward spread", "share of steps (after redraws)"),
     ("ftrl/parse_failure_rate", "parse-failure rate", "share of responses"),
     ("ftrl/calls_per_response", "calls per response", "tool calls"),
     ("ftrl/echo_fires", "echo-check fires per response", "fires per response"),

@@ -14,8 +14,18 @@ Two hooks make RL on long tool prompts affordable on a CPU:
   the completions on top; gradients flow back through the shared prompt. Same numbers, one
   prompt pass per group (tested against TRL's own computation).
 
-Both are overrides of TRL (1.16) methods (``_tokenize_prompts``, ``_generate_single_turn``,
-``_get_per_token_logps_and_entropies``, ``_generate_and_score_completions``); the tests pin
+Two more make the steps count:
+
+* **Dynamic sampling** (DAPO): a step whose groups all got one reward each (every advantage 0)
+  carries no gradient. With ``ftrl_redraws > 0`` the mixin samples that step again on fresh
+  prompts from ``ftrl_reserve`` (the iteration's prefixes left out of the dataset), up to that
+  many times, and trains on the first draw with spread (or on the last one).
+* **Skipping zero-advantage updates**: with ``beta == 0`` the loss and every gradient of a
+  micro-batch whose advantages are all 0 are exactly 0, so ``compute_loss`` returns a zero
+  that touches each trainable parameter instead of running the model (single process only).
+
+All are overrides of TRL (1.16) methods (``_tokenize_prompts``, ``_generate_single_turn``,
+``_get_per_token_logps_and_entropies``, ``_generate_and_score_completions``, ``compute_loss``); the tests pin
 their behaviour so a TRL upgrade that changes them fails loudly.
 """
 
@@ -134,6 +144,10 @@ class EngineRolloutMixin:
     ftrl_engine_batch_size: int = 16
     ftrl_share_prefix: bool = True
     ftrl_seed: int = 0
+    ftrl_redraws: int = 0
+    ftrl_reserve = None  # a datasets.Dataset with the train dataset's columns
+    ftrl_reserve_used: int = 0
+    ftrl_skip_zero_advantage: bool = False
 
     def _ftrl_engine(self) -> Engine:
         model = self.accelerator.unwrap_model(self.model)
@@ -151,8 +165,57 @@ class EngineRolloutMixin:
         return engine
 
     def _generate_and_score_completions(self, inputs):
-        self._ftrl_inputs = inputs  # the rows behind the prompts: their tools render the prompts
-        return super()._generate_and_score_completions(inputs)
+        training = self.model.training
+        redraws = 0
+        while True:
+            self._ftrl_inputs = inputs  # the rows behind the prompts: their tools render the prompts
+            out = super()._generate_and_score_completions(inputs)
+            if not training or redraws >= self.ftrl_redraws or self._ftrl_has_spread(out["advantages"]):
+                break
+            fresh = self._ftrl_fresh_rows(len(inputs))
+            if fresh is None:  # the reserve is used up
+                break
+            inputs, redraws = fresh, redraws + 1
+        if training:
+            metrics = self._metrics["train"]
+            metrics["ftrl/redraws"].append(float(redraws))
+            metrics["ftrl/no_spread"].append(float(not self._ftrl_has_spread(out["advantages"])))
+        return out
+
+    def _ftrl_has_spread(self, advantages: torch.Tensor) -> bool:
+        """Whether any advantage of the step (on any process) is non-zero."""
+        local = (advantages != 0).any().float().reshape(1)
+        return bool(self.accelerator.gather(local).max() > 0)
+
+    def _ftrl_fresh_rows(self, n_local: int) -> list[dict] | None:
+        """This process's rows of a fresh step from the reserve, each prompt repeated
+        ``num_generations`` times in a row (TRL's group layout), or None when too few are left."""
+        k = self.num_generations
+        n_global = n_local * self.accelerator.num_processes
+        prompts = n_global // k
+        start = self.ftrl_reserve_used
+        if self.ftrl_reserve is None or prompts == 0 or start + prompts > len(self.ftrl_reserve):
+            return None
+        self.ftrl_reserve_used += prompts
+        rows = [self.ftrl_reserve[i] for i in range(start, start + prompts) for _ in range(k)]
+        first = self.accelerator.process_index * n_local
+        return rows[first : first + n_local]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        advantages = inputs.get("advantages") if isinstance(inputs, dict) else None
+        if (
+            self.ftrl_skip_zero_advantage
+            and not return_outputs
+            and getattr(self, "beta", None) == 0.0
+            and self.accelerator.num_processes == 1
+            and advantages is not None
+            and not bool((advantages != 0).any())
+        ):
+            self._metrics["train"]["ftrl/skipped_updates"].append(1.0)
+            return sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
+        if self.model.training:
+            self._metrics["train"]["ftrl/skipped_updates"].append(0.0)
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def _tokenize_prompts(self, prompts: list):
         inputs = getattr(self, "_ftrl_inputs", None)
@@ -272,11 +335,19 @@ def configure_engine(
     share_prefix: bool = True,
     seed: int = 0,
     fast_decode: bool = False,
+    redraws: int = 0,
+    reserve=None,
+    skip_zero_advantage: bool = False,
 ) -> Any:
-    """Set the Engine settings of a trainer built from this module (returns it)."""
+    """Set the Engine, dynamic-sampling and update-skipping settings of a trainer built from
+    this module (returns it)."""
     trainer.ftrl_engine_batch_size = batch_size
     trainer.ftrl_share_prefix = share_prefix
     trainer.ftrl_seed = seed
     trainer.ftrl_fast_decode = fast_decode
+    trainer.ftrl_redraws = redraws
+    trainer.ftrl_reserve = reserve
+    trainer.ftrl_reserve_used = 0
+    trainer.ftrl_skip_zero_advantage = skip_zero_advantage
     trainer._ftrl_engine_cache = None
     return trainer

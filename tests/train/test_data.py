@@ -6,7 +6,7 @@ from _train_helpers import small_record
 
 from ftrl_lab.agent.models import tiny_tokenizer
 from ftrl_lab.core.reward import make_reward_func
-from ftrl_lab.train.data import build_prefix_dataset, clean_messages, prompt_length_fn
+from ftrl_lab.train.data import build_prefix_dataset, clean_messages, prompt_length_fn, rows_dataset
 
 
 def _prefix():
@@ -75,3 +75,8 @@ def test_limit_keeps_a_seeded_subset_in_order():
     assert len(ds) == 4 and ds["prompt"] == again["prompt"]
     order = [int(p[0]["content"].rsplit("(", 1)[1].rstrip(")")) for p in ds["prompt"]]
     assert order == sorted(order)
+    # the prefixes left out are the reserve of dynamic sampling: the other 6, once each
+    _, report = build_prefix_dataset(recs, limit=4, seed=1)
+    left = [int(r["prompt"][0]["content"].rsplit("(", 1)[1].rstrip(")")) for r in report.reserve]
+    assert sorted(left + order) == list(range(10)) and report.to_dict()["reserved"] == 6
+    assert rows_dataset(report.reserve)["prompt"] == [r["prompt"] for r in report.reserve]

@@ -1,5 +1,6 @@
 """Engine generation inside TRL, shared-prefix log-probs, and tiny GRPO / RLOO smoke runs."""
 
+import json
 import math
 import os
 
@@ -230,3 +231,64 @@ def test_sampling_runs_without_accelerates_autocast_wrapper():
     plain = Model()
     with without_autocast_wrapper(plain):  # no wrapper: nothing to undo
         assert plain(1) == "class"
+
+
+def constant_reward(completions, **kwargs):
+    """One reward for every completion: no group has spread, every advantage is 0."""
+    return [1.0] * len(completions)
+
+
+def spread_only_for_sudmark(prompts, completions, **kwargs):
+    """Reward spread (the completion's length) only for prompts about Sudmark."""
+    texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+    return [len(t) / 100 if "Sudmark" in json.dumps(p) else 1.0 for p, t in zip(prompts, texts)]
+
+
+def _one_prompt_dataset(tok, question="What is the capital of Norland?", answer="Oslavik"):
+    ds, _ = build_prefix_dataset([small_record(question, answer)], tok, max_prompt_tokens=4096)
+    return ds
+
+
+@pytest.mark.parametrize("skip", [True, False], ids=["skipped", "trl"])
+def test_zero_advantage_steps_skip_the_model_and_leave_the_weights_as_trl_does(tmp_path, skip):
+    model, tok = tiny_model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    RecordingGRPO.seen = []
+    trainer = RecordingGRPO(
+        model=model,
+        reward_funcs=[constant_reward],
+        args=_grpo_args(tmp_path, per_device_train_batch_size=4, max_steps=2),
+        train_dataset=_one_prompt_dataset(tok),
+        processing_class=tok,
+    )
+    configure_engine(trainer, batch_size=4, skip_zero_advantage=skip)
+    trainer.train()
+    assert len(RecordingGRPO.seen) == (0 if skip else 2)  # the model ran only without the skip
+    for n, p in model.named_parameters():  # zero advantages: zero gradients either way
+        torch.testing.assert_close(p.detach(), before[n], atol=0, rtol=0)
+    skipped = [r["ftrl/skipped_updates"] for r in trainer.state.log_history if "ftrl/skipped_updates" in r]
+    assert skipped == ([1.0, 1.0] if skip else [0.0, 0.0])
+    assert [r["ftrl/no_spread"] for r in trainer.state.log_history if "ftrl/no_spread" in r] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("redraws", [0, 1, 3])
+def test_redraws_replace_a_step_without_spread_by_a_reserve_prompt(tmp_path, redraws):
+    model, tok = tiny_model()
+    RecordingGRPO.seen = []
+    reserve = _one_prompt_dataset(tok, "What is the capital of Sudmark?", "Brenholt")
+    trainer = RecordingGRPO(
+        model=model,
+        reward_funcs=[spread_only_for_sudmark],
+        args=_grpo_args(tmp_path, per_device_train_batch_size=4, max_steps=1),
+        train_dataset=_one_prompt_dataset(tok),
+        processing_class=tok,
+    )
+    configure_engine(trainer, batch_size=4, redraws=redraws, reserve=reserve, skip_zero_advantage=False)
+    trainer.train()
+    (pids, pmask, *_), = RecordingGRPO.seen
+    trained_on = tok.decode(pids[0][pmask[0].bool()])
+    # one reserve prompt: it is drawn once, then the reserve is used up
+    assert ("Sudmark" in trained_on) == (redraws > 0) and ("Norland" in trained_on) == (redraws == 0)
+    assert trainer.ftrl_reserve_used == (1 if redraws else 0)
+    row = next(r for r in trainer.state.log_history if "ftrl/redraws" in r)
+    assert row["ftrl/redraws"] == (1.0 if redraws else 0.0) and row["ftrl/no_spread"] == (0.0 if redraws else 1.0)
