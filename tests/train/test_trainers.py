@@ -285,7 +285,7 @@ def test_redraws_replace_a_step_without_spread_by_a_reserve_prompt(tmp_path, red
     )
     configure_engine(trainer, batch_size=4, redraws=redraws, reserve=reserve, skip_zero_advantage=False)
     trainer.train()
-    (pids, pmask, *_), = RecordingGRPO.seen
+    ((pids, pmask, *_),) = RecordingGRPO.seen
     trained_on = tok.decode(pids[0][pmask[0].bool()])
     # one reserve prompt: it is drawn once, then the reserve is used up
     assert ("Sudmark" in trained_on) == (redraws > 0) and ("Norland" in trained_on) == (redraws == 0)
