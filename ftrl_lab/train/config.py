@@ -79,6 +79,7 @@ class RLSection:
     reward_rules: str = "official"  # the reward's rule set (core.reward.RewardConfig.rules)
     echo_guard: bool = True  # refuse solves by echo while training (off in the paper-parity evaluation)
     iterations: int = 2
+    iteration_levels: list[str] | None = None  # the level of each iteration; None: spread over data.curriculum
     envs_per_iteration: int = 16
     prefixes_per_iteration: int = 24
     num_generations: int = 8
@@ -225,6 +226,17 @@ class TrainConfig:
                     parse_complexity(str(value))
                 except ValueError as e:
                     raise ValueError(f"data.{key}: {e}") from None
+        levels = self.rl.iteration_levels
+        if levels is not None:
+            if not isinstance(levels, list) or len(levels) != self.rl.iterations:
+                raise ValueError(
+                    f"rl.iteration_levels: expected one level per iteration ({self.rl.iterations}), got {levels!r}"
+                )
+            self.rl.iteration_levels = [str(c) for c in levels]
+            pools = d.curriculum or [str(d.complexity)]
+            bad = [c for c in self.rl.iteration_levels if c not in pools]
+            if bad:
+                raise ValueError(f"rl.iteration_levels: {bad} have no train pool (data.curriculum: {pools})")
         if self.eval.select not in SELECT:
             raise ValueError(f"eval.select: unknown '{self.eval.select}' (choose from {SELECT})")
 

@@ -74,8 +74,11 @@ def curriculum_levels(cfg: TrainConfig) -> list[str]:
 
 
 def iteration_level(cfg: TrainConfig, iteration: int) -> str:
-    """The curriculum level RL iteration ``iteration`` (1-based) of K trains on: the levels spread
-    evenly from the first (iteration 1) to the last (iteration K), rounded to the nearest."""
+    """The curriculum level RL iteration ``iteration`` (1-based) of K trains on: ``rl.iteration_levels``
+    when set, else the levels spread evenly from the first (iteration 1) to the last (iteration K),
+    rounded to the nearest."""
+    if cfg.rl.iteration_levels:
+        return cfg.rl.iteration_levels[iteration - 1]
     levels, k_all = curriculum_levels(cfg), cfg.rl.iterations
     if k_all < 2:
         return levels[0]

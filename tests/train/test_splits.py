@@ -33,6 +33,18 @@ def test_iterations_climb_the_curriculum_evenly():
     assert validation_complexity(cfg) == "0-2"
     assert [iteration_level(_cfg(rl={"iterations": 2}), k) for k in (1, 2)] == ["0", "0"]  # no curriculum
     assert validation_complexity(_cfg(data={"complexity": "1"})) == "1"
+    cfg = _cfg(data={"curriculum": ["0", "1", "2"]}, rl={"iterations": 3, "iteration_levels": [0, "1", "1"]})
+    assert [iteration_level(cfg, k) for k in range(1, 4)] == ["0", "1", "1"]
+    assert validation_complexity(cfg) == "0-2"  # the pools, the warm start and validation keep every level
+
+
+@pytest.mark.parametrize(
+    "levels, message",
+    [(["0", "1"], "one level per iteration"), (["0", "1", "3"], r"\['3'\] have no train pool")],
+)
+def test_iteration_levels_must_name_one_pool_per_iteration(levels, message):
+    with pytest.raises(ValueError, match=f"rl.iteration_levels: .*{message}"):
+        _cfg(data={"curriculum": ["0", "1", "2"]}, rl={"iterations": 3, "iteration_levels": levels})
 
 
 def test_warm_start_spreads_over_levels_and_iterations_use_fresh_envs_of_their_level():
