@@ -195,13 +195,18 @@ def run_transfer(
     settings: TransferSettings | None = None,
     out: str | Path | None = None,
     threads: str | None = None,
+    start_from: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate both checkpoints of ``run_dir`` (resuming) and write the comparison; returns it."""
+    """Evaluate both checkpoints of ``run_dir`` (resuming) and write the comparison; returns it.
+    ``start_from``: another run's transfer folder whose start checkpoint is this run's (e.g. a
+    study's first run): its start evaluations are copied instead of made again."""
     run_dir = Path(run_dir)
     models = checkpoints(run_dir)
     settings = resolve_settings(run_dir, settings or TransferSettings())
     out = Path(out) if out else run_dir / "transfer"
     check_settings(out, settings)
+    if start_from is not None:
+        copy_start(Path(start_from), out, models["start"], settings)
     records = ftrl_records(settings)
     timing_path = out / "seconds.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
@@ -212,6 +217,23 @@ def run_transfer(
         timing_path.write_text(json.dumps(timing, indent=2) + "\n")
         gc.collect()
     return write_transfer(run_dir, out, settings, models)
+
+
+def copy_start(source: Path, out: Path, start_model: str, settings: TransferSettings) -> None:
+    """Copy ``source/start`` into ``out`` after checking it evaluated the same checkpoint with the
+    same protocol (a ``ValueError`` naming the difference otherwise)."""
+    path = source / "transfer.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no transfer comparison to take the start evaluations from")
+    done = json.loads(path.read_text())
+    theirs = done["checkpoints"]["start"]
+    if Path(theirs).resolve() != Path(start_model).resolve():
+        raise ValueError(f"{path}: its start checkpoint is {theirs}, this run's is {start_model}")
+    mine = dataclasses.asdict(settings)
+    changed = [k for k in GUARDED if done["settings"].get(k) != mine[k]]
+    if changed:
+        raise ValueError(f"{path}: made with other settings ({', '.join(changed)})")
+    shutil.copytree(source / "start", out / "start", dirs_exist_ok=True)
 
 
 # --- the comparison ---------------------------------------------------------------------------
@@ -391,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the cores free now)")
     p.add_argument("--publish", default=None, help="also copy the results to this folder (e.g. data/train)")
+    p.add_argument("--start-from", default=None, help="a transfer folder of the same start checkpoint to copy")
     a = p.parse_args(argv)
     import torch
 
@@ -410,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=a.batch_size,
     )
     out = Path(a.out) if a.out else Path(a.run) / "transfer"
-    summary = run_transfer(a.run, settings, out, threads=how)
+    summary = run_transfer(a.run, settings, out, threads=how, start_from=a.start_from)
     if a.publish:
         config = json.loads((Path(a.run) / "config.json").read_text())
         publish(out, a.publish, f"{config.get('name', 'run')}_{Path(a.run).name}")

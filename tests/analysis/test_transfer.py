@@ -115,3 +115,21 @@ def test_run_transfer_end_to_end_on_tiny_models(tmp_path):
     assert (out / "start" / "ftrl" / "transcripts.jsonl").read_text() == before
     copied = transfer.publish(out, tmp_path / "pub", "quick_run")
     assert {p.name for p in copied} == {"quick_run_transfer.json", "quick_run_transfer.md", "quick_run_table2.csv"}
+
+
+def test_start_evaluations_are_copied_only_for_the_same_checkpoint(tmp_path):
+    run = _run_dir(tmp_path)
+    settings = TransferSettings(ftrl_data=str(TOY), max_turns=1, max_new_tokens=4, benchmarks=(), humaneval=0)
+    settings = dataclasses.replace(settings, fast_decode=False, bf16_prefill=False, bootstrap=50)
+    transfer.run_transfer(run, settings)
+    other = tmp_path / "other"
+    transfer.copy_start(run / "transfer", other, str(run / "start_model"), settings)
+    assert (other / "start" / "ftrl" / "transcripts.jsonl").read_text() == (
+        run / "transfer" / "start" / "ftrl" / "transcripts.jsonl"
+    ).read_text()
+    with pytest.raises(ValueError, match="start checkpoint is"):
+        transfer.copy_start(run / "transfer", tmp_path / "x", str(run / "final_model"), settings)
+    with pytest.raises(ValueError, match="other settings .*max_turns"):
+        transfer.copy_start(
+            run / "transfer", tmp_path / "y", str(run / "start_model"), dataclasses.replace(settings, max_turns=3)
+        )
