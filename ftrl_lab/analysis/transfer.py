@@ -60,7 +60,7 @@ class TransferSettings:
     up to 20 turns, official rules), the whole suite and all 164 HumanEval problems."""
 
     ftrl_data: str | None = None  # records; None: FTRL's test set (records.default_test_set)
-    ftrl_limit: int | None = None  # stratified by scenario; None: all
+    ftrl_limit: int | None = None  # stratified by scenario; None: all; 0: skip FTRL
     max_turns: int = 20  # FTRL's protocol (ToolHop keeps its own limit)
     max_new_tokens: int = 512  # per turn, FTRL and the suite
     rules: str = "official"  # FTRL's evaluation_self.py outcome
@@ -124,7 +124,9 @@ def check_settings(out: Path, settings: TransferSettings) -> None:
 
 
 def ftrl_records(settings: TransferSettings) -> list:
-    """The FTRL records both checkpoints play (a stratified subset when ``ftrl_limit``)."""
+    """The FTRL records both checkpoints play (a stratified subset when ``ftrl_limit``; 0: none)."""
+    if settings.ftrl_limit == 0:
+        return []
     source = settings.ftrl_data or default_test_set()
     records = list(load_records(source))
     if not records:
@@ -360,6 +362,7 @@ def transfer_markdown(summary: dict[str, Any], table: pd.DataFrame) -> str:
     """The comparison as Markdown: what was run, the table, and one line per benchmark."""
     s = summary["settings"]
     ftrl = "all records" if s["ftrl_limit"] is None else f"{s['ftrl_limit']} records stratified by scenario"
+    ftrl = "not run" if s["ftrl_limit"] == 0 else ftrl
     suite = "all items" if s["suite_limit"] is None else f"first {s['suite_limit']} items per category"
     he = f"first {s['humaneval']} problems" if s["humaneval"] else "not run"
     lines = [
@@ -404,7 +407,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("run", help="a finished training run folder")
     p.add_argument("--out", default=None, help="default: <run>/transfer (a rerun resumes)")
     p.add_argument("--ftrl-data", default=None, help="FTRL-format records (default: FTRL's test set)")
-    p.add_argument("--ftrl-limit", type=int, default=None, help="records stratified by scenario (default: all)")
+    p.add_argument(
+        "--ftrl-limit", type=int, default=None, help="records stratified by scenario (default: all; 0: skip)"
+    )
     p.add_argument("--max-turns", type=int, default=20)
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--suite-limit", type=int, default=None, help="first N items per suite category (default: all)")
