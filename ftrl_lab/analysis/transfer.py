@@ -10,10 +10,14 @@ when the run has no warm start) and the selected final policy (``selection.model
 ``control.model`` for the continued-SFT control). Each is evaluated with the settings in
 :class:`TransferSettings` (decode settings from the run's config), into
 
-    <run>/transfer/<tag>/ftrl/         transcripts.jsonl, results.csv (``python -m ftrl_lab.evaluate ftrl``'s)
-    <run>/transfer/<tag>/suite/        the suite folder (``python -m ftrl_lab.benchmarks suite``'s)
-    <run>/transfer/<tag>/humaneval.jsonl
-    <run>/transfer/transfer.json|md    the paired comparison; table2.csv|md: both rows in Table 2
+    <run>/transfer/<run name>-<tag>/   a suite folder (``python -m ftrl_lab.benchmarks suite``'s; its
+                                       name labels the Table 2 row), with
+        ftrl/                          transcripts.jsonl, results.csv (``python -m ftrl_lab.evaluate ftrl``'s)
+        humaneval.jsonl                per-problem rows
+    <run>/transfer/transfer.json|md    the paired comparison; table2.csv: both rows in Table 2
+
+Notebook 04 shows them next to the paper's rows: ``BENCH_RUNS`` = the two ``<run name>-<tag>``
+folders, ``FTRL_EVALS`` = {folder name: its ``ftrl/``}.
 
 Every piece resumes (a rerun skips finished episodes, items and problems); a rerun with other
 protocol settings is refused. Subsets are chosen before any model runs and are the same for
@@ -175,7 +179,7 @@ def evaluate_checkpoint(model: str, out: Path, settings: TransferSettings, recor
             batch_size=settings.batch_size,
             bf16_prefill=bool(settings.bf16_prefill),
         )
-        run_suite(policy, out / "suite", suite, model_info=info, benchmarks=settings.benchmarks)
+        run_suite(policy, out, suite, model_info=info, benchmarks=settings.benchmarks)
         seconds["suite"] = time.perf_counter() - t0
     if settings.humaneval:
         t0 = time.perf_counter()
@@ -208,21 +212,28 @@ def run_transfer(
     out = Path(out) if out else run_dir / "transfer"
     check_settings(out, settings)
     if start_from is not None:
-        copy_start(Path(start_from), out, models["start"], settings)
+        copy_start(Path(start_from), out, run_dir.name, models["start"], settings)
     records = ftrl_records(settings)
     timing_path = out / "seconds.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     for tag in TAGS:
-        log.info("transfer: %s checkpoint %s -> %s", tag, models[tag], out / tag)
-        spent = evaluate_checkpoint(models[tag], out / tag, settings, records)
+        folder = tag_dir(out, run_dir.name, tag)
+        log.info("transfer: %s checkpoint %s -> %s", tag, models[tag], folder)
+        spent = evaluate_checkpoint(models[tag], folder, settings, records)
         timing.setdefault(tag, []).append({**spent, "threads": threads})
         timing_path.write_text(json.dumps(timing, indent=2) + "\n")
         gc.collect()
     return write_transfer(run_dir, out, settings, models)
 
 
-def copy_start(source: Path, out: Path, start_model: str, settings: TransferSettings) -> None:
-    """Copy ``source/start`` into ``out`` after checking it evaluated the same checkpoint with the
+def tag_dir(out: Path, run_name: str, tag: str) -> Path:
+    """The folder of one checkpoint's evaluations, ``<out>/<run name>-<tag>``: a suite folder (its
+    name labels the Table 2 row) holding also ``ftrl/`` and ``humaneval.jsonl``."""
+    return out / f"{run_name}-{tag}"
+
+
+def copy_start(source: Path, out: Path, run_name: str, start_model: str, settings: TransferSettings) -> None:
+    """Copy the start evaluations of transfer folder ``source`` into ``out`` after checking it evaluated the same checkpoint with the
     same protocol (a ``ValueError`` naming the difference otherwise)."""
     path = source / "transfer.json"
     if not path.exists():
@@ -235,7 +246,9 @@ def copy_start(source: Path, out: Path, start_model: str, settings: TransferSett
     changed = [k for k in GUARDED if done["settings"].get(k) != mine[k]]
     if changed:
         raise ValueError(f"{path}: made with other settings ({', '.join(changed)})")
-    shutil.copytree(source / "start", out / "start", dirs_exist_ok=True)
+    shutil.copytree(
+        tag_dir(source, Path(done["run"]).name, "start"), tag_dir(out, run_name, "start"), dirs_exist_ok=True
+    )
 
 
 # --- the comparison ---------------------------------------------------------------------------
@@ -294,25 +307,26 @@ def category_mean_change(
     }
 
 
-def transfer_table(out: Path, settings: TransferSettings) -> pd.DataFrame:
+def transfer_table(out: Path, settings: TransferSettings, run_name: str) -> pd.DataFrame:
     """One row per benchmark x metric: start, final, delta and its CI (points x100), ``n`` paired items."""
     from ftrl_lab.agent.humaneval import load_rows
     from ftrl_lab.benchmarks.registry import BENCHMARKS
     from ftrl_lab.train.report import compare, pass_at_1_change
 
     rows: list[dict[str, Any]] = []
-    a, b = _ftrl_frame(out / "start" / "ftrl"), _ftrl_frame(out / "final" / "ftrl")
+    start, final = (tag_dir(out, run_name, t) for t in TAGS)
+    a, b = _ftrl_frame(start / "ftrl"), _ftrl_frame(final / "ftrl")
     if len(a) and len(b):
         for r in compare(a, b, settings.bootstrap, settings.seed).to_dict(orient="records"):
             rows.append({"benchmark": "ftrl", "metric": r["metric"], **_pick(r)})
     for name in settings.benchmarks:
-        sa, sb = _suite_results(out / "start" / "suite", name), _suite_results(out / "final" / "suite", name)
+        sa, sb = _suite_results(start, name), _suite_results(final, name)
         if not len(sa) or not len(sb):
             continue
         for metric in BENCHMARKS[name].headline:
             r = category_mean_change(sa, sb, metric, settings.bootstrap, settings.seed)
             rows.append({"benchmark": name, "metric": metric, **_pick(r)})
-    paths = [out / t / "humaneval.jsonl" for t in TAGS]
+    paths = [start / "humaneval.jsonl", final / "humaneval.jsonl"]
     if settings.humaneval and all(p.exists() for p in paths):
         r = pass_at_1_change(load_rows(paths[0]), load_rows(paths[1]), settings.bootstrap, settings.seed)
         rows.append({"benchmark": "humaneval", "metric": "pass@1", **_pick(r)})
@@ -340,7 +354,7 @@ def write_transfer(run_dir: Path, out: Path, settings: TransferSettings, models:
     """``transfer.json`` / ``transfer.md`` and the two Table 2 rows (``table2.csv`` / ``table2.md``)."""
     from ftrl_lab.benchmarks.report import table2_from_suites
 
-    table = transfer_table(out, settings)
+    table = transfer_table(out, settings, run_dir.name)
     timing_path = out / "seconds.json"
     summary = {
         "run": str(run_dir),
@@ -351,9 +365,9 @@ def write_transfer(run_dir: Path, out: Path, settings: TransferSettings, models:
     }
     (out / "transfer.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "transfer.md").write_text(transfer_markdown(summary, table) + "\n")
-    suites = {f"{run_dir.name} {t}": out / t / "suite" for t in TAGS}
-    ftrl = {f"{run_dir.name} {t}": out / t / "ftrl" for t in TAGS if (out / t / "ftrl" / "results.csv").exists()}
-    t2 = table2_from_suites(suites, ftrl)
+    folders = {f"{run_dir.name}-{t}": tag_dir(out, run_dir.name, t) for t in TAGS}
+    ftrl = {label: f / "ftrl" for label, f in folders.items() if (f / "ftrl" / "results.csv").exists()}
+    t2 = table2_from_suites(folders, ftrl)
     t2.to_csv(out / "table2.csv")
     return summary
 

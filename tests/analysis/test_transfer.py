@@ -105,14 +105,14 @@ def test_run_transfer_end_to_end_on_tiny_models(tmp_path):
     assert list(ftrl["metric"]) == ["Solve-P", "Solve-R", "Solve-F1"] and set(ftrl["n"]) == {3}
     assert set(table[table["benchmark"] == "humaneval"]["n"]) == {2}
     for tag in ("start", "final"):
-        assert len((out / tag / "ftrl" / "transcripts.jsonl").read_text().splitlines()) == 3
-        assert (out / tag / "suite" / "summary.csv").exists()
+        assert len((out / f"run-{tag}" / "ftrl" / "transcripts.jsonl").read_text().splitlines()) == 3
+        assert (out / f"run-{tag}" / "summary.csv").exists()
     assert "| ftrl | Solve-F1 | 3 |" in (out / "transfer.md").read_text()
     rows = pd.read_csv(out / "table2.csv", index_col=0)
-    assert {"run start", "run final"} <= set(rows.index)
-    before = (out / "start" / "ftrl" / "transcripts.jsonl").read_text()
+    assert {"run-start", "run-final"} <= set(rows.index)
+    before = (out / "run-start" / "ftrl" / "transcripts.jsonl").read_text()
     transfer.run_transfer(run, settings)  # resumes: nothing played again
-    assert (out / "start" / "ftrl" / "transcripts.jsonl").read_text() == before
+    assert (out / "run-start" / "ftrl" / "transcripts.jsonl").read_text() == before
     copied = transfer.publish(out, tmp_path / "pub", "quick_run")
     assert {p.name for p in copied} == {"quick_run_transfer.json", "quick_run_transfer.md", "quick_run_table2.csv"}
 
@@ -123,13 +123,13 @@ def test_start_evaluations_are_copied_only_for_the_same_checkpoint(tmp_path):
     settings = dataclasses.replace(settings, fast_decode=False, bf16_prefill=False, bootstrap=50)
     transfer.run_transfer(run, settings)
     other = tmp_path / "other"
-    transfer.copy_start(run / "transfer", other, str(run / "start_model"), settings)
-    assert (other / "start" / "ftrl" / "transcripts.jsonl").read_text() == (
-        run / "transfer" / "start" / "ftrl" / "transcripts.jsonl"
+    transfer.copy_start(run / "transfer", other, "control", str(run / "start_model"), settings)
+    assert (other / "control-start" / "ftrl" / "transcripts.jsonl").read_text() == (
+        run / "transfer" / "run-start" / "ftrl" / "transcripts.jsonl"
     ).read_text()
     with pytest.raises(ValueError, match="start checkpoint is"):
-        transfer.copy_start(run / "transfer", tmp_path / "x", str(run / "final_model"), settings)
+        transfer.copy_start(run / "transfer", tmp_path / "x", "c", str(run / "final_model"), settings)
     with pytest.raises(ValueError, match="other settings .*max_turns"):
         transfer.copy_start(
-            run / "transfer", tmp_path / "y", str(run / "start_model"), dataclasses.replace(settings, max_turns=3)
+            run / "transfer", tmp_path / "y", "c", str(run / "start_model"), dataclasses.replace(settings, max_turns=3)
         )
