@@ -110,9 +110,12 @@ class RLSection:
     save_steps: int = 4
     trl: dict = field(default_factory=dict)  # extra GRPOConfig / RLOOConfig fields, passed as is
     # continued_sft only (the control): its wall-time budget, given directly or read from a finished
-    # run folder (the sum of its iterations' collect_seconds + train_seconds). Set exactly one.
+    # run folder (the sum of its iterations' collect_seconds + train_seconds), or a count of optimizer
+    # steps (replays a finished control exactly: a wall-time stop varies with the machine's load).
+    # Set exactly one.
     budget_seconds: float | None = None
     budget_from: str | None = None
+    budget_steps: int | None = None
 
 
 @dataclass
@@ -197,15 +200,19 @@ class TrainConfig:
                 ) from None
             if rl.budget_seconds <= 0:
                 raise ValueError(f"rl.budget_seconds: must be > 0, got {rl.budget_seconds}")
+        if rl.budget_steps is not None:
+            if isinstance(rl.budget_steps, bool) or not isinstance(rl.budget_steps, int) or rl.budget_steps < 1:
+                raise ValueError(f"rl.budget_steps: expected a whole number of steps >= 1, got {rl.budget_steps!r}")
         if rl.algorithm != "continued_sft":
             return
-        if rl.budget_seconds is None and not rl.budget_from:
+        given = [k for k in ("budget_seconds", "budget_from", "budget_steps") if getattr(rl, k) not in (None, "")]
+        if not given:
             raise ValueError(
-                "rl.budget_seconds / rl.budget_from: continued_sft needs its wall-time budget (set "
-                "rl.budget_seconds, or rl.budget_from to a finished RL run folder)"
+                "rl.budget_seconds / rl.budget_from / rl.budget_steps: continued_sft needs its budget (set "
+                "rl.budget_seconds, rl.budget_from to a finished RL run folder, or rl.budget_steps)"
             )
-        if rl.budget_seconds is not None and rl.budget_from:
-            raise ValueError("rl.budget_seconds and rl.budget_from are both set: set only one")
+        if len(given) > 1:
+            raise ValueError(f"{' and '.join('rl.' + k for k in given)}: both set, set only one")
 
     def _check_data(self) -> None:
         from ftrl_lab.envgen.backend import parse_complexity

@@ -3,7 +3,9 @@
 From the same starting checkpoint as the RL run, the control spends the RL run's wall time on
 collection + updates (the sum of its iterations' ``collect_seconds`` + ``train_seconds``, read from
 ``rl.budget_from``, or ``rl.budget_seconds``) on continued SFT on gold trajectories, then the run
-is evaluated exactly like an RL run's final evaluation.
+is evaluated exactly like an RL run's final evaluation. ``rl.budget_steps`` instead fixes the number
+of optimizer steps: a wall-time stop depends on the machine's load (two runs of one seed stopped
+after 47 and 49 steps), so a published control is replayed exactly by its recorded ``steps``.
 
 * Data: gold trajectories (:func:`ftrl_lab.train.sft.gold_trajectories`) of the train
   environments after the warm start's (``train[sft.n_envs:]``, all of them without a warm
@@ -86,14 +88,25 @@ def budget_from_run(run_dir: str | Path) -> tuple[float, int]:
 
 
 def control_budget(cfg: TrainConfig) -> dict[str, Any]:
-    """The control's budget: ``budget_seconds`` and where it came from (``budget_from``, ``budget_iterations``)."""
+    """The control's budget: ``budget_seconds`` (or ``budget_steps``) and where it came from
+    (``budget_from``, ``budget_iterations``)."""
     rl = cfg.rl
+    none = {"budget_from": None, "budget_iterations": None}
+    if rl.budget_steps is not None:
+        return {"budget_seconds": None, "budget_steps": rl.budget_steps, **none}
     if rl.budget_seconds is not None:
-        return {"budget_seconds": rl.budget_seconds, "budget_from": None, "budget_iterations": None}
+        return {"budget_seconds": rl.budget_seconds, "budget_steps": None, **none}
     if not rl.budget_from:
-        raise ValueError("rl.budget_seconds / rl.budget_from: the continued-SFT control needs a wall-time budget")
+        raise ValueError(
+            "rl.budget_seconds / rl.budget_from / rl.budget_steps: the continued-SFT control needs a budget"
+        )
     seconds, iterations = budget_from_run(rl.budget_from)
-    return {"budget_seconds": round(seconds, 1), "budget_from": str(rl.budget_from), "budget_iterations": iterations}
+    return {
+        "budget_seconds": round(seconds, 1),
+        "budget_steps": None,
+        "budget_from": str(rl.budget_from),
+        "budget_iterations": iterations,
+    }
 
 
 def control_envs(train: Sequence[EnvRecord], cfg: TrainConfig) -> list[EnvRecord]:
@@ -141,20 +154,20 @@ def continued_sft(
     shutil.rmtree(ctrl_dir / "trainer", ignore_errors=True)
     (ctrl_dir / "log.jsonl").unlink(missing_ok=True)
     t0 = time.monotonic()
-    deadline = t0 + budget["budget_seconds"]
+    by_steps = budget["budget_steps"] is not None
     pool = control_envs(train, cfg)
     dataset, dropped = build_sft_dataset(gold_trajectories(pool), tokenizer, max_length=cfg.sft.max_length)
     if not len(dataset):
         raise RuntimeError(f"control: none of the {len(pool)} gold trajectories is usable ({dropped})")
     t_data = time.monotonic() - t0
     log.info(
-        "control: %d gold examples of %d environments (%.1f s), budget %.1f s",
+        "control: %d gold examples of %d environments (%.1f s), budget %s",
         len(dataset),
         len(pool),
         t_data,
-        budget["budget_seconds"],
+        f"{budget['budget_steps']} steps" if by_steps else f"{budget['budget_seconds']:.1f} s",
     )
-    stop = WallTimeBudget(deadline)
+    stop = None if by_steps else WallTimeBudget(t0 + budget["budget_seconds"])
     s = cfg.sft
     t1 = time.monotonic()
     result = run_sft(
@@ -169,8 +182,8 @@ def continued_sft(
         use_cpu=use_cpu,
         bf16=bf16,
         seed=cfg.seed,
-        extra_args={"max_steps": MAX_STEPS},
-        callbacks=[stop],
+        extra_args={"max_steps": budget["budget_steps"] if by_steps else MAX_STEPS},
+        callbacks=[] if stop is None else [stop],
     )
     t_end = time.monotonic()
     shutil.rmtree(ctrl_dir / "trainer", ignore_errors=True)
@@ -188,11 +201,11 @@ def continued_sft(
         "steps": max((r.get("step", 0) for r in history), default=0),
         "examples": examples,
         "passes": round(epochs, 3),
-        "stopped_by": "budget" if stop.stopped_at_step is not None else "max_steps",
+        "stopped_by": "budget_steps" if by_steps else "budget" if stop.stopped_at_step is not None else "max_steps",
         "data_seconds": round(t_data, 1),
         "train_seconds": round(t_end - t1, 1),
         "seconds": round(t_end - t0, 1),
-        "overshoot_seconds": round(t_end - t0 - budget["budget_seconds"], 1),
+        "overshoot_seconds": None if by_steps else round(t_end - t0 - budget["budget_seconds"], 1),
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "restarts": restarts,
@@ -201,11 +214,15 @@ def continued_sft(
 
 def control_markdown(value: dict[str, Any]) -> str:
     """One paragraph of ``results.md`` saying what the control did with its budget."""
-    source = (
-        f"the collection + update time of `{value['budget_from']}` ({value['budget_iterations']} iteration(s))"
-        if value.get("budget_from")
-        else "`rl.budget_seconds`"
-    )
+    if value.get("budget_steps") is not None:
+        budget = f"{value['budget_steps']} optimizer steps from `rl.budget_steps`"
+    elif value.get("budget_from"):
+        budget = (
+            f"{value['budget_seconds']:.1f} s from the collection + update time of `{value['budget_from']}` "
+            f"({value['budget_iterations']} iteration(s))"
+        )
+    else:
+        budget = f"{value['budget_seconds']:.1f} s from `rl.budget_seconds`"
     passes = value["passes"]
     repeat = (
         f"{passes:.2f} passes over the pool, so examples repeated after the first pass"
@@ -213,7 +230,7 @@ def control_markdown(value: dict[str, Any]) -> str:
         else f"{passes:.2f} of one pass over the pool (every example fresh)"
     )
     text = (
-        f"Continued-SFT control (in place of RL): budget {value['budget_seconds']:.1f} s from {source}; "
+        f"Continued-SFT control (in place of RL): budget {budget}; "
         f"spent {value['seconds']:.1f} s ({value['data_seconds']:.1f} s playing gold trajectories, "
         f"{value['train_seconds']:.1f} s training, stopped by the {value['stopped_by']}), "
         f"{value['steps']} optimizer steps on about {value['examples']} examples of a pool of "

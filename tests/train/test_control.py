@@ -65,6 +65,7 @@ def test_budget_from_sums_collect_and_train_seconds_of_a_finished_run(tmp_path):
     cfg = config_from_dict({"rl": {"algorithm": "continued_sft", "budget_from": str(tmp_path / "done")}})
     assert control_budget(cfg) == {
         "budget_seconds": 33.0,
+        "budget_steps": None,
         "budget_from": str(tmp_path / "done"),
         "budget_iterations": 2,
     }
@@ -78,10 +79,15 @@ def test_budget_from_sums_collect_and_train_seconds_of_a_finished_run(tmp_path):
 
 def test_continued_sft_needs_exactly_one_budget():
     assert "continued_sft" in ALGORITHMS
-    with pytest.raises(ValueError, match="rl.budget_seconds / rl.budget_from"):
+    with pytest.raises(ValueError, match="rl.budget_seconds / rl.budget_from / rl.budget_steps"):
         config_from_dict({"rl": {"algorithm": "continued_sft"}}, "preset.yaml")
     with pytest.raises(ValueError, match="both set"):
         config_from_dict({"rl": {"algorithm": "continued_sft", "budget_seconds": 5, "budget_from": "x"}})
+    with pytest.raises(ValueError, match="rl.budget_from and rl.budget_steps: both set"):
+        config_from_dict({"rl": {"algorithm": "continued_sft", "budget_steps": 5, "budget_from": "x"}})
+    for bad in (0, 2.5, "3", True):
+        with pytest.raises(ValueError, match="rl.budget_steps: expected a whole number"):
+            config_from_dict({"rl": {"algorithm": "continued_sft", "budget_steps": bad}})
     with pytest.raises(ValueError, match="rl.budget_seconds: must be > 0"):
         config_from_dict({"rl": {"algorithm": "continued_sft", "budget_seconds": 0}})
     assert config_from_dict({"rl": {"algorithm": "continued_sft", "budget_seconds": "1.5e2"}}).rl.budget_seconds == 150
@@ -89,6 +95,21 @@ def test_continued_sft_needs_exactly_one_budget():
     assert control_envs(list(envgen_records()), cfg) == list(envgen_records())[2:]
     with pytest.raises(ValueError, match="none left"):
         control_envs(list(envgen_records())[:2], cfg)
+
+
+def test_a_step_budget_trains_exactly_that_many_steps_and_says_so(tmp_path):
+    cfg = config_from_dict(
+        {
+            "rl": {"algorithm": "continued_sft", "budget_steps": 3},
+            "sft": {"n_envs": 2, "gradient_accumulation_steps": 1},
+        }
+    )
+    assert control_budget(cfg)["budget_steps"] == 3 and control_budget(cfg)["budget_seconds"] is None
+    model, tok = tiny_model()
+    value = control.continued_sft(model, tok, list(envgen_records()), tmp_path, cfg, use_cpu=True, bf16=False)
+    assert value["steps"] == 3 and value["stopped_by"] == "budget_steps" and value["overshoot_seconds"] is None
+    text = control.control_markdown(value)
+    assert "budget 3 optimizer steps from `rl.budget_steps`" in text and "3 optimizer steps on about" in text
 
 
 @pytest.mark.slow
