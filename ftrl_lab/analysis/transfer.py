@@ -140,6 +140,8 @@ def ftrl_records(settings: TransferSettings) -> list:
 
 def evaluate_checkpoint(model: str, out: Path, settings: TransferSettings, records: Sequence) -> dict[str, float]:
     """One checkpoint through FTRL, the suite and HumanEval (each resumable); seconds per part."""
+    import torch
+
     from ftrl_lab.agent.evaluate import evaluate
     from ftrl_lab.agent.humaneval import humaneval
     from ftrl_lab.agent.policies import make_policy
@@ -178,6 +180,7 @@ def evaluate_checkpoint(model: str, out: Path, settings: TransferSettings, recor
             max_new_tokens=settings.max_new_tokens,
             batch_size=settings.batch_size,
             bf16_prefill=bool(settings.bf16_prefill),
+            threads=torch.get_num_threads(),  # recorded in the summary, not set
         )
         run_suite(policy, out, suite, model_info=info, benchmarks=settings.benchmarks)
         seconds["suite"] = time.perf_counter() - t0
