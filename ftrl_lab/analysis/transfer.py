@@ -327,7 +327,8 @@ def transfer_table(out: Path, settings: TransferSettings, run_name: str) -> pd.D
         if not len(sa) or not len(sb):
             continue
         for metric in BENCHMARKS[name].headline:
-            r = category_mean_change(sa, sb, metric, settings.bootstrap, settings.seed)
+            column = BENCHMARKS[name].item_column(metric)
+            r = category_mean_change(sa, sb, column, settings.bootstrap, settings.seed)
             rows.append({"benchmark": name, "metric": metric, **_pick(r)})
     paths = [start / "humaneval.jsonl", final / "humaneval.jsonl"]
     if settings.humaneval and all(p.exists() for p in paths):

@@ -47,6 +47,12 @@ class Benchmark:
     summary_row: str  # the row of its table that summarises the categories
     load: Callable[[str | None, RunOptions], list[dict]]
     run: Callable[[Any, Sequence[dict], Path | None, RunOptions], list[dict]]
+    item_columns: tuple[str, ...] | None = None  # per-item result column of each headline metric (None: same names)
+
+    def item_column(self, metric: str) -> str:
+        """The per-item result column whose category mean is headline ``metric`` (BFCL's
+        ``accuracy`` is the mean of ``correct``)."""
+        return dict(zip(self.headline, self.item_columns or self.headline))[metric]
 
     @property
     def rules(self) -> tuple[str, ...]:
@@ -141,8 +147,17 @@ BENCHMARKS: dict[str, Benchmark] = {
     for b in (
         Benchmark("toolhop", toolhop, toolhop.MODES, ("AC",), "overall", _load_toolhop, _run_toolhop),
         Benchmark("rotbench", rotbench, rotbench.LEVELS, rotbench.METRICS, "overall", _load_rotbench, _run_rotbench),
-        Benchmark("bfcl", bfcl, bfcl.CATEGORIES, ("accuracy",), "non_live_ast", _load_bfcl, _run_bfcl),
-        Benchmark("taubench", taubench, ("airline", "retail"), ("pass^1",), "overall", _load_taubench, _run_taubench),
+        Benchmark("bfcl", bfcl, bfcl.CATEGORIES, ("accuracy",), "non_live_ast", _load_bfcl, _run_bfcl, ("correct",)),
+        Benchmark(
+            "taubench",
+            taubench,
+            ("airline", "retail"),
+            ("pass^1",),
+            "overall",
+            _load_taubench,
+            _run_taubench,
+            ("pass",),
+        ),
     )
 }
 

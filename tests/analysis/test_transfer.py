@@ -12,6 +12,7 @@ import pytest
 
 from ftrl_lab.analysis import transfer
 from ftrl_lab.analysis.transfer import TransferSettings, category_mean_change, check_settings, checkpoints
+from ftrl_lab.benchmarks.registry import BENCHMARKS
 
 TOY = Path(__file__).resolve().parent.parent / "fixtures" / "rollout" / "toy_envs.jsonl"
 
@@ -133,3 +134,22 @@ def test_start_evaluations_are_copied_only_for_the_same_checkpoint(tmp_path):
         transfer.copy_start(
             run / "transfer", tmp_path / "y", "c", str(run / "start_model"), dataclasses.replace(settings, max_turns=3)
         )
+
+
+def _fake_suite(folder, benchmark, rows):
+    (folder / benchmark).mkdir(parents=True)
+    (folder / benchmark / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.mark.parametrize("name", ["toolhop", "rotbench", "bfcl", "taubench"])
+def test_every_benchmark_headline_is_compared_from_its_per_item_column(tmp_path, name):
+    bench = BENCHMARKS[name]
+    cats = bench.categories[:2]
+    columns = [bench.item_column(m) for m in bench.headline]
+    for tag, value in (("start", 0.0), ("final", 1.0)):
+        rows = [{"id": f"{c}/{i}", "category": c, **dict.fromkeys(columns, value)} for c in cats for i in range(3)]
+        _fake_suite(tmp_path / f"run-{tag}", name, rows)
+    settings = TransferSettings(benchmarks=(name,), humaneval=0, ftrl_limit=0, bootstrap=50)
+    table = transfer.transfer_table(tmp_path, settings, "run")
+    assert list(table["metric"]) == list(bench.headline)
+    assert set(table["delta"]) == {100.0} and set(table["n"]) == {6}

@@ -27,3 +27,27 @@ def test_suite_books_the_rule_set_per_summary_row(tmp_path):
     results = (tmp_path / "toolhop" / "results.jsonl").read_text()
     assert '"rules": "official"' in results
     assert "| category | n | selection | rules |" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("name", sorted(registry.BENCHMARKS))
+def test_each_headline_metric_is_the_category_mean_of_its_item_column(name):
+    bench = registry.BENCHMARKS[name]
+    columns = [bench.item_column(m) for m in bench.headline]
+    rows = [
+        {
+            "id": f"{c}/{i}",
+            "category": c,
+            "scenario": "TG",
+            "rules": bench.default_rules,
+            "db_match": 0,  # tau-bench tables it beside pass^1
+            **dict.fromkeys(columns, i % 2),
+        }
+        for c in bench.categories
+        for i in range(4)
+    ]
+    table = bench.table(rows)
+    for metric in bench.headline:
+        assert metric in table.columns
+        assert table.loc[bench.categories[0], metric] == pytest.approx(50.0)
+    with pytest.raises(KeyError):
+        bench.item_column("no such metric")
