@@ -127,19 +127,24 @@ def check_settings(out: Path, settings: TransferSettings) -> None:
     path.write_text(json.dumps(dataclasses.asdict(settings), indent=2) + "\n")
 
 
-def ftrl_records(settings: TransferSettings) -> list:
-    """The FTRL records both checkpoints play (a stratified subset when ``ftrl_limit``; 0: none)."""
+def ftrl_records(settings: TransferSettings) -> tuple[list, int]:
+    """The FTRL records both checkpoints play (a stratified subset when ``ftrl_limit``; 0: none)
+    and how many records the source has."""
     if settings.ftrl_limit == 0:
-        return []
+        return [], 0
     source = settings.ftrl_data or default_test_set()
     records = list(load_records(source))
     if not records:
         raise ValueError(f"{source}: no records")
-    return stratified_subset(records, settings.ftrl_limit, settings.seed) if settings.ftrl_limit else records
+    chosen = stratified_subset(records, settings.ftrl_limit, settings.seed) if settings.ftrl_limit else records
+    return chosen, len(records)
 
 
-def evaluate_checkpoint(model: str, out: Path, settings: TransferSettings, records: Sequence) -> dict[str, float]:
-    """One checkpoint through FTRL, the suite and HumanEval (each resumable); seconds per part."""
+def evaluate_checkpoint(
+    model: str, out: Path, settings: TransferSettings, records: Sequence, source_records: int | None = None
+) -> dict[str, float]:
+    """One checkpoint through FTRL, the suite and HumanEval (each resumable); seconds per part.
+    ``source_records``: how many records the FTRL source has (``records`` may be a subset of it)."""
     import torch
 
     from ftrl_lab.agent.evaluate import evaluate
@@ -160,7 +165,12 @@ def evaluate_checkpoint(model: str, out: Path, settings: TransferSettings, recor
     seconds["load"] = time.perf_counter() - t0
     if records:
         t0 = time.perf_counter()
-        meta = {**info, "data": str(settings.ftrl_data or default_test_set()), "settings": dataclasses.asdict(settings)}
+        meta = {
+            **info,
+            "data": str(settings.ftrl_data or default_test_set()),
+            "source_records": source_records or len(records),
+            "settings": dataclasses.asdict(settings),
+        }
         evaluate(
             records,
             policy,
@@ -216,13 +226,13 @@ def run_transfer(
     check_settings(out, settings)
     if start_from is not None:
         copy_start(Path(start_from), out, run_dir.name, models["start"], settings)
-    records = ftrl_records(settings)
+    records, source_records = ftrl_records(settings)
     timing_path = out / "seconds.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     for tag in TAGS:
         folder = tag_dir(out, run_dir.name, tag)
         log.info("transfer: %s checkpoint %s -> %s", tag, models[tag], folder)
-        spent = evaluate_checkpoint(models[tag], folder, settings, records)
+        spent = evaluate_checkpoint(models[tag], folder, settings, records, source_records)
         timing.setdefault(tag, []).append({**spent, "threads": threads})
         timing_path.write_text(json.dumps(timing, indent=2) + "\n")
         gc.collect()

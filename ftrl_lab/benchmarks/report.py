@@ -240,10 +240,15 @@ def _ftrl_note(out_dir: str | os.PathLike) -> str:
     rows = load_transcripts(out_dir)
     scenarios = sorted({r.get("scenario", "?") for r in rows})
     results = Path(out_dir) / "results.json"
-    total = json.loads(results.read_text(encoding="utf-8")).get("n_records") if results.exists() else None
+    meta = json.loads(results.read_text(encoding="utf-8")) if results.exists() else {}
+    total = meta.get("n_records")
     of = f" of {total}" if total else ""
     partial = "" if total and len(rows) >= total else " (partial)"
-    return f"Solve-P/R/F1: {len(rows)}{of} FTRL test episodes{partial}, scenarios {', '.join(scenarios)}"
+    note = f"Solve-P/R/F1: {len(rows)}{of} FTRL test episodes{partial}, scenarios {', '.join(scenarios)}"
+    source = meta.get("source_records")  # the evaluation played a subset of a larger source
+    if source and total and total < source:
+        note += f"; Solve-P/R/F1 not comparable: a subset, {total} of the source's {source} records"
+    return note
 
 
 def suite_row(folder: str | os.PathLike, label: str | None = None, ftrl: str | os.PathLike | None = None) -> dict:

@@ -118,6 +118,11 @@ def test_table2_from_suite_folders(tmp_path):
     assert row["rules"] == f"ftrl unrecorded; toolhop ftrl; rotbench {rot_rules}"
     assert "toolhop not comparable: a subsample; 2 of the paper's 995 items" in row["notes"]
     assert "without slight, medium, heavy" in row["notes"]
+    assert "not comparable: a subset" not in row["notes"]
+    (ftrl / "results.json").write_text(json.dumps({"n_records": 2, "source_records": 200, "rules": "official"}))
+    note = report.table2_from_suites([folder], ftrl={"tiny-run": ftrl}).loc["tiny-run", "notes"]
+    assert "2 of 2 FTRL test episodes, " in note
+    assert "Solve-P/R/F1 not comparable: a subset, 2 of the source's 200 records" in note
     assert df.loc["GPT-4o / closed", "rules"].startswith("ftrl official; toolhop ftrl; rotbench ftrl")
     summary = suite.read_summary(folder)
     assert set(summary["rules"]) == {"ftrl", rot_rules}
