@@ -1,4 +1,4 @@
-# ftrl_lab: the two set-up commands are `make reproduce` (main job) and `make test` (tests).
+# ftrl_lab: the two set-up commands are `make train` (main job: the cpu-smollm2 preset) and `make test` (tests).
 PY ?= python3
 # FULL: the whole story on SmolLM2-135M-Instruct (the README's numbers); QUICK: a minutes-long plumbing check
 # (tiny models, few environments). `python -m ftrl_lab.reproduce` has the same default (reproduce.DEFAULT_PROFILE).

@@ -85,6 +85,10 @@ class RLSection:
     num_generations: int = 8
     prompts_per_step: int = 2
     micro_batch_prompts: int | None = None  # prompts per forward/backward (None: all of a step's)
+    # prompts sampled together, whose rewards make one advantage batch (TRL's generation batch;
+    # a multiple of prompts_per_step, the later steps reuse it off-policy); None: prompts_per_step.
+    # REINFORCE++ normalises by this batch's reward std: with one prompt that is GRPO exactly.
+    generation_prompts: int | None = None
     learning_rate: float = 1e-5
     beta: float = 0.0
     temperature: float = 1.0
@@ -140,6 +144,8 @@ class StudySection:
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     arms: list[str] = field(default_factory=lambda: ["grpo", "reinforce_pp", "continued_sft"])
+    # per-arm config overrides, e.g. {"reinforce_pp": {"rl.generation_prompts": 2}}
+    arm_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,6 +186,7 @@ class TrainConfig:
                 f"rl.prompts_per_step ({self.rl.prompts_per_step}) must be a multiple of "
                 f"rl.micro_batch_prompts ({micro})"
             )
+        self._check_generation_batch()
         he = self.eval.humaneval
         if he is not None and (isinstance(he, bool) or not isinstance(he, int) or not 1 <= he <= HUMANEVAL_PROBLEMS):
             raise ValueError(
@@ -213,6 +220,21 @@ class TrainConfig:
             )
         if len(given) > 1:
             raise ValueError(f"{' and '.join('rl.' + k for k in given)}: both set, set only one")
+
+    def _check_generation_batch(self) -> None:
+        rl = self.rl
+        gen = rl.generation_prompts
+        if gen is not None and (isinstance(gen, bool) or not isinstance(gen, int) or gen % rl.prompts_per_step):
+            raise ValueError(
+                f"rl.generation_prompts: expected null or a multiple of rl.prompts_per_step ({rl.prompts_per_step}), "
+                f"got {gen!r}"
+            )
+        if rl.algorithm == "reinforce_pp" and (gen or rl.prompts_per_step) < 2 and rl.scale_rewards in (None, "batch"):
+            raise ValueError(
+                "rl.generation_prompts: REINFORCE++ normalises advantages by the reward std of the generation "
+                f"batch, which holds {gen or rl.prompts_per_step} prompt here: one group, so REINFORCE++ would be "
+                "GRPO exactly. Set rl.generation_prompts (or rl.prompts_per_step) to 2 or more"
+            )
 
     def _check_data(self) -> None:
         from ftrl_lab.envgen.backend import parse_complexity
@@ -262,6 +284,12 @@ class TrainConfig:
             raise ValueError(f"study.arms: repeated arm in {st.arms}")
         if "continued_sft" in st.arms and "grpo" not in st.arms:
             raise ValueError("study.arms: continued_sft takes its budget from the same seed's grpo run; add grpo")
+        ov = st.arm_overrides
+        if not isinstance(ov, dict) or not all(isinstance(v, dict) for v in ov.values()):
+            raise ValueError(f"study.arm_overrides: expected {{arm: {{dotted key: value}}}}, got {ov!r}")
+        bad = [a for a in ov if a not in ALGORITHMS]
+        if bad:
+            raise ValueError(f"study.arm_overrides: unknown arm(s) {bad} (choose from {ALGORITHMS})")
 
     @property
     def run_name(self) -> str:

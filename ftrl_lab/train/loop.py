@@ -3,7 +3,7 @@
 before/after evaluation.
 
     python -m ftrl_lab.train --preset cpu-smollm2                       # the embedded default, CPU
-    python -m ftrl_lab.train --preset cpu-smollm2 --reward solve_precision --algorithm reinforce_pp
+    python -m ftrl_lab.train --preset cpu-smollm2 --algorithm reinforce_pp --set rl.generation_prompts=2
     python -m ftrl_lab.train --preset gpu-qwen2.5-7b-lora --set model=/models/Qwen2.5-7B-Instruct
     python -m ftrl_lab.train ablation runs/train/a runs/train/b runs/train/c
     python -m ftrl_lab.train study --preset study-smollm2 --seeds 0,1,2   # ftrl_lab.train.study
@@ -214,6 +214,7 @@ def trl_config(cfg: TrainConfig, output_dir: Path):
     cpu = on_cpu(cfg)
     micro = rl.micro_batch_prompts or rl.prompts_per_step
     accumulate = rl.prompts_per_step // micro
+    generate_every = (rl.generation_prompts or rl.prompts_per_step) // micro  # micro-batches per generation
     common = dict(
         output_dir=str(output_dir),
         use_cpu=cpu,
@@ -221,7 +222,7 @@ def trl_config(cfg: TrainConfig, output_dir: Path):
         **{checkpointing_option(): rl.gradient_checkpointing and not cpu},
         per_device_train_batch_size=micro * rl.num_generations,
         gradient_accumulation_steps=accumulate,
-        steps_per_generation=accumulate,
+        steps_per_generation=generate_every,
         num_generations=rl.num_generations,
         max_completion_length=rl.max_new_tokens,  # TRL's name for tokens per sample
         temperature=rl.temperature,

@@ -105,9 +105,16 @@ def pin_eval_sets(cfg: TrainConfig, study_dir: Path, seed: int) -> dict[str, Any
 
 
 def run_config(base: TrainConfig, run: StudyRun, runs: Sequence[StudyRun], pins: dict[str, Any]) -> TrainConfig:
-    """The config of one study run: the base preset with its seed, algorithm, the pinned eval sets,
-    no publishing and, for the control, ``rl.budget_from`` = the same seed's grpo run."""
-    overrides: dict[str, Any] = {"seed": run.seed, "rl.algorithm": run.arm, "publish_dir": None, **pins}
+    """The config of one study run: the base preset with its seed, algorithm, the arm's
+    ``study.arm_overrides``, the pinned eval sets, no publishing and, for the control,
+    ``rl.budget_from`` = the same seed's grpo run."""
+    overrides: dict[str, Any] = {
+        "seed": run.seed,
+        "rl.algorithm": run.arm,
+        "publish_dir": None,
+        **base.study.arm_overrides.get(run.arm, {}),
+        **pins,
+    }
     if run.arm == CONTROL:
         grpo = next(r for r in runs if r.seed == run.seed and r.arm == "grpo")
         overrides.update({"rl.budget_from": str(grpo.folder), "rl.budget_seconds": None})

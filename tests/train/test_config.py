@@ -22,7 +22,13 @@ def test_gpu_presets_mirror_the_paper():
 
 def test_overrides_and_run_name():
     cfg = load_config(
-        "cpu-smollm2", {"rl.reward": "solve_precision", "rl.algorithm": "reinforce_pp", "eval.ftrl_limit": 5}
+        "cpu-smollm2",
+        {
+            "rl.reward": "solve_precision",
+            "rl.algorithm": "reinforce_pp",
+            "rl.generation_prompts": 2,
+            "eval.ftrl_limit": 5,
+        },
     )
     assert cfg.run_name == "cpu-smollm2_solve_precision_reinforce_pp" and cfg.eval.ftrl_limit == 5
     assert parse_value("2e-5") == 2e-5 and parse_value("null") is None and parse_value("abc") == "abc"
@@ -81,3 +87,17 @@ def test_restricted_lora_is_spelled_as_data():
         load_config("cpu-smollm2", {"rl.lora": {"layers_to_transform": "bottom_third"}})
     with pytest.raises(ValueError, match=r"selects no layer or one outside 0-5"):
         lora_kwargs({"layers_to_transform": [4, 9]}, 6)
+
+
+def test_reinforce_pp_needs_a_generation_batch_of_several_prompts():
+    # one prompt per generation: the batch std is the group std, REINFORCE++ would be GRPO exactly
+    with pytest.raises(ValueError, match=r"rl.generation_prompts: REINFORCE\+\+ .* holds 1 prompt"):
+        load_config("cpu-smollm2", {"rl.algorithm": "reinforce_pp", "rl.prompts_per_step": 1})
+    assert load_config("cpu-smollm2", {"rl.algorithm": "reinforce_pp", "rl.prompts_per_step": 2}).rl.prompts_per_step
+    assert load_config("cpu-smollm2", {"rl.algorithm": "grpo", "rl.prompts_per_step": 1}).rl.generation_prompts is None
+    with pytest.raises(ValueError, match=r"rl.generation_prompts: expected null or a multiple of rl.prompts_per_step"):
+        load_config("cpu-smollm2", {"rl.prompts_per_step": 2, "rl.generation_prompts": 3})
+    # the CPU preset's study gives its REINFORCE++ arm a generation batch of 2 prompts
+    assert load_config("cpu-smollm2").study.arm_overrides["reinforce_pp"] == {"rl.generation_prompts": 2}
+    with pytest.raises(ValueError, match=r"study.arm_overrides: unknown arm\(s\) \['ppo'\]"):
+        load_config("cpu-smollm2", {"study.arm_overrides": {"ppo": {"rl.beta": 0.1}}})

@@ -31,8 +31,9 @@ def test_algorithms_map_onto_trl_options(tmp_path):
     )
     assert trl_config(load_config("cpu-smollm2", {"mixed_precision": "bf16"}), tmp_path).bf16
     assert grpo.per_device_train_batch_size == 16 and grpo.num_generations == 8 and not grpo.activation_checkpointing
-    rpp = trl_config(load_config("cpu-smollm2", {"rl.algorithm": "reinforce_pp"}), tmp_path)
-    assert rpp.scale_rewards == "batch"
+    rpp = trl_config(load_config("cpu-smollm2", {"rl.algorithm": "reinforce_pp", "rl.generation_prompts": 2}), tmp_path)
+    # one prompt per optimizer step, advantages normalised over a generation batch of two
+    assert rpp.scale_rewards == "batch" and (rpp.gradient_accumulation_steps, rpp.steps_per_generation) == (1, 2)
     rloo = trl_config(load_config("cpu-smollm2", {"rl.algorithm": "rloo"}), tmp_path)
     assert type(rloo).__name__ == "RLOOConfig"
     micro = trl_config(

@@ -5,10 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from ftrl_lab.train.config import config_from_dict
+from ftrl_lab.train.config import config_from_dict, load_config
 from ftrl_lab.train.loop import main, run
 from ftrl_lab.train.quick import quick_config
-from ftrl_lab.train.study import plan_runs, run_study, settings_changes, study_findings, study_table
+from ftrl_lab.train.study import plan_runs, run_config, run_study, settings_changes, study_findings, study_table
 
 
 def test_plan_runs_the_control_after_the_grpo_run_it_is_budgeted_by(tmp_path):
@@ -33,6 +33,15 @@ def test_study_section_is_checked():
         config_from_dict({"study": {"seeds": [1, 1]}})
     with pytest.raises(SystemExit):
         main(["study", "--seeds", "zero,one"])
+
+
+def test_run_config_applies_the_arms_overrides(tmp_path):
+    base = load_config("cpu-smollm2")
+    runs = plan_runs([0], ["grpo", "reinforce_pp", "continued_sft"], tmp_path)
+    cfgs = {r.arm: run_config(base, r, runs, {}) for r in runs}
+    assert cfgs["reinforce_pp"].rl.generation_prompts == 2 and cfgs["reinforce_pp"].rl.algorithm == "reinforce_pp"
+    assert cfgs["grpo"].rl.generation_prompts is None and cfgs["continued_sft"].rl.generation_prompts is None
+    assert cfgs["continued_sft"].rl.budget_from == str(tmp_path / "seed0_grpo")
 
 
 def _episodes(values):

@@ -292,3 +292,60 @@ def test_redraws_replace_a_step_without_spread_by_a_reserve_prompt(tmp_path, red
     assert trainer.ftrl_reserve_used == (1 if redraws else 0)
     row = next(r for r in trainer.state.log_history if "ftrl/redraws" in r)
     assert row["ftrl/redraws"] == (1.0 if redraws else 0.0) and row["ftrl/no_spread"] == (0.0 if redraws else 1.0)
+
+
+class AdvantageRecorder(FTRLGRPOTrainer):
+    """Keeps the advantages of every loss call and the row count of every generation."""
+
+    advantages: list
+    generations: list
+
+    def _compute_loss(self, model, inputs):
+        self.advantages.append(inputs["advantages"].clone())
+        return super()._compute_loss(model, inputs)
+
+    def _generate_and_score_completions(self, inputs):
+        self.generations.append(len(inputs))
+        return super()._generate_and_score_completions(inputs)
+
+
+def _advantages(tmp_path, scale_rewards, steps_per_generation):
+    model, tok = tiny_model()
+    AdvantageRecorder.advantages, AdvantageRecorder.generations = [], []
+    trainer = AdvantageRecorder(
+        model=model,
+        reward_funcs=[length_reward],
+        args=_grpo_args(
+            tmp_path,
+            per_device_train_batch_size=4,
+            steps_per_generation=steps_per_generation,
+            scale_rewards=scale_rewards,
+            max_steps=2,
+            learning_rate=1e-9,
+        ),
+        train_dataset=_dataset(tok),
+        processing_class=tok,
+    )
+    configure_engine(trainer, batch_size=8, skip_zero_advantage=False)
+    trainer.train()
+    return AdvantageRecorder.advantages, AdvantageRecorder.generations
+
+
+def test_reinforce_pp_equals_grpo_on_one_group_and_differs_on_a_generation_batch_of_two(tmp_path):
+    # one prompt per generation: the batch std is the group std, so the advantages are identical
+    grpo, gens = _advantages(tmp_path, "group", 1)
+    rpp, _ = _advantages(tmp_path, "batch", 1)
+    assert gens == [4, 4] and len(grpo) == len(rpp) == 2
+    for a, b in zip(grpo, rpp):
+        torch.testing.assert_close(a, b)
+    # two prompts sampled together (rl.generation_prompts = 2): one generation, two one-group updates
+    grpo2, gens2 = _advantages(tmp_path, "group", 2)
+    rpp2, _ = _advantages(tmp_path, "batch", 2)
+    assert gens2 == [8] and [len(a) for a in rpp2] == [4, 4]
+    # same samples (same seed, one generation before any update): both centre on the group mean,
+    # GRPO divides by the group's std, REINFORCE++ by the batch's, so their ratio is one per group
+    a, b = torch.cat(grpo2), torch.cat(rpp2)
+    moved = a.abs() > 1e-6
+    assert bool(moved.any()) and not torch.allclose(a, b)
+    ratios = {round(float(r), 4) for r in b[moved] / a[moved]}
+    assert 1 <= len(ratios) <= 2 and ratios != {1.0}
