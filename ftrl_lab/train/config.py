@@ -224,7 +224,9 @@ class TrainConfig:
     def _check_generation_batch(self) -> None:
         rl = self.rl
         gen = rl.generation_prompts
-        if gen is not None and (isinstance(gen, bool) or not isinstance(gen, int) or gen % rl.prompts_per_step):
+        if gen is not None and (
+            isinstance(gen, bool) or not isinstance(gen, int) or gen < 1 or gen % rl.prompts_per_step
+        ):
             raise ValueError(
                 f"rl.generation_prompts: expected null or a multiple of rl.prompts_per_step ({rl.prompts_per_step}), "
                 f"got {gen!r}"

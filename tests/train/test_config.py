@@ -97,6 +97,8 @@ def test_reinforce_pp_needs_a_generation_batch_of_several_prompts():
     assert load_config("cpu-smollm2", {"rl.algorithm": "grpo", "rl.prompts_per_step": 1}).rl.generation_prompts is None
     with pytest.raises(ValueError, match=r"rl.generation_prompts: expected null or a multiple of rl.prompts_per_step"):
         load_config("cpu-smollm2", {"rl.prompts_per_step": 2, "rl.generation_prompts": 3})
+    with pytest.raises(ValueError, match=r"rl.generation_prompts: expected null or a multiple"):
+        load_config("cpu-smollm2", {"rl.generation_prompts": 0})
     # the CPU preset's study gives its REINFORCE++ arm a generation batch of 2 prompts
     assert load_config("cpu-smollm2").study.arm_overrides["reinforce_pp"] == {"rl.generation_prompts": 2}
     with pytest.raises(ValueError, match=r"study.arm_overrides: unknown arm\(s\) \['ppo'\]"):
