@@ -338,7 +338,7 @@ def test_reinforce_pp_equals_grpo_on_one_group_and_differs_on_a_generation_batch
     assert gens == [4, 4] and len(grpo) == len(rpp) == 2
     for a, b in zip(grpo, rpp):
         torch.testing.assert_close(a, b)
-    # two prompts sampled together (rl.generation_prompts = 2): one generation, two one-group updates
+    # two prompts sampled together (rl.generation_prompts = 2): one generation shared by two updates of 4 rows
     grpo2, gens2 = _advantages(tmp_path, "group", 2)
     rpp2, _ = _advantages(tmp_path, "batch", 2)
     assert gens2 == [8] and [len(a) for a in rpp2] == [4, 4]
