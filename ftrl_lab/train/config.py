@@ -146,6 +146,12 @@ class StudySection:
     arms: list[str] = field(default_factory=lambda: ["grpo", "reinforce_pp", "continued_sft"])
     # per-arm config overrides, e.g. {"reinforce_pp": {"rl.generation_prompts": 2}}
     arm_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # "shared": one warm start for every seed (the seeds vary RL only); "per_seed": each seed trains
+    # its own (SFT data order seeded too), so the spread over seeds includes the warm start's
+    warm_start: str = "shared"
+
+
+STUDY_WARM_STARTS = ("shared", "per_seed")
 
 
 @dataclass
@@ -292,6 +298,8 @@ class TrainConfig:
         bad = [a for a in ov if a not in ALGORITHMS]
         if bad:
             raise ValueError(f"study.arm_overrides: unknown arm(s) {bad} (choose from {ALGORITHMS})")
+        if st.warm_start not in STUDY_WARM_STARTS:
+            raise ValueError(f"study.warm_start: unknown {st.warm_start!r} (choose from {STUDY_WARM_STARTS})")
 
     @property
     def run_name(self) -> str:

@@ -1,4 +1,4 @@
-"""A study: several arms (RL algorithms and the continued-SFT control) x several seeds, one start.
+"""A study: several arms (RL algorithms and the continued-SFT control) x several seeds.
 
     python -m ftrl_lab.train study --preset study-smollm2 [--seeds 0,1,2]
         [--arms grpo,reinforce_pp,continued_sft] [--study-dir DIR] [--set KEY=VALUE ...]
@@ -7,10 +7,13 @@ Seeds and arms are preset data (``study.seeds``, ``study.arms``; the flags overr
 study folder (default ``<runs_dir>/study/<preset>``) holds one run folder per seed and arm,
 ``seed<s>_<arm>``, and the summary ``study.json`` / ``study.csv`` / ``study.md``:
 
-* one warm start + start evaluation, done by the first run (first seed, first arm that is not
-  the control); every other run reuses them (``reuse_start``), so all runs start from one
-  checkpoint and are compared with one start evaluation; the seeds vary RL's sampling and
-  collection and the control's data order, not the warm start;
+* ``study.warm_start: shared`` (default): one warm start + start evaluation, done by the first run
+  (first seed, first arm that is not the control); every other run reuses them (``reuse_start``),
+  so all runs start from one checkpoint and are compared with one start evaluation; the seeds vary
+  RL's sampling and collection and the control's data order, not the warm start (the findings say
+  so). ``per_seed``: the first run of every seed trains that seed's own warm start (the SFT data
+  order is seeded) and the seed's other arms reuse it; every comparison with "start" pairs a
+  run with its own seed's start, so the spread over seeds includes the warm start's;
 * ``continued_sft`` takes its wall-time budget from the same seed's ``grpo`` run
   (``rl.budget_from``), which therefore runs first;
 * a subset of the FTRL test set (``eval.ftrl_limit``) is drawn once (first seed) into
@@ -88,6 +91,30 @@ def plan_runs(seeds: Sequence[int], arms: Sequence[str], study_dir: Path) -> lis
     """The runs in order: seed by seed, every arm, the control after the grpo run it is budgeted by."""
     ordered = [a for a in arms if a != CONTROL] + [a for a in arms if a == CONTROL]
     return [StudyRun(s, a, Path(study_dir) / f"seed{s}_{a}") for s in seeds for a in ordered]
+
+
+def start_runs(runs: Sequence[StudyRun], warm_start: str) -> dict[int, StudyRun]:
+    """Per seed, the run that makes the warm start + start evaluation that seed's runs use: the
+    study's first run (``shared``) or the seed's first run (``per_seed``)."""
+    firsts: dict[int, StudyRun] = {}
+    for r in runs:
+        firsts.setdefault(r.seed, r)
+    return firsts if warm_start == "per_seed" else {s: runs[0] for s in firsts}
+
+
+def check_same_start(run: StudyRun, reuse: str | Path | None) -> None:
+    """Refuse to resume a run folder whose start evaluation came from another warm start (e.g. a
+    study made with ``study.warm_start: shared`` resumed as ``per_seed``)."""
+    state = RunState(run.folder)
+    if not state.done("eval_start"):
+        return
+    had = state.get("eval_start").get("reused_from")
+    if (had and Path(had).name) != (reuse and Path(reuse).name):
+        raise ValueError(
+            f"{run.folder / 'state.json'}: this run's start came from {had or 'its own warm start'}, "
+            f"the study now gives it {reuse or 'its own warm start'} (study.warm_start); "
+            "use another --study-dir for the new settings"
+        )
 
 
 def pin_eval_sets(cfg: TrainConfig, study_dir: Path, seed: int) -> dict[str, Any]:
@@ -169,18 +196,24 @@ def run_study(
     folder.mkdir(parents=True, exist_ok=True)
     seeds, arms = list(base.study.seeds), list(base.study.arms)
     runs = plan_runs(seeds, arms, folder)
-    first = runs[0]
-    pins = pin_eval_sets(base, folder, first.seed)
+    if start_from is not None and base.study.warm_start != "shared":
+        raise ValueError(f"start_from {start_from}: one start for every run needs study.warm_start: shared")
+    starts = start_runs(runs, base.study.warm_start)
+    pins = pin_eval_sets(base, folder, runs[0].seed)
     configs = {r: run_config(base, r, runs, pins) for r in runs}
+    reuses = {
+        r: start_from if start_from is not None else (None if starts[r.seed] == r else starts[r.seed].folder)
+        for r in runs
+    }
     for r in runs:
         check_same_settings(r, configs[r])
+        check_same_start(r, reuses[r])
     summary = write_study(base, runs, folder)
     for r in runs:
         if r.finished:
             continue
         log.info("study: run %s (%d of %d)", r.name, runs.index(r) + 1, len(runs))
-        reuse = start_from if start_from is not None else (None if r == first else first.folder)
-        runner(configs[r], r.folder, reuse_start=reuse)
+        runner(configs[r], r.folder, reuse_start=reuses[r])
         summary = write_study(base, runs, folder)
     return summary
 
@@ -197,7 +230,7 @@ def eval_set_names(runs: Sequence[StudyRun]) -> list[str]:
 
 
 def study_table(
-    start: dict[str, pd.DataFrame],
+    start: dict[tuple[int, str], pd.DataFrame],
     finals: dict[tuple[str, int, str], pd.DataFrame],
     arms: Sequence[str],
     seeds: Sequence[int],
@@ -206,19 +239,20 @@ def study_table(
 ) -> pd.DataFrame:
     """One row per eval set x comparison (every arm vs "start", then :data:`CONTRASTS`) x metric.
 
-    ``start[eval_set]`` and ``finals[(arm, seed, eval_set)]`` are per-episode frames (``key`` and
-    the metrics, 0-1). A comparison uses the seeds both sides have and the environments every one
-    of those evaluations covers. Columns (points x100): ``a_mean`` / ``b_mean`` (means over seeds),
+    ``start[(seed, eval_set)]`` (the start evaluation that seed's runs began from: one frame for
+    every seed with a shared warm start) and ``finals[(arm, seed, eval_set)]`` are per-episode
+    frames (``key`` and the metrics, 0-1). A comparison uses the seeds both sides have and the
+    environments every one of those evaluations covers. Columns (points x100): ``a_mean`` / ``b_mean`` (means over seeds),
     ``a_std`` / ``a_min`` / ``a_max`` (spread of a's per-seed means; std with n-1), ``delta`` (a - b)
     with its 95% paired bootstrap CI ``ci_low`` / ``ci_high`` (environments resampled, each one's
     scores averaged over the seeds), ``delta_std`` / ``delta_min`` / ``delta_max`` (over seeds) and
     ``per_seed`` ({seed: {a, b, delta}})."""
     pairs = [(a, "start") for a in arms] + [(a, b) for a, b in CONTRASTS if a in arms and b in arms]
     rows = []
-    for eval_set in start:
+    for eval_set in dict.fromkeys(name for _, name in start):
         for a, b in pairs:
             frames = {s: (finals.get((a, s, eval_set)), _side(b, s, eval_set, start, finals)) for s in seeds}
-            used = [s for s in seeds if _has(frames[s][0]) and _has(frames[s][1]) and _has(start[eval_set])]
+            used = [s for s in seeds if _has(frames[s][0]) and _has(frames[s][1]) and _has(start.get((s, eval_set)))]
             if not used:
                 continue
             frames_a = [frames[s][0] for s in used]
@@ -264,7 +298,7 @@ def study_table(
 
 
 def _side(arm: str, seed: int, eval_set: str, start: dict, finals: dict) -> pd.DataFrame | None:
-    return start[eval_set] if arm == "start" else finals.get((arm, seed, eval_set))
+    return start.get((seed, eval_set)) if arm == "start" else finals.get((arm, seed, eval_set))
 
 
 def _has(frame: pd.DataFrame | None) -> bool:
@@ -319,11 +353,14 @@ def _reading(row: Any, versus: str) -> str:
     return verdict
 
 
-def study_findings(table: pd.DataFrame, plumbing: str | None = None, metric: str = "Solve-F1") -> str:
+def study_findings(
+    table: pd.DataFrame, plumbing: str | None = None, metric: str = "Solve-F1", shared_start: bool = True
+) -> str:
     """Markdown bullets reading a :func:`study_table` on ``metric``: each arm vs the start and the
     arm contrasts, each stated only as far as its 95% CI goes (an interval including 0 is "no
-    evidence of a difference"), arms whose intervals vs the start overlap are a tie, one seed or a
-    small eval set is said, and ``plumbing`` (a reason) labels the whole study a plumbing check."""
+    evidence of a difference"), arms whose intervals vs the start overlap are a tie, one seed, a
+    small eval set or seeds sharing one warm start (``shared_start``) is said, and ``plumbing``
+    (a reason) labels the whole study a plumbing check."""
     lines = []
     if plumbing:
         lines.append(
@@ -341,6 +378,8 @@ def study_findings(table: pd.DataFrame, plumbing: str | None = None, metric: str
             caveats = []
             if seeds < 2:
                 caveats.append("one seed: the intervals cover environments, not seed-to-seed variation")
+            elif shared_start:
+                caveats.append("the seeds share one warm start: their spread is RL's, not the warm start's")
             if n < MIN_EVAL_ENVS:
                 caveats.append(f"only {n} environments: wide intervals")
             items = "; ".join(
@@ -403,19 +442,22 @@ def write_study(cfg: TrainConfig, runs: Sequence[StudyRun], study_dir: Path) -> 
     """``study.json`` / ``study.csv`` / ``study.md`` from the finished runs (copied to ``publish_dir``)."""
     seeds, arms = list(cfg.study.seeds), list(cfg.study.arms)
     names = eval_set_names(runs)
-    first = runs[0]
-    start = {n: eval_episodes(first.folder, "start", n) for n in names}
+    starts = start_runs(runs, cfg.study.warm_start)
+    shared = cfg.study.warm_start == "shared"
+    start = {(s, n): eval_episodes(starts[s].folder, "start", n) for s in seeds for n in names}
     finals = {(r.arm, r.seed, n): eval_episodes(r.folder, "final", n) for r in runs if r.finished for n in names}
     table = study_table(start, finals, arms, seeds, cfg.eval.bootstrap, seeds[0])
     plumbing = plumbing_reason(cfg, runs)
-    findings = study_findings(table, plumbing)
+    findings = study_findings(table, plumbing, shared_start=shared)
     times = [run_times(r) for r in runs]
     summary = {
         "preset": cfg.name,
         "study_dir": str(study_dir),
         "seeds": seeds,
         "arms": arms,
-        "first_run": first.name,
+        "warm_start": cfg.study.warm_start,
+        "first_run": runs[0].name,
+        "start_runs": {str(s): r.name for s, r in starts.items()},
         "bootstrap": cfg.eval.bootstrap,
         "plumbing": plumbing,
         "runs": times,
@@ -461,6 +503,16 @@ def _spread(row: Any) -> str:
     return f"{row['a_mean']:.1f}{std} [{row['a_min']:.1f}, {row['a_max']:.1f}]"
 
 
+def _start_sentence(summary: dict[str, Any]) -> str:
+    if summary.get("warm_start") == "per_seed":
+        names = ", ".join(f"`{name}`" for name in summary["start_runs"].values())
+        return (
+            f"One warm start + start evaluation per seed (runs {names}), reused by that seed's other runs; "
+            "every Δ vs start pairs a run with its own seed's start; "
+        )
+    return f"One warm start + start evaluation (run `{summary['first_run']}`), reused by every other run; "
+
+
 def study_markdown(summary: dict[str, Any], table: pd.DataFrame) -> str:
     """The study's report: findings, per eval set the arms (mean ± std [min, max] over seeds, per-seed
     Solve-F1, Δ vs start with CI) and the contrasts, then the runs' wall times."""
@@ -468,7 +520,7 @@ def study_markdown(summary: dict[str, Any], table: pd.DataFrame) -> str:
         f"# Study `{summary['preset']}`: arms {', '.join(summary['arms'])} x seeds "
         f"{', '.join(map(str, summary['seeds']))}",
         "",
-        f"One warm start + start evaluation (run `{summary['first_run']}`), reused by every other run; "
+        _start_sentence(summary),
         "`continued_sft` is continued SFT on fresh gold trajectories for the wall time (collection + "
         "updates) of the same seed's `grpo` run. Points x100; scores: mean over seeds ± std (n-1) "
         "[min, max]; CIs: 95% paired bootstrap over environments, seeds pooled (each environment's score "
@@ -487,6 +539,10 @@ def study_markdown(summary: dict[str, Any], table: pd.DataFrame) -> str:
         if len(vs_start):
             start_row = {"arm": "start", "seeds": "-"}
             start_row.update({r["metric"]: f"{r['b_mean']:.1f}" for _, r in vs_start.iterrows()})
+            if summary.get("warm_start") == "per_seed":  # the start's mean over the seeds, and each seed's
+                f1 = vs_start[vs_start["metric"] == "Solve-F1"].iloc[0]
+                start_row["seeds"] = f1["seeds"]
+                start_row["Solve-F1 per seed"] = ", ".join(f"{s}: {v['b']:.1f}" for s, v in f1["per_seed"].items())
             arm_rows = [start_row]
             for arm in dict.fromkeys(vs_start["a"]):
                 rows = {r["metric"]: r for _, r in vs_start[vs_start["a"] == arm].iterrows()}

@@ -56,7 +56,7 @@ def _episodes(values):
 
 
 def test_study_table_pools_seeds_per_environment_and_keeps_the_per_seed_values():
-    start = {"test": _episodes([0.0] * 4)}
+    start = {(s, "test"): _episodes([0.0] * 4) for s in (0, 1)}  # one shared start
     finals = {
         ("grpo", 0, "test"): _episodes([1.0] * 4),
         ("grpo", 1, "test"): _episodes([0.0] * 4),
@@ -74,6 +74,18 @@ def test_study_table_pools_seeds_per_environment_and_keeps_the_per_seed_values()
     contrast = f1.loc[("grpo", "continued_sft")]
     assert (contrast["seeds"], contrast["delta"]) == ("0", 50.0)  # only the seed both arms finished
     assert ("grpo", "reinforce_pp") not in f1.index
+
+
+def test_study_table_pairs_each_seed_with_its_own_start():
+    start = {(0, "test"): _episodes([0.0] * 4), (1, "test"): _episodes([0.5] * 4)}  # per-seed warm starts
+    finals = {("grpo", 0, "test"): _episodes([0.25] * 4), ("grpo", 1, "test"): _episodes([0.75] * 4)}
+    f1 = study_table(start, finals, ["grpo"], [0, 1], n_boot=100)
+    grpo = f1[f1["metric"] == "Solve-F1"].iloc[0]
+    assert (grpo["b_mean"], grpo["a_mean"], grpo["delta"], grpo["delta_std"]) == (25.0, 50.0, 25.0, 0.0)
+    assert grpo["per_seed"]["1"] == {"a": 75.0, "b": 50.0, "delta": 25.0}
+    # a seed whose start evaluation is missing is left out rather than compared with another seed's
+    del start[(1, "test")]
+    assert study_table(start, finals, ["grpo"], [0, 1], n_boot=100)["seeds"].unique().tolist() == ["0"]
 
 
 def _row(a, b, delta, lo, hi, n_seeds=3, n_envs=200, dmin=None, dmax=None):
@@ -113,6 +125,8 @@ def test_findings_call_overlapping_intervals_a_tie_and_a_ci_with_zero_no_evidenc
     assert "no evidence of a difference from continued_sft (the interval includes 0)" in text
     assert "grpo +6.0 [+2.0, +10.0] (seeds 45.0-47.0): above the start" in text
     assert "Plumbing" not in text and "leads" not in text
+    assert "the seeds share one warm start" in text
+    assert "share one warm start" not in study_findings(tie, shared_start=False)
 
 
 def test_findings_state_a_clear_difference_and_label_a_plumbing_check():
@@ -192,3 +206,41 @@ def test_tiny_study_writes_per_seed_rows_and_cis_and_a_rerun_does_no_work(tmp_pa
         start_from=study_dir / "seed0_grpo",
     )
     assert calls == [("seed0_reinforce_pp", "seed0_grpo")] and summary["runs"][0]["status"] == "finished"
+
+
+def test_per_seed_warm_starts_each_seed_trains_its_own_and_refuses_a_shared_resume(tmp_path):
+    work = tmp_path / "work"
+    overrides = {
+        "rl.iterations": 1,
+        "eval.bootstrap": 20,
+        "study.seeds": [0, 1],
+        "study.arms": ["grpo", "continued_sft"],
+        "study.warm_start": "per_seed",
+    }
+    base = quick_config(work, overrides)
+    calls = []
+
+    def counted_run(cfg, run_dir, reuse_start=None):
+        calls.append((run_dir.name, reuse_start and reuse_start.name))
+        return run(cfg, run_dir, reuse_start=reuse_start)
+
+    study_dir = tmp_path / "study"
+    summary = run_study(base, runner=counted_run, study_dir=study_dir)
+    assert calls == [
+        ("seed0_grpo", None),
+        ("seed0_continued_sft", "seed0_grpo"),
+        ("seed1_grpo", None),
+        ("seed1_continued_sft", "seed1_grpo"),
+    ]
+    assert summary["start_runs"] == {"0": "seed0_grpo", "1": "seed1_grpo"}
+    assert (study_dir / "seed1_grpo" / "start_model").is_dir()
+    md = (study_dir / "study.md").read_text()
+    assert "One warm start + start evaluation per seed" in md and "share one warm start" not in md
+    with pytest.raises(ValueError, match="seed1_grpo/state.json: this run's start came from its own warm start"):
+        run_study(
+            quick_config(work, {**overrides, "study.warm_start": "shared"}), runner=counted_run, study_dir=study_dir
+        )
+    with pytest.raises(ValueError, match="needs study.warm_start: shared"):
+        run_study(base, runner=counted_run, study_dir=tmp_path / "s2", start_from=study_dir / "seed0_grpo")
+    with pytest.raises(ValueError, match="study.warm_start: unknown 'each'"):
+        config_from_dict({"study": {"warm_start": "each"}})
