@@ -42,7 +42,9 @@ def final_policy(run_dir: str | Path) -> Path | None:
         model = run_dir / "control" / "model"
         return model if model.exists() else None
     if state.done("selection"):  # the iteration selected on validation (or the last)
-        model = Path(state.get("selection")["model"])
+        # recorded as <run>/iter_k/model with the run's path as given then (often relative to the
+        # project root): resolve it in this run folder, so any working directory (a notebook's) finds it
+        model = run_dir / Path(state.get("selection")["model"]).parent.name / "model"
         return model if model.exists() else None
     last = max((int(k[5:]) for k in state.data if k.startswith("iter_") and k[5:].isdigit()), default=0)
     model = run_dir / f"iter_{last}" / "model"

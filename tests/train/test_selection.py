@@ -37,6 +37,10 @@ def test_selection_on_validation_keeps_the_best_and_the_latest(tmp_path):
     state.finish("selection", chosen)
     state.finish("eval_final", {})
     assert final_policy(tmp_path) == tmp_path / "iter_2" / "model"
+    # the recorded path is relative to where the run was started; a notebook reading from another
+    # working directory (or the run folder after a move) still finds the selected model
+    state.finish("selection", {**chosen, "model": "runs/train/elsewhere/iter_2/model"})
+    assert final_policy(tmp_path) == tmp_path / "iter_2" / "model"
     md = selection_markdown(RunState(tmp_path), 3)
     assert "| iter_2 | 60.0 | 60.0 | 60.0 | yes |" in md and "| start | 10.0" in md
     assert "prefers the start" not in md
