@@ -149,6 +149,17 @@ def test_findings_state_a_clear_difference_and_label_a_plumbing_check():
     assert study_findings(clear.iloc[:0]).endswith("No finished run to read yet.")
 
 
+def _counting_runner():
+    """The loop's ``run``, recording (run folder, reused start folder) of every call."""
+    calls = []
+
+    def counted_run(cfg, run_dir, reuse_start=None):
+        calls.append((run_dir.name, reuse_start and reuse_start.name))
+        return run(cfg, run_dir, reuse_start=reuse_start)
+
+    return calls, counted_run
+
+
 def test_tiny_study_writes_per_seed_rows_and_cis_and_a_rerun_does_no_work(tmp_path):
     work = tmp_path / "work"
     overrides = {
@@ -159,12 +170,7 @@ def test_tiny_study_writes_per_seed_rows_and_cis_and_a_rerun_does_no_work(tmp_pa
         "study.arms": ["grpo", "continued_sft"],
     }
     base = quick_config(work, {**overrides, "data.ftrl_test": str(work / "test.jsonl"), "eval.ftrl_limit": 1})
-    calls = []
-
-    def counted_run(cfg, run_dir, reuse_start=None):
-        calls.append((run_dir.name, reuse_start and reuse_start.name))
-        return run(cfg, run_dir, reuse_start=reuse_start)
-
+    calls, counted_run = _counting_runner()
     study_dir = tmp_path / "study"
     summary = run_study(base, runner=counted_run, study_dir=study_dir)
     assert calls == [
@@ -218,20 +224,16 @@ def test_per_seed_warm_starts_each_seed_trains_its_own_and_refuses_a_shared_resu
         "study.warm_start": "per_seed",
     }
     base = quick_config(work, overrides)
-    calls = []
-
-    def counted_run(cfg, run_dir, reuse_start=None):
-        calls.append((run_dir.name, reuse_start and reuse_start.name))
-        return run(cfg, run_dir, reuse_start=reuse_start)
-
+    calls, counted_run = _counting_runner()
     study_dir = tmp_path / "study"
     summary = run_study(base, runner=counted_run, study_dir=study_dir)
-    assert calls == [
-        ("seed0_grpo", None),
-        ("seed0_continued_sft", "seed0_grpo"),
-        ("seed1_grpo", None),
-        ("seed1_continued_sft", "seed1_grpo"),
-    ]
+    reused = dict(calls)  # run -> the folder whose warm start it reused (the order: the test above)
+    assert reused == {
+        "seed0_grpo": None,
+        "seed0_continued_sft": "seed0_grpo",
+        "seed1_grpo": None,
+        "seed1_continued_sft": "seed1_grpo",
+    }
     assert summary["start_runs"] == {"0": "seed0_grpo", "1": "seed1_grpo"}
     assert (study_dir / "seed1_grpo" / "start_model").is_dir()
     md = (study_dir / "study.md").read_text()
