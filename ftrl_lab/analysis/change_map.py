@@ -259,14 +259,22 @@ def findings(verdict: dict, recovery: pd.DataFrame | None = None, restricted: pd
                 f"{t.split('_')[0]} {r.loc[t, 'recovery']:.0%} [{r.loc[t, 'ci_low']:.0%}, {r.loc[t, 'ci_high']:.0%}]"
                 for t in present
             )
-            claim = (
-                "as the paper's claim predicts"
-                if best == "lower_third_mlp"
-                else "not the lower third the paper points to"
-            )
+            overlapping = [t for t in present if t != best and r.loc[t, "ci_high"] >= r.loc[best, "ci_low"]]
+            if overlapping:  # no ordering: the best third's interval overlaps another's
+                reading = (
+                    f"the intervals of the {best.split('_')[0]} and {' and '.join(t.split('_')[0] for t in overlapping)} "
+                    "thirds overlap, so no third is shown to carry more than another"
+                )
+            else:
+                claim = (
+                    "as the paper's claim predicts"
+                    if best == "lower_third_mlp"
+                    else "not the lower third the paper points to"
+                )
+                reading = f"the most is the {best.split('_')[0]} third, its interval above the others', {claim}"
             lines.append(
                 f"- **What carries the gain** (transplant, n = {int(r.loc['trained', 'n'])}): the MLP thirds alone "
-                f"recover {parts} of it; the most is the {best.split('_')[0]} third, {claim}."
+                f"recover {parts} of it; {reading}."
             )
     if restricted is not None and len(restricted):
         lora = restricted[restricted["lora"].str.contains("mlp @ (?:lower|middle|upper)_third", regex=True)]

@@ -215,12 +215,24 @@ def test_restricted_runs_and_findings(tmp_path):
     text = findings({"text": "spread evenly"}, recovery, runs)
     assert "the change is spread evenly." in text
     assert "recover lower 20% [7%, 41%], middle 80% [57%, 113%], upper 46% [25%, 77%]" in text
-    assert "the most is the middle third, not the lower third the paper points to" in text
+    # the middle third leads, but its interval overlaps the upper third's: no ordering is claimed
+    assert "the intervals of the middle and upper thirds overlap, so no third is shown to carry more" in text
+    assert "the most is" not in text
     assert "mlp @ lower_third: +0.5 [-0.5, +1.5] (full fine-tuning: up to +28.0)" in text
-    recovery.loc[recovery["subset"] == "lower_third_mlp", "recovery"] = 0.9
-    assert "the most is the lower third, as the paper's claim predicts" in findings({"text": "x"}, recovery)
-    partial = findings({"text": "x"}, recovery[recovery["subset"] != "middle_third_mlp"])
-    assert "recover lower 90% [7%, 41%], upper 46% [25%, 77%] of it; the most is the lower third" in partial
+    middle = recovery["subset"] == "middle_third_mlp"
+    recovery.loc[middle, "ci_low"] = 0.9  # now above every other third's interval
+    clear = findings({"text": "x"}, recovery)
+    assert (
+        "the most is the middle third, its interval above the others', not the lower third the paper points to" in clear
+    )
+    lower = recovery["subset"] == "lower_third_mlp"
+    recovery.loc[lower, ["recovery", "ci_low", "ci_high"]] = [0.9, 0.85, 1.0]
+    recovery.loc[middle, ["recovery", "ci_low", "ci_high"]] = [0.3, 0.1, 0.5]
+    assert "the most is the lower third, its interval above the others', as the paper's claim predicts" in findings(
+        {"text": "x"}, recovery
+    )
+    partial = findings({"text": "x"}, recovery[~middle])
+    assert "recover lower 90% [85%, 100%], upper 46% [25%, 77%] of it; the most is the lower third" in partial
     assert "no gain to attribute" in findings({"text": "x"}, recovery[~recovery["subset"].str.endswith("_mlp")])
 
 
