@@ -5,8 +5,9 @@ One FTRL test prompt (rendered with its tools by the model's chat template, cut 
 
   * ``engine fp32``: :class:`ftrl_lab.agent.engine.Engine` as it was (fp32 linears);
   * ``engine fast-decode``: the same engine with ``fast_decode=True`` (oneDNN prepacked bf16
-    linears, :mod:`ftrl_lab.agent.bf16_linears`, and matmul decode attention,
-    :mod:`ftrl_lab.agent.decode_attention`), at batch 1 and at ``--batches``;
+    linears, :mod:`ftrl_lab.agent.bf16_linears`; the native one-query attention kernel,
+    :mod:`ftrl_lab.agent.cpu_kernels`; for Llama-family models the module-free decode step,
+    :mod:`ftrl_lab.agent.decode_step`), at batch 1 and at ``--batches``;
   * ``llama.cpp F32`` / ``llama.cpp BF16``: ``llama-cpp-python`` on GGUF files of the same
     weights (``--gguf-f32`` / ``--gguf-bf16``; made with llama.cpp's ``convert_hf_to_gguf.py``,
     see docs/RESULTS.md). Skipped, with a note, when ``llama_cpp`` is not installed.
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from ftrl_lab.agent.cpu_kernels import load_library
 from ftrl_lab.agent.engine import Engine, KVState
 from ftrl_lab.agent.models import load_model
 from ftrl_lab.agent.sampling import SamplingParams
@@ -70,6 +72,8 @@ def engine_row(model, tokenizer, prompt, batch: int, new_tokens: int, reps: int,
         "tokens": tokens,
         "bf16_linears": engine.bf16_linears,
         "decode_attention": engine.decode_attention,
+        "decode_step": engine.decode_step is not None,
+        "attention_kernel": load_library() is not None,
     }
 
 
@@ -151,6 +155,8 @@ def main() -> None:
         ratio = f"{llama['decode_ms'] / r['decode_ms']:.2f}x" if llama and batch == 1 else "-"
         same = f"{same_prefix(ref, r['tokens'])}/{len(ref)}"
         print(f"{name:28s} {r['prefill_tok_s']:13.0f} {r['decode_ms']:14.1f} {ratio:>16s} {same:>11s}")
+    fast = rows["engine fast-decode b1"]
+    print(f"fast-decode: decode_step {fast['decode_step']}, native attention kernel {fast['attention_kernel']}")
     for b in (int(x) for x in a.batches.split(",") if x):
         fp32, bf16 = rows[f"engine fp32 b{b}"], rows[f"engine fast-decode b{b}"]
         print(

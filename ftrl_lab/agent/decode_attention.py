@@ -30,6 +30,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from ftrl_lab.agent.cpu_kernels import one_query_attention
+
 NAME = "ftrl_decode"
 
 
@@ -52,7 +54,13 @@ def decode_attention(
         )
     kv_heads = key.shape[1]
     q = query.reshape(batch, kv_heads, heads // kv_heads, dim)  # head h reads key/value head h // group
-    scores = torch.matmul(q, key.transpose(-1, -2)) * (dim**-0.5 if scaling is None else scaling)
+    scale = dim**-0.5 if scaling is None else scaling
+    lengths = _prefix_lengths(attention_mask, batch, key.shape[-2])
+    if lengths is not None:
+        out = one_query_attention(q, key, value, lengths, scale)
+        if out is not None:
+            return out.reshape(batch, heads, 1, dim).transpose(1, 2), None
+    scores = torch.matmul(q, key.transpose(-1, -2)) * scale
     if attention_mask is not None:
         mask = attention_mask[..., : key.shape[-2]]  # [batch, 1, 1, length]
         if mask.dtype == torch.bool:
@@ -62,6 +70,26 @@ def decode_attention(
     probs = scores.softmax(-1, dtype=torch.float32).to(value.dtype)
     out = torch.matmul(probs, value)  # [batch, kv_heads, group, dim]
     return out.reshape(batch, heads, 1, dim).transpose(1, 2), None
+
+
+_last_mask: list = [None, None]  # (mask, its lengths): one mask serves every layer of a step
+
+
+def _prefix_lengths(mask: torch.Tensor | None, batch: int, length: int) -> torch.Tensor | None:
+    """Keys each row sees, when ``mask`` (``[batch, 1, 1, >= length]`` bool) shows a prefix per
+    row, as the engine's slab masks do; None for any other mask (the matmul path handles it)."""
+    if mask is None:
+        return torch.full((batch,), length, dtype=torch.int64)
+    if mask is _last_mask[0]:
+        return _last_mask[1]
+    lengths = None
+    if mask.dtype == torch.bool and mask.dim() == 4 and mask.shape[1] == mask.shape[2] == 1:
+        rows = mask[:, 0, 0, :length]
+        counts = rows.sum(-1)
+        if bool((torch.arange(length) < counts[:, None]).eq(rows).all()):
+            lengths = counts.expand(batch) if counts.shape[0] == 1 else counts
+    _last_mask[0], _last_mask[1] = mask, lengths
+    return lengths
 
 
 AttentionInterface.register(NAME, decode_attention)

@@ -31,6 +31,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from ftrl_lab.agent.bf16_linears import PackedBF16Linears, packed_bf16_available
 from ftrl_lab.agent.decode_attention import decode_attention_on
+from ftrl_lab.agent.decode_step import DecodeStep, unsupported_reason
 from ftrl_lab.agent.models import cache_keyword
 from ftrl_lab.agent.sampling import DEFAULT_MAX_NEW_TOKENS, SamplingParams
 
@@ -149,9 +150,12 @@ class Engine:
             (CPU): every linear layer of an fp32 model runs on a prepacked bf16 copy of its
             weights (:mod:`ftrl_lab.agent.bf16_linears`; norms and caches stay fp32; the copy
             follows weight updates; only where oneDNN has native bf16), and one-query decode
-            steps of SDPA/eager models compute attention as two batched matmuls
-            (:mod:`ftrl_lab.agent.decode_attention`). ``self.bf16_linears`` and
-            ``self.decode_attention`` say what is on. ``perf/bench_decode.py`` measures it.
+            steps of SDPA/eager models compute attention with the native one-query kernel
+            (:mod:`ftrl_lab.agent.decode_attention`, :mod:`ftrl_lab.agent.cpu_kernels`). For
+            Llama-family models whose projections are plain linears, decode steps skip the
+            module stack altogether (:mod:`ftrl_lab.agent.decode_step`; prefill still runs
+            ``model(...)``). ``self.bf16_linears``, ``self.decode_attention`` and
+            ``self.decode_step`` say what is on. ``perf/bench_decode.py`` measures it.
     """
 
     def __init__(
@@ -184,6 +188,7 @@ class Engine:
         self.bf16_linears = self.packed is not None
         implementation = self.model.config.get_text_config(decoder=True)._attn_implementation
         self.decode_attention = fast_decode and self.device.type == "cpu" and implementation in ("sdpa", "eager")
+        self.decode_step = DecodeStep(model) if self.bf16_linears and unsupported_reason(model) is None else None
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.stop_ids)
         self.generator = torch.Generator(device=self.device)
@@ -245,6 +250,8 @@ class Engine:
     # --- internals -------------------------------------------------------------------------
     @torch.inference_mode()
     def _run(self, prompts, params, states, n):
+        if self.decode_step is not None:
+            self.decode_step.sync()  # follows weight updates between generations
         # Generation runs in the model's own dtype even inside a trainer's bf16 autocast: the
         # KV caches it keeps across turns must not change dtype between calls.
         with torch.autocast(self.device.type, enabled=False), self._linears(), self._attention():
@@ -401,6 +408,12 @@ class Engine:
                 [rows[i].tokens[-1] if not rows[i].done else self.pad_id for i in active], device=self.device
             )
             step.kv_len = int(step.positions.max()) + 1
+            if self.decode_step is not None:
+                slabs = [(layer.keys, layer.values) for layer in layers]
+                logits = self.decode_step(feed, step.positions, slabs, step.kv_len)
+                step.positions = step.positions + 1
+                next_tokens = self._pick(logits, params)
+                continue
             mask = (columns[: step.kv_len].unsqueeze(0) <= step.positions.unsqueeze(1))[:, None, None, :]
             if bool(mask.all()):
                 mask = None  # all rows equally long: the unmasked path, as model.generate takes

@@ -1,0 +1,203 @@
+"""One decode step of a Llama-family model without the Hugging Face module stack (CPU, fp32).
+
+At batch 1 a SmolLM2-135M decode step through ``model(...)`` spends about a quarter of its time
+outside the matrix kernels: thirty decoder layers of module calls, mask and cache bookkeeping,
+and a dtype cast around every linear. :class:`DecodeStep` computes the same step from the
+model's own weights with a short list of tensor ops per layer:
+
+* the linear layers run on oneDNN-prepacked bf16 copies (as :mod:`ftrl_lab.agent.bf16_linears`),
+  with q/k/v fused into one matrix and gate/up into another, refreshed when a weight changes
+  (an optimizer step moves the tensor's version counter);
+* norms, rotary embeddings, the residual stream and the KV cache stay fp32;
+* attention runs the native one-query kernel (:mod:`ftrl_lab.agent.cpu_kernels`) on the
+  engine's slabs, or two batched matmuls where the kernel is not built.
+
+It serves the engine's ``fast_decode`` for the families whose decoder layer it reproduces
+(Llama, Mistral without a sliding window, Qwen2, Qwen3); :func:`unsupported_reason` says why a
+model is left to the ``model(...)`` path (LoRA wrappers, other activations, sliding windows,
+...). Prefill always goes through ``model(...)``. ``tests/agent/test_decode_step.py`` checks
+logits and greedy tokens against the module path; ``perf/bench_decode.py`` times it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ftrl_lab.agent.bf16_linears import packed_bf16_available
+from ftrl_lab.agent.cpu_kernels import one_query_attention
+
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
+_PROJECTIONS = (("self_attn", ("q_proj", "k_proj", "v_proj", "o_proj")), ("mlp", ("gate_proj", "up_proj", "down_proj")))
+
+
+def unsupported_reason(model: nn.Module) -> str | None:
+    """Why :class:`DecodeStep` cannot run ``model``'s decode steps, or None when it can."""
+    cfg = model.config.get_text_config(decoder=True)
+    if cfg.model_type not in FAMILIES:
+        return f"model type {cfg.model_type!r} is not one of {FAMILIES}"
+    if not packed_bf16_available(model):
+        return "not an fp32 CPU model on a CPU with native bf16 linears"
+    if getattr(cfg, "hidden_act", "silu") != "silu" or getattr(cfg, "mlp_bias", False):
+        return "the MLP is not a bias-free SiLU-gated one"
+    if (getattr(cfg, "pretraining_tp", 1) or 1) != 1:
+        return "pretraining_tp > 1"
+    if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True):
+        return "sliding-window attention"
+    inner = getattr(model, "model", None)
+    if inner is None or not hasattr(inner, "layers") or not hasattr(inner, "rotary_emb"):
+        return "no model.model.layers / rotary_emb"
+    if type(getattr(model, "lm_head", None)) is not nn.Linear:
+        return "the LM head is not a plain nn.Linear"
+    for i, layer in enumerate(inner.layers):
+        for part, names in _PROJECTIONS:
+            for name in names:
+                if type(getattr(getattr(layer, part, None), name, None)) is not nn.Linear:
+                    return f"layer {i} {part}.{name} is not a plain nn.Linear (e.g. a LoRA wrapper)"
+    return None
+
+
+def _pack(weight: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(torch.bfloat16), 1)
+
+
+def _linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+def _eps(norm: nn.Module) -> float:
+    return float(getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6)))
+
+
+def _cat_bias(linears: list[nn.Linear]) -> torch.Tensor | None:
+    if all(m.bias is None for m in linears):
+        return None
+    parts = [m.bias if m.bias is not None else torch.zeros(m.out_features) for m in linears]
+    return torch.cat([p.detach() for p in parts]).to(torch.bfloat16)
+
+
+class DecodeStep:
+    """Decode steps of ``model`` (see the module docstring); call :meth:`sync` after weights change
+    (the engine does, once per generation)."""
+
+    def __init__(self, model: nn.Module):
+        reason = unsupported_reason(model)
+        if reason is not None:
+            raise ValueError(f"DecodeStep cannot run {type(model).__name__}: {reason}")
+        self.model = model
+        cfg = model.config.get_text_config(decoder=True)
+        attn = model.model.layers[0].self_attn
+        self.heads = cfg.num_attention_heads
+        self.kv_heads = cfg.num_key_value_heads
+        self.head_dim = getattr(attn, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.scale = float(getattr(attn, "scaling", self.head_dim**-0.5))
+        self.intermediate = model.model.layers[0].mlp.gate_proj.out_features
+        self._key: tuple | None = None
+        self._layers: list[dict] = []
+        self.repacks = 0
+
+    def _weights(self) -> list[torch.Tensor]:
+        return [p for p in self.model.parameters()]
+
+    def sync(self) -> None:
+        """(Re)build the packed weights when any parameter changed since the last build."""
+        key = tuple((p._version, p.data_ptr()) for p in self._weights())
+        if key == self._key:
+            return
+        inner = self.model.model
+        layers = []
+        with torch.no_grad():
+            for layer in inner.layers:
+                a, m = layer.self_attn, layer.mlp
+                qkv = [a.q_proj, a.k_proj, a.v_proj]
+                layers.append(
+                    {
+                        "norm1": (layer.input_layernorm.weight.detach(), _eps(layer.input_layernorm)),
+                        "norm2": (layer.post_attention_layernorm.weight.detach(), _eps(layer.post_attention_layernorm)),
+                        "q_norm": _head_norm(getattr(a, "q_norm", None)),
+                        "k_norm": _head_norm(getattr(a, "k_norm", None)),
+                        "qkv": (_pack(torch.cat([p.weight for p in qkv])), _cat_bias(qkv)),
+                        "o": (_pack(a.o_proj.weight), _cat_bias([a.o_proj])),
+                        "gate_up": (_pack(torch.cat([m.gate_proj.weight, m.up_proj.weight])), None),
+                        "down": (_pack(m.down_proj.weight), None),
+                    }
+                )
+            self._final_norm = (inner.norm.weight.detach(), _eps(inner.norm))
+            self._head = (_pack(self.model.lm_head.weight), _cat_bias([self.model.lm_head]))
+        self._layers = layers
+        self._key = key
+        self.repacks += 1
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        slabs: list[tuple[torch.Tensor, torch.Tensor]],
+        kv_len: int,
+    ) -> torch.Tensor:
+        """Next-token logits ``[B, vocab]`` (fp32) for ``input_ids`` ``[B]`` at ``positions`` ``[B]``.
+
+        ``slabs``: per layer the ``[B, kv_heads, capacity, head_dim]`` key and value buffers
+        (row b's earlier tokens at positions ``0 .. positions[b] - 1``); this step's keys and
+        values are written at ``positions``; ``kv_len`` = ``positions.max() + 1``.
+        """
+        if self._key is None:
+            self.sync()
+        batch = input_ids.shape[0]
+        h, kv, d = self.heads, self.kv_heads, self.head_dim
+        rows = torch.arange(batch)
+        lengths = positions + 1
+        x = self.model.model.embed_tokens(input_ids).float()  # [B, hidden]
+        cos, sin = self.model.model.rotary_emb(x, positions[:, None])  # [B, 1, d] each
+        half = d // 2
+        at = int(positions[0]) if batch == 1 else None
+        mask = None
+        if batch > 1 and bool((lengths != kv_len).any()):
+            mask = (torch.arange(kv_len)[None, :] < lengths[:, None])[:, None, None, :]
+        for layer, (keys, values) in zip(self._layers, slabs):
+            w, eps = layer["norm1"]
+            hidden = F.rms_norm(x, (x.shape[-1],), w, eps).to(torch.bfloat16)
+            qkv = _linear(hidden, *layer["qkv"]).float().view(batch, h + 2 * kv, d)
+            qk = qkv[:, : h + kv]
+            if layer["q_norm"] is not None:
+                qk = torch.cat(
+                    [_apply_head_norm(qk[:, :h], layer["q_norm"]), _apply_head_norm(qk[:, h:], layer["k_norm"])], 1
+                )
+            qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), -1) * sin
+            if at is None:
+                keys[rows, :, positions] = qk[:, h:]
+                values[rows, :, positions] = qkv[:, h + kv :]
+            else:  # one row: a plain slice write
+                keys[0, :, at].copy_(qk[0, h:])
+                values[0, :, at].copy_(qkv[0, h + kv :])
+            q = qk[:, :h].reshape(batch, kv, h // kv, d)
+            k_view, v_view = keys[:, :, :kv_len], values[:, :, :kv_len]
+            attn = one_query_attention(q, k_view, v_view, lengths, self.scale)
+            if attn is None:
+                attn = _matmul_attention(q, k_view, v_view, mask, self.scale)
+            x = x + _linear(attn.reshape(batch, h * d).to(torch.bfloat16), *layer["o"])
+            w, eps = layer["norm2"]
+            hidden = F.rms_norm(x, (x.shape[-1],), w, eps).to(torch.bfloat16)
+            gate_up = _linear(hidden, *layer["gate_up"])
+            act = F.silu(gate_up[:, : self.intermediate]) * gate_up[:, self.intermediate :]
+            x = x + _linear(act, *layer["down"])
+        w, eps = self._final_norm
+        return _linear(F.rms_norm(x, (x.shape[-1],), w, eps).to(torch.bfloat16), *self._head).float()
+
+
+def _head_norm(norm: nn.Module | None) -> tuple[torch.Tensor, float] | None:
+    return None if norm is None else (norm.weight.detach(), _eps(norm))
+
+
+def _apply_head_norm(t: torch.Tensor, norm: tuple[torch.Tensor, float]) -> torch.Tensor:
+    w, eps = norm
+    return F.rms_norm(t, (t.shape[-1],), w, eps)
+
+
+def _matmul_attention(q, keys, values, mask, scale) -> torch.Tensor:
+    scores = torch.matmul(q, keys.transpose(-1, -2)) * scale  # [B, kv, group, L]
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.matmul(scores.softmax(-1), values)
