@@ -305,6 +305,7 @@ def make_trainer(
         share_prefix=rl.share_prefix and not getattr(args, checkpointing_option()),
         seed=cfg.seed,
         fast_decode=cfg.fast_decode,
+        bf16_prefill=use_bf16(cfg),  # as collection and evaluation: the group's prompt prefilled under bf16 autocast
         redraws=rl.redraws,
         reserve=reserve,
         skip_zero_advantage=rl.skip_zero_advantage,

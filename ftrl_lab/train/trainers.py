@@ -159,6 +159,7 @@ class EngineRolloutMixin:
                 self.processing_class,
                 batch_size=self.ftrl_engine_batch_size,
                 seed=self.ftrl_seed,
+                bf16_prefill=getattr(self, "ftrl_bf16_prefill", False),
                 fast_decode=getattr(self, "ftrl_fast_decode", False),
             )
             self._ftrl_engine_cache = engine
@@ -335,6 +336,7 @@ def configure_engine(
     share_prefix: bool = True,
     seed: int = 0,
     fast_decode: bool = False,
+    bf16_prefill: bool = False,
     redraws: int = 0,
     reserve=None,
     skip_zero_advantage: bool = False,
@@ -345,6 +347,7 @@ def configure_engine(
     trainer.ftrl_share_prefix = share_prefix
     trainer.ftrl_seed = seed
     trainer.ftrl_fast_decode = fast_decode
+    trainer.ftrl_bf16_prefill = bf16_prefill
     trainer.ftrl_redraws = redraws
     trainer.ftrl_reserve = reserve
     trainer.ftrl_reserve_used = 0
