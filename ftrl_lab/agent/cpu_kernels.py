@@ -91,9 +91,9 @@ def load_library() -> ctypes.CDLL | None:
     except OSError as e:
         log.warning("loading %s failed (%s): decode attention uses the torch path", target, e)
         return None
-    fn = lib.one_query_attention_f32
-    fn.restype = None
-    fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 4 + [ctypes.c_int64] * 2 + [ctypes.c_float, ctypes.c_int]
+    for fn in (lib.one_query_attention_f32, lib.one_query_attention_bf16):
+        fn.restype = None
+        fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int] * 4 + [ctypes.c_int64] * 2 + [ctypes.c_float, ctypes.c_int]
     return lib
 
 
@@ -109,8 +109,8 @@ def _scratch_buffer(n: int) -> torch.Tensor:
 
 
 def _slab_capacity(t: torch.Tensor) -> int | None:
-    """``cap`` when ``t`` is ``buffer[:, :, :L]`` of a contiguous fp32 ``[B, KV, cap, D]`` buffer."""
-    if t.dtype != torch.float32 or t.device.type != "cpu" or t.dim() != 4:
+    """``cap`` when ``t`` is ``buffer[:, :, :L]`` of a contiguous fp32/bf16 ``[B, KV, cap, D]`` buffer."""
+    if t.dtype not in (torch.float32, torch.bfloat16) or t.device.type != "cpu" or t.dim() != 4:
         return None
     b, kv, _, d = t.shape
     s0, s1, s2, s3 = t.stride()
@@ -125,14 +125,15 @@ def one_query_attention(
     """``softmax(q K^T * scale) V`` for one query per row, or None where the kernel does not apply.
 
     ``query``: ``[B, KV, G, D]`` fp32 (the G query heads that read key/value head h);
-    ``key``/``value``: ``[B, KV, L, D]`` fp32, each a prefix ``[:, :, :L]`` of a contiguous slab;
+    ``key``/``value``: ``[B, KV, L, D]`` fp32 or bf16 (both the same), each a prefix ``[:, :, :L]``
+    of a contiguous slab (bf16 halves the bytes read; the sums are fp32 either way);
     ``lengths``: ``[B]`` how many leading keys row b sees (at most L). Returns ``[B, KV, G, D]``.
     """
     lib = load_library()
     if lib is None or query.dtype != torch.float32 or query.device.type != "cpu":
         return None
     cap = _slab_capacity(key)
-    if cap is None or _slab_capacity(value) != cap or key.stride() != value.stride():
+    if cap is None or _slab_capacity(value) != cap or key.stride() != value.stride() or key.dtype != value.dtype:
         return None
     batch, kv_heads, groups, dim = query.shape
     if key.shape[0] != batch or key.shape[1] != kv_heads or key.shape[3] != dim:
@@ -143,7 +144,8 @@ def one_query_attention(
         raise ValueError(f"lengths must have shape ({batch},), got {tuple(lens.shape)}")
     out = torch.empty_like(q)
     scratch = _scratch_buffer(batch * kv_heads * groups * cap)
-    lib.one_query_attention_f32(
+    kernel = lib.one_query_attention_bf16 if key.dtype == torch.bfloat16 else lib.one_query_attention_f32
+    kernel(
         q.data_ptr(),
         key.data_ptr(),
         value.data_ptr(),

@@ -8,9 +8,12 @@ model's own weights with a short list of tensor ops per layer:
 * the linear layers run on oneDNN-prepacked bf16 copies (as :mod:`ftrl_lab.agent.bf16_linears`),
   with q/k/v fused into one matrix and gate/up into another, refreshed when a weight changes
   (an optimizer step moves the tensor's version counter);
-* norms, rotary embeddings, the residual stream and the KV cache stay fp32;
+* norms, rotary embeddings and the residual stream stay fp32; the engine hands it bf16 key/value
+  slabs (the prompt's fp32 cache rounded once per generation, each step's keys and values
+  rounded as written), which halves what attention reads; the conversation state the engine
+  keeps across turns stays fp32 (the completion's keys/values widened back);
 * attention runs the native one-query kernel (:mod:`ftrl_lab.agent.cpu_kernels`) on the
-  engine's slabs, or two batched matmuls where the kernel is not built.
+  slabs, with fp32 sums, or two batched matmuls where the kernel is not built.
 
 It serves the engine's ``fast_decode`` for the families whose decoder layer it reproduces
 (Llama, Mistral without a sliding window, Qwen2, Qwen3); :func:`unsupported_reason` says why a
@@ -139,9 +142,9 @@ class DecodeStep:
     ) -> torch.Tensor:
         """Next-token logits ``[B, vocab]`` (fp32) for ``input_ids`` ``[B]`` at ``positions`` ``[B]``.
 
-        ``slabs``: per layer the ``[B, kv_heads, capacity, head_dim]`` key and value buffers
-        (row b's earlier tokens at positions ``0 .. positions[b] - 1``); this step's keys and
-        values are written at ``positions``; ``kv_len`` = ``positions.max() + 1``.
+        ``slabs``: per layer the ``[B, kv_heads, capacity, head_dim]`` key and value buffers,
+        fp32 or bf16 (row b's earlier tokens at positions ``0 .. positions[b] - 1``); this step's
+        keys and values are written at ``positions``; ``kv_len`` = ``positions.max() + 1``.
         """
         if self._key is None:
             self.sync()
@@ -167,8 +170,8 @@ class DecodeStep:
                 )
             qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), -1) * sin
             if at is None:
-                keys[rows, :, positions] = qk[:, h:]
-                values[rows, :, positions] = qkv[:, h + kv :]
+                keys[rows, :, positions] = qk[:, h:].to(keys.dtype)
+                values[rows, :, positions] = qkv[:, h + kv :].to(values.dtype)
             else:  # one row: a plain slice write
                 keys[0, :, at].copy_(qk[0, h:])
                 values[0, :, at].copy_(qkv[0, h + kv :])
@@ -197,6 +200,7 @@ def _apply_head_norm(t: torch.Tensor, norm: tuple[torch.Tensor, float]) -> torch
 
 
 def _matmul_attention(q, keys, values, mask, scale) -> torch.Tensor:
+    keys, values = keys.to(q.dtype), values.to(q.dtype)
     scores = torch.matmul(q, keys.transpose(-1, -2)) * scale  # [B, kv, group, L]
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))

@@ -367,8 +367,9 @@ class Engine:
             rows=torch.arange(len(rows), device=self.device), positions=torch.tensor(lengths, device=self.device)
         )
         layers = []
+        slab_dtype = torch.bfloat16 if self.decode_step is not None else dtype  # see agent.decode_step
         for li in range(n_layers):
-            keys = torch.zeros(len(rows), heads, capacity, dim, dtype=dtype, device=self.device)
+            keys = torch.zeros(len(rows), heads, capacity, dim, dtype=slab_dtype, device=self.device)
             values = torch.zeros_like(keys)
             for b, r in enumerate(rows):
                 k, v = r.state.layers[li]
@@ -429,18 +430,29 @@ class Engine:
             next_tokens = self._pick(out.logits[:, -1].float(), params)
         self._write_back([(b, rows[i]) for b, i in enumerate(active)], layers)
 
-    @staticmethod
-    def _write_back(finished: list[tuple[int, _Row]], layers: list[SlabLayer]) -> None:
+    def _write_back(self, finished: list[tuple[int, _Row]], layers: list[SlabLayer]) -> None:
         """Store each finished single-sample row's prompt + completion keys/values in its state
-        (``b`` is the row's index in the current batch)."""
+        (``b`` is the row's index in the current batch). From bf16 slabs the prompt keeps the
+        state's own fp32 keys/values and only the completion's are widened."""
         for b, row in finished:
             if not row.write_back:
                 continue
             fed = row.tokens[:-1]  # the last token was picked but never run through the model
             end = row.length + len(fed)
-            row.state.layers = [
-                (layer.keys[b : b + 1, :, :end].clone(), layer.values[b : b + 1, :, :end].clone()) for layer in layers
-            ]
+            kept = []
+            for layer, (old_k, old_v) in zip(layers, row.state.layers):
+                k, v = layer.keys[b : b + 1, :, :end], layer.values[b : b + 1, :, :end]
+                if k.dtype == self.kv_dtype:
+                    kept.append((k.clone(), v.clone()))
+                else:
+                    n = row.length
+                    kept.append(
+                        (
+                            torch.cat([old_k[:, :, :n], k[:, :, n:].to(self.kv_dtype)], 2),
+                            torch.cat([old_v[:, :, :n], v[:, :, n:].to(self.kv_dtype)], 2),
+                        )
+                    )
+            row.state.layers = kept
             row.state.ids = row.state.ids[: row.length] + fed
             row.write_back = False  # written once
 

@@ -39,6 +39,20 @@ def test_kernel_matches_attention_on_slab_prefixes(batch, kv_heads, groups, dim,
 
 
 @needs_kernel
+def test_bf16_slabs_match_attention_over_the_rounded_keys_and_values():
+    torch.manual_seed(2)
+    keys = torch.randn(3, 2, 50, 32).bfloat16()
+    values = torch.randn(3, 2, 50, 32).bfloat16()
+    q = torch.randn(3, 2, 4, 32)
+    lengths = torch.tensor([50, 9, 31])
+    out = one_query_attention(q, keys, values, lengths, 0.2)
+    assert out is not None and out.dtype == torch.float32
+    ref = reference(q, keys.float(), values.float(), lengths, 0.2)  # the same rounded inputs, exact sums
+    assert torch.allclose(out.double(), ref, atol=2e-5)
+    assert one_query_attention(q, keys, values.float(), lengths, 0.2) is None  # mixed slabs: not taken
+
+
+@needs_kernel
 def test_kernel_never_reads_past_the_view():
     torch.manual_seed(1)
     keys, values = torch.randn(2, 2, 10, 8), torch.randn(2, 2, 10, 8)
@@ -57,7 +71,7 @@ def test_layouts_the_kernel_does_not_take_return_none():
     assert one_query_attention(q.double(), k.double(), k.double(), lengths, 1.0) is None
     transposed = torch.randn(1, 2, 8, 5).transpose(-1, -2)  # keys not row-major
     assert one_query_attention(q, transposed, transposed, lengths, 1.0) is None
-    assert one_query_attention(q.bfloat16(), k.bfloat16(), k.bfloat16(), lengths, 1.0) is None
+    assert one_query_attention(q.bfloat16(), k.bfloat16(), k.bfloat16(), lengths, 1.0) is None  # bf16 queries
 
 
 def test_switched_off_by_the_environment(monkeypatch):
