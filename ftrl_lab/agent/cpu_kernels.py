@@ -10,7 +10,8 @@ the torch path at batch 1-12 over 1.5k-4.3k cached tokens, with outputs equal to
 (``perf/bench_decode.py``, docs/RESULTS.md).
 
 The kernel is built once per source, compiler and CPU into ``<cache_root>/kernels/`` with
-``-O3 -march=native -fopenmp`` and loaded with :mod:`ctypes`. Where no C compiler works, or
+``-O3 -march=native -ffast-math -fopenmp`` (linked without fast-math, so loading it leaves the
+process's floating-point state alone) and loaded with :mod:`ctypes`. Where no C compiler works, or
 ``FTRL_LAB_NATIVE=0`` is set, :func:`one_query_attention` returns ``None`` and callers keep
 their torch path: results are the same either way, only the speed differs.
 """
@@ -36,7 +37,11 @@ from ftrl_lab.agent.models import cache_root
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels") / "one_query_attention.c"
-CFLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC")
+CFLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp", "-fPIC")
+# Linked in a separate step without -ffast-math: linking with it adds crtfastmath.o, whose
+# constructor sets flush-to-zero for the whole process when the library loads (subnormals vanish
+# everywhere; a hypothesis float test caught it).
+LDFLAGS = ("-shared", "-fopenmp")
 ENV_SWITCH = "FTRL_LAB_NATIVE"
 
 
@@ -72,15 +77,17 @@ def load_library() -> ctypes.CDLL | None:
         log.warning("no C compiler found: decode attention uses the torch path")
         return None
     source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join((cc, *CFLAGS)).encode() + _cpu_tag().encode()).hexdigest()[:16]
+    key = hashlib.sha256(source + " ".join((cc, *CFLAGS, *LDFLAGS)).encode() + _cpu_tag().encode()).hexdigest()[:16]
     target = cache_root() / "kernels" / f"one_query_attention-{key}.so"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            built = Path(tmp) / target.name
-            cmd = [cc, *CFLAGS, str(SOURCE), "-o", str(built), "-lm"]
+            built, obj = Path(tmp) / target.name, Path(tmp) / "kernel.o"
+            compile_cmd = [cc, *CFLAGS, "-c", str(SOURCE), "-o", str(obj)]
+            link_cmd = [cc, *LDFLAGS, str(obj), "-o", str(built), "-lm"]
             try:
-                subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
+                for cmd in (compile_cmd, link_cmd):
+                    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
             except (OSError, subprocess.SubprocessError) as e:
                 detail = getattr(e, "stderr", "") or str(e)
                 log.warning("building %s failed (%s): decode attention uses the torch path", SOURCE.name, detail[-500:])

@@ -64,6 +64,19 @@ def test_kernel_never_reads_past_the_view():
     assert torch.allclose(out.double(), reference(q, keys, values, torch.tensor([6, 4]), 0.3), atol=2e-5)
 
 
+@needs_kernel
+def test_loading_the_kernel_keeps_subnormal_floats():
+    """A library linked with -ffast-math sets flush-to-zero for the whole process when it loads."""
+    import sys
+
+    load_library()
+    assert sys.float_info.min / 2 > 0.0
+    assert torch.tensor(1e-40, dtype=torch.float32).item() > 0.0
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 4, 8)
+    one_query_attention(q, k, k, torch.tensor([4]), 1.0)
+    assert sys.float_info.min / 2 > 0.0
+
+
 def test_layouts_the_kernel_does_not_take_return_none():
     q = torch.randn(1, 2, 2, 8)
     k = torch.randn(1, 2, 5, 8)
