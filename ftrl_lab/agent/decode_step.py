@@ -100,12 +100,9 @@ class DecodeStep:
         self._layers: list[dict] = []
         self.repacks = 0
 
-    def _weights(self) -> list[torch.Tensor]:
-        return [p for p in self.model.parameters()]
-
     def sync(self) -> None:
         """(Re)build the packed weights when any parameter changed since the last build."""
-        key = tuple((p._version, p.data_ptr()) for p in self._weights())
+        key = tuple((p._version, p.data_ptr()) for p in self.model.parameters())
         if key == self._key:
             return
         inner = self.model.model
@@ -156,9 +153,6 @@ class DecodeStep:
         cos, sin = self.model.model.rotary_emb(x, positions[:, None])  # [B, 1, d] each
         half = d // 2
         at = int(positions[0]) if batch == 1 else None
-        mask = None
-        if batch > 1 and bool((lengths != kv_len).any()):
-            mask = (torch.arange(kv_len)[None, :] < lengths[:, None])[:, None, None, :]
         for layer, (keys, values) in zip(self._layers, slabs):
             w, eps = layer["norm1"]
             hidden = F.rms_norm(x, (x.shape[-1],), w, eps).to(torch.bfloat16)
@@ -179,7 +173,7 @@ class DecodeStep:
             k_view, v_view = keys[:, :, :kv_len], values[:, :, :kv_len]
             attn = one_query_attention(q, k_view, v_view, lengths, self.scale)
             if attn is None:
-                attn = _matmul_attention(q, k_view, v_view, mask, self.scale)
+                attn = _matmul_attention(q, k_view, v_view, lengths, self.scale)
             x = x + _linear(attn.reshape(batch, h * d).to(torch.bfloat16), *layer["o"])
             w, eps = layer["norm2"]
             hidden = F.rms_norm(x, (x.shape[-1],), w, eps).to(torch.bfloat16)
@@ -199,9 +193,11 @@ def _apply_head_norm(t: torch.Tensor, norm: tuple[torch.Tensor, float]) -> torch
     return F.rms_norm(t, (t.shape[-1],), w, eps)
 
 
-def _matmul_attention(q, keys, values, mask, scale) -> torch.Tensor:
+def _matmul_attention(q, keys, values, lengths, scale) -> torch.Tensor:
+    """The torch fallback of the native kernel: row b sees its first ``lengths[b]`` keys."""
     keys, values = keys.to(q.dtype), values.to(q.dtype)
     scores = torch.matmul(q, keys.transpose(-1, -2)) * scale  # [B, kv, group, L]
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
+    if bool((lengths < keys.shape[-2]).any()):
+        mask = torch.arange(keys.shape[-2])[None, :] < lengths[:, None]
+        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
     return torch.matmul(scores.softmax(-1), values)

@@ -412,22 +412,21 @@ class Engine:
             if self.decode_step is not None:
                 slabs = [(layer.keys, layer.values) for layer in layers]
                 logits = self.decode_step(feed, step.positions, slabs, step.kv_len)
-                step.positions = step.positions + 1
-                next_tokens = self._pick(logits, params)
-                continue
-            mask = (columns[: step.kv_len].unsqueeze(0) <= step.positions.unsqueeze(1))[:, None, None, :]
-            if bool(mask.all()):
-                mask = None  # all rows equally long: the unmasked path, as model.generate takes
-            out = self.model(
-                input_ids=feed.unsqueeze(1),
-                attention_mask=mask,
-                position_ids=step.positions.unsqueeze(1),
-                **{cache_keyword(): cache},
-                use_cache=True,
-                logits_to_keep=1,
-            )
+            else:
+                mask = (columns[: step.kv_len].unsqueeze(0) <= step.positions.unsqueeze(1))[:, None, None, :]
+                if bool(mask.all()):
+                    mask = None  # all rows equally long: the unmasked path, as model.generate takes
+                out = self.model(
+                    input_ids=feed.unsqueeze(1),
+                    attention_mask=mask,
+                    position_ids=step.positions.unsqueeze(1),
+                    **{cache_keyword(): cache},
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                logits = out.logits[:, -1]
             step.positions = step.positions + 1
-            next_tokens = self._pick(out.logits[:, -1].float(), params)
+            next_tokens = self._pick(logits.float(), params)
         self._write_back([(b, rows[i]) for b, i in enumerate(active)], layers)
 
     def _write_back(self, finished: list[tuple[int, _Row]], layers: list[SlabLayer]) -> None:
