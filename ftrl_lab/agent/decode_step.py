@@ -5,17 +5,22 @@ outside the matrix kernels: thirty decoder layers of module calls, mask and cach
 and a dtype cast around every linear. :class:`DecodeStep` computes the same step from the
 model's own weights with a short list of tensor ops per layer:
 
-* the linear layers run on oneDNN-prepacked bf16 copies (as :mod:`ftrl_lab.agent.bf16_linears`),
-  with q/k/v fused into one matrix and gate/up into another, refreshed when a weight changes
-  (an optimizer step moves the tensor's version counter);
-* norms, rotary embeddings and the residual stream stay fp32; the engine hands it bf16 key/value
-  slabs (the prompt's fp32 cache rounded once per generation, each step's keys and values
-  rounded as written), which halves what attention reads; the conversation state the engine
-  keeps across turns stays fp32 (the completion's keys/values widened back);
-* attention runs the native one-query kernel (:mod:`ftrl_lab.agent.cpu_kernels`) on the
-  slabs, with fp32 sums, or two batched matmuls where the kernel is not built.
+* the linear layers run on bf16 copies of the weights, with q/k/v fused into one matrix and
+  gate/up into another, refreshed when a weight changes (an optimizer step moves the tensor's
+  version counter): at 1-2 rows the native GEMV (``kernels/bf16_gemv.c``) over row-major copies
+  in a huge-page arena, which streams the weights about twice as fast as oneDNN; at more rows
+  oneDNN's prepacked linears (as :mod:`ftrl_lab.agent.bf16_linears`), which win there;
+* the small ops between the linears (norms, casts, rotary embedding, cache writes, the SiLU
+  gate, residual adds) run as three native calls per layer (``kernels/decode_layer_ops.c``)
+  instead of two dozen tensor ops; norms, rotary embeddings and the residual stream stay fp32;
+* the engine hands it bf16 key/value slabs (the prompt's fp32 cache rounded once per
+  generation, each step's keys and values rounded as written), which halves what attention
+  reads; the conversation state the engine keeps across turns stays fp32 (the completion's
+  keys/values widened back); attention runs the native one-query kernel
+  (:mod:`ftrl_lab.agent.cpu_kernels`) on the slabs, with fp32 sums.
 
-It serves the engine's ``fast_decode`` for the families whose decoder layer it reproduces
+Where the kernel library is not built (no C compiler, ``FTRL_LAB_NATIVE=0``) the same step runs
+as torch ops on oneDNN's linears. It serves the engine's ``fast_decode`` for the families whose decoder layer it reproduces
 (Llama, Mistral without a sliding window, Qwen2, Qwen3); :func:`unsupported_reason` says why a
 model is left to the ``model(...)`` path (LoRA wrappers, other activations, sliding windows,
 ...). Prefill always goes through ``model(...)``. ``tests/agent/test_decode_step.py`` checks
@@ -29,9 +34,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ftrl_lab.agent.bf16_linears import packed_bf16_available
-from ftrl_lab.agent.cpu_kernels import one_query_attention
+from ftrl_lab.agent.cpu_kernels import (
+    add_rms_norm_bf16,
+    gemv_bf16,
+    gemv_bf16_available,
+    huge_page_buffer,
+    load_library,
+    one_query_attention,
+    rope_attend,
+    silu_mul_bf16,
+)
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
+GEMV_MAX_BATCH = 2  # up to this many rows the native GEMV beats oneDNN (perf/bench_decode.py); above, oneDNN
 _PROJECTIONS = (("self_attn", ("q_proj", "k_proj", "v_proj", "o_proj")), ("mlp", ("gate_proj", "up_proj", "down_proj")))
 
 
@@ -98,6 +113,7 @@ class DecodeStep:
         self.intermediate = model.model.layers[0].mlp.gate_proj.out_features
         self._key: tuple | None = None
         self._layers: list[dict] = []
+        self._plain: tuple[list[dict], tuple] | None = None  # row-major bf16 copies for the GEMV, built on use
         self.repacks = 0
 
     def sync(self) -> None:
@@ -126,8 +142,46 @@ class DecodeStep:
             self._final_norm = (inner.norm.weight.detach(), _eps(inner.norm))
             self._head = (_pack(self.model.lm_head.weight), _cat_bias([self.model.lm_head]))
         self._layers = layers
+        self._plain = None
         self._key = key
         self.repacks += 1
+
+    def _plain_weights(self) -> tuple[list[dict], tuple]:
+        """Row-major bf16 copies of the linear weights (same fusions as the packed ones) in one
+        huge-page arena, for :func:`~ftrl_lab.agent.cpu_kernels.gemv_bf16`; built once per sync."""
+        if self._plain is not None:
+            return self._plain
+        inner = self.model.model
+        mats: list[list[torch.Tensor]] = []
+        for layer in inner.layers:
+            a, m = layer.self_attn, layer.mlp
+            mats += [[a.q_proj.weight, a.k_proj.weight, a.v_proj.weight], [a.o_proj.weight]]
+            mats += [[m.gate_proj.weight, m.up_proj.weight], [m.down_proj.weight]]
+        mats.append([self.model.lm_head.weight])
+        sizes = [sum(p.numel() for p in parts) * 2 for parts in mats]
+        offsets = [0]
+        for size in sizes[:-1]:
+            offsets.append(offsets[-1] + (size + 63) // 64 * 64)
+        buf, base = huge_page_buffer(offsets[-1] + sizes[-1])
+        views = []
+        with torch.no_grad():
+            for parts, size, at in zip(mats, sizes, offsets):
+                view = buf[base + at : base + at + size].view(torch.bfloat16).view(-1, parts[0].shape[1])
+                torch.cat([p.detach() for p in parts], out=view) if len(parts) > 1 else view.copy_(parts[0].detach())
+                views.append(view)
+        layers = []
+        for i, packed in enumerate(self._layers):
+            qkv, o, gate_up, down = views[4 * i : 4 * i + 4]
+            layers.append(
+                {
+                    "qkv": (qkv, packed["qkv"][1]),
+                    "o": (o, packed["o"][1]),
+                    "gate_up": (gate_up, None),
+                    "down": (down, None),
+                }
+            )
+        self._plain = (layers, (views[-1], self._head[1]), buf)
+        return self._plain
 
     @torch.inference_mode()
     def __call__(
@@ -145,6 +199,35 @@ class DecodeStep:
         """
         if self._key is None:
             self.sync()
+        fused = load_library() is not None and all(k.is_contiguous() and v.is_contiguous() for k, v in slabs)
+        step = self._fused_step if fused else self._torch_step
+        return step(input_ids, positions, slabs, kv_len)
+
+    def _fused_step(self, input_ids, positions, slabs, kv_len) -> torch.Tensor:
+        """The step with the small ops of each layer in three native calls (``kernels/decode_layer_ops.c``)."""
+        if input_ids.shape[0] <= GEMV_MAX_BATCH and gemv_bf16_available():
+            (weights, head, _), linear = self._plain_weights(), gemv_bf16
+        else:
+            weights, head, linear = self._layers, self._head, _linear
+        x = self.model.model.embed_tokens(input_ids).float().contiguous()  # [B, hidden], updated in place
+        cos, sin = self.model.model.rotary_emb(x, positions[:, None])
+        cos, sin = cos[:, 0].float().contiguous(), sin[:, 0].float().contiguous()
+        positions = positions.to(torch.int64).contiguous()
+        hidden = add_rms_norm_bf16(x, None, *self._layers[0]["norm1"])
+        norms_after = [layer["norm1"] for layer in self._layers[1:]] + [self._final_norm]
+        for layer, w, (keys, values), next_norm in zip(self._layers, weights, slabs, norms_after):
+            qkv = linear(hidden, *w["qkv"])
+            head_norms = (
+                None if layer["q_norm"] is None else (layer["q_norm"][0], layer["k_norm"][0], layer["q_norm"][1])
+            )
+            attn = rope_attend(qkv, cos, sin, positions, keys, values, kv_len, self.heads, self.scale, head_norms)
+            hidden = add_rms_norm_bf16(x, linear(attn, *w["o"]), *layer["norm2"])
+            act = silu_mul_bf16(linear(hidden, *w["gate_up"]))
+            hidden = add_rms_norm_bf16(x, linear(act, *w["down"]), *next_norm)
+        return linear(hidden, *head).float()
+
+    def _torch_step(self, input_ids, positions, slabs, kv_len) -> torch.Tensor:
+        """The same step in torch ops (where the kernel library is not built)."""
         batch = input_ids.shape[0]
         h, kv, d = self.heads, self.kv_heads, self.head_dim
         rows = torch.arange(batch)

@@ -4,7 +4,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
+from ftrl_lab.agent import decode_step
 from ftrl_lab.agent.bf16_linears import PackedBF16Linears, packed_bf16_available
+from ftrl_lab.agent.cpu_kernels import load_library
 from ftrl_lab.agent.decode_step import DecodeStep, unsupported_reason
 from ftrl_lab.agent.engine import Engine, KVState, SamplingParams
 from ftrl_lab.agent.models import tiny_model
@@ -64,24 +66,47 @@ def module_logits(model, rows: list[list[int]]) -> torch.Tensor:
 
 
 @needs_bf16
+@pytest.mark.parametrize("batch", [1, 2, 3])  # 1-2 rows: the native GEMV; 3: oneDNN's linears
 @pytest.mark.parametrize("slab_dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("name", ["llama", "qwen2", "qwen3"])
-def test_step_logits_match_the_module_forward(name, slab_dtype):
+def test_step_logits_match_the_module_forward(name, slab_dtype, batch):
     model = family(name)
     assert unsupported_reason(model) is None
-    rows = [list(range(5, 17)), list(range(40, 47)), [7]]  # ragged, and a row with an empty cache
+    rows = [list(range(5, 17)), list(range(40, 47)), [7]][3 - batch :]  # ragged, and a row with an empty cache
     slabs = [(k.to(slab_dtype), v.to(slab_dtype)) for k, v in slabs_from_prefill(model, rows, capacity=20)]
     positions = torch.tensor([len(r) - 1 for r in rows])
     step = DecodeStep(model)
     logits = step(torch.tensor([r[-1] for r in rows]), positions, slabs, int(positions.max()) + 1)
     ref = module_logits(model, rows)
     fp32 = torch.stack([model(input_ids=torch.tensor([r])).logits[0, -1] for r in rows]).detach()
-    assert logits.shape == ref.shape == (3, SIZES["vocab_size"])
+    assert logits.shape == ref.shape == (batch, SIZES["vocab_size"])
     bf16_rounding = (ref - fp32).abs().max()  # what the packed linears alone change
     assert (logits - ref).abs().max() <= (2 if slab_dtype == torch.float32 else 4) * bf16_rounding + 1e-3
     assert torch.equal(logits.argmax(-1), ref.argmax(-1))
-    written = slabs[0][0][torch.arange(3), :, positions]  # the step wrote its keys at each row's position
+    written = slabs[0][0][torch.arange(batch), :, positions]  # the step wrote its keys at each row's position
     assert written.abs().sum(-1).gt(0).all()
+
+
+@needs_bf16
+@pytest.mark.skipif(load_library() is None, reason="no working C compiler here")
+@pytest.mark.parametrize("batch", [1, 3])
+def test_native_and_torch_steps_agree(monkeypatch, batch):
+    """The fused native step and the torch-op step (what runs without a compiler) compute the
+    same logits and write the same keys and values."""
+    model = family("qwen3")
+    rows = [list(range(5, 17)), list(range(40, 47)), [7]][:batch]
+    positions = torch.tensor([len(r) - 1 for r in rows])
+    ids = torch.tensor([r[-1] for r in rows])
+    native_slabs = slabs_from_prefill(model, rows, capacity=20)
+    torch_slabs = [(k.clone(), v.clone()) for k, v in native_slabs]
+    step = DecodeStep(model)
+    native = step(ids, positions, native_slabs, int(positions.max()) + 1)
+    monkeypatch.setattr(decode_step, "load_library", lambda: None)
+    by_torch = step(ids, positions, torch_slabs, int(positions.max()) + 1)
+    assert torch.allclose(native, by_torch, atol=0.05 * by_torch.abs().max().item())
+    assert torch.equal(native.argmax(-1), by_torch.argmax(-1))
+    for (k1, v1), (k2, v2) in zip(native_slabs, torch_slabs):
+        assert torch.allclose(k1, k2, atol=1e-2) and torch.allclose(v1, v2, atol=1e-2)
 
 
 @needs_bf16
