@@ -167,7 +167,7 @@ class DecodeStep:
         with torch.no_grad():
             for parts, size, at in zip(mats, sizes, offsets):
                 view = buf[base + at : base + at + size].view(torch.bfloat16).view(-1, parts[0].shape[1])
-                torch.cat([p.detach() for p in parts], out=view) if len(parts) > 1 else view.copy_(parts[0].detach())
+                torch.cat([p.detach() for p in parts], out=view)  # cast to bf16 on the way in
                 views.append(view)
         layers = []
         for i, packed in enumerate(self._layers):
