@@ -76,6 +76,17 @@ def unsupported_reason(model: nn.Module) -> str | None:
     return None
 
 
+def _fused_linears(layer: nn.Module) -> dict[str, list[nn.Linear]]:
+    """The decode step's four linears of a decoder layer, each a list of projections stacked by rows."""
+    a, m = layer.self_attn, layer.mlp
+    return {
+        "qkv": [a.q_proj, a.k_proj, a.v_proj],
+        "o": [a.o_proj],
+        "gate_up": [m.gate_proj, m.up_proj],
+        "down": [m.down_proj],
+    }
+
+
 def _pack(weight: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(torch.bfloat16), 1)
 
@@ -113,7 +124,7 @@ class DecodeStep:
         self.intermediate = model.model.layers[0].mlp.gate_proj.out_features
         self._key: tuple | None = None
         self._layers: list[dict] = []
-        self._plain: tuple[list[dict], tuple] | None = None  # row-major bf16 copies for the GEMV, built on use
+        self._plain: tuple[list[dict], tuple, torch.Tensor] | None = None  # GEMV weights, built on use
         self.repacks = 0
 
     def sync(self) -> None:
@@ -125,18 +136,20 @@ class DecodeStep:
         layers = []
         with torch.no_grad():
             for layer in inner.layers:
-                a, m = layer.self_attn, layer.mlp
-                qkv = [a.q_proj, a.k_proj, a.v_proj]
+                q_norm = _head_norm(getattr(layer.self_attn, "q_norm", None))
+                k_norm = _head_norm(getattr(layer.self_attn, "k_norm", None))
+                packed = {
+                    name: (_pack(torch.cat([m.weight for m in group])), _cat_bias(group))
+                    for name, group in _fused_linears(layer).items()
+                }
                 layers.append(
                     {
                         "norm1": (layer.input_layernorm.weight.detach(), _eps(layer.input_layernorm)),
                         "norm2": (layer.post_attention_layernorm.weight.detach(), _eps(layer.post_attention_layernorm)),
-                        "q_norm": _head_norm(getattr(a, "q_norm", None)),
-                        "k_norm": _head_norm(getattr(a, "k_norm", None)),
-                        "qkv": (_pack(torch.cat([p.weight for p in qkv])), _cat_bias(qkv)),
-                        "o": (_pack(a.o_proj.weight), _cat_bias([a.o_proj])),
-                        "gate_up": (_pack(torch.cat([m.gate_proj.weight, m.up_proj.weight])), None),
-                        "down": (_pack(m.down_proj.weight), None),
+                        "q_norm": q_norm,
+                        "k_norm": k_norm,
+                        "head_norms": None if q_norm is None else (q_norm[0], k_norm[0], q_norm[1]),  # rope_attend's
+                        **packed,
                     }
                 )
             self._final_norm = (inner.norm.weight.detach(), _eps(inner.norm))
@@ -146,17 +159,14 @@ class DecodeStep:
         self._key = key
         self.repacks += 1
 
-    def _plain_weights(self) -> tuple[list[dict], tuple]:
+    def _plain_weights(self) -> tuple[list[dict], tuple, torch.Tensor]:
         """Row-major bf16 copies of the linear weights (same fusions as the packed ones) in one
-        huge-page arena, for :func:`~ftrl_lab.agent.cpu_kernels.gemv_bf16`; built once per sync."""
+        huge-page arena, for :func:`~ftrl_lab.agent.cpu_kernels.gemv_bf16`; built once per sync.
+        Returns the per-layer weights, the head and the arena (kept alive with them)."""
         if self._plain is not None:
             return self._plain
-        inner = self.model.model
-        mats: list[list[torch.Tensor]] = []
-        for layer in inner.layers:
-            a, m = layer.self_attn, layer.mlp
-            mats += [[a.q_proj.weight, a.k_proj.weight, a.v_proj.weight], [a.o_proj.weight]]
-            mats += [[m.gate_proj.weight, m.up_proj.weight], [m.down_proj.weight]]
+        groups = [_fused_linears(layer) for layer in self.model.model.layers]
+        mats = [[m.weight for m in group] for layer in groups for group in layer.values()]
         mats.append([self.model.lm_head.weight])
         sizes = [sum(p.numel() for p in parts) * 2 for parts in mats]
         offsets = [0]
@@ -169,17 +179,8 @@ class DecodeStep:
                 view = buf[base + at : base + at + size].view(torch.bfloat16).view(-1, parts[0].shape[1])
                 torch.cat([p.detach() for p in parts], out=view)  # cast to bf16 on the way in
                 views.append(view)
-        layers = []
-        for i, packed in enumerate(self._layers):
-            qkv, o, gate_up, down = views[4 * i : 4 * i + 4]
-            layers.append(
-                {
-                    "qkv": (qkv, packed["qkv"][1]),
-                    "o": (o, packed["o"][1]),
-                    "gate_up": (gate_up, None),
-                    "down": (down, None),
-                }
-            )
+        it = iter(views)
+        layers = [{name: (next(it), packed[name][1]) for name in group} for group, packed in zip(groups, self._layers)]
         self._plain = (layers, (views[-1], self._head[1]), buf)
         return self._plain
 
@@ -217,10 +218,9 @@ class DecodeStep:
         norms_after = [layer["norm1"] for layer in self._layers[1:]] + [self._final_norm]
         for layer, w, (keys, values), next_norm in zip(self._layers, weights, slabs, norms_after):
             qkv = linear(hidden, *w["qkv"])
-            head_norms = (
-                None if layer["q_norm"] is None else (layer["q_norm"][0], layer["k_norm"][0], layer["q_norm"][1])
+            attn = rope_attend(
+                qkv, cos, sin, positions, keys, values, kv_len, self.heads, self.scale, layer["head_norms"]
             )
-            attn = rope_attend(qkv, cos, sin, positions, keys, values, kv_len, self.heads, self.scale, head_norms)
             hidden = add_rms_norm_bf16(x, linear(attn, *w["o"]), *layer["norm2"])
             act = silu_mul_bf16(linear(hidden, *w["gate_up"]))
             hidden = add_rms_norm_bf16(x, linear(act, *w["down"]), *next_norm)
