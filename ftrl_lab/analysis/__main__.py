@@ -1,11 +1,13 @@
-"""``python -m ftrl_lab.analysis change-map|transplant|transfer``: the change map between two
-checkpoints, the transplant ablation (:mod:`ftrl_lab.analysis.transplant`), or a run's start vs
-final checkpoint on FTRL's test set, the benchmark suite and HumanEval
-(:mod:`ftrl_lab.analysis.transfer`).
+"""``python -m ftrl_lab.analysis change-map|transplant|transfer|failure-modes``: the change map
+between two checkpoints, the transplant ablation (:mod:`ftrl_lab.analysis.transplant`), a run's
+start vs final checkpoint on FTRL's test set, the benchmark suite and HumanEval
+(:mod:`ftrl_lab.analysis.transfer`), or how the episodes of one or two evaluations fail
+(:mod:`ftrl_lab.analysis.failure_modes`).
 
     python -m ftrl_lab.analysis change-map BASE TRAINED --out runs/analysis/sft
     python -m ftrl_lab.analysis transplant BASE TRAINED --test data/envs/cpu/test.jsonl --limit 20 --out DIR
     python -m ftrl_lab.analysis transfer RUN_DIR [--ftrl-limit 20] [--suite-limit 10] [--humaneval 164]
+    python -m ftrl_lab.analysis failure-modes EVAL_DIR [EVAL_DIR_AFTER] [--out table.csv]
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ftrl_lab.analysis import transfer, transplant
+from ftrl_lab.analysis import failure_modes, transfer, transplant
 from ftrl_lab.analysis.change_map import change_map, save_change_map, thirds_table
 from ftrl_lab.analysis.checkpoint_io import DEFAULT_BLOCK
 
@@ -28,6 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return transplant.main(argv[1:])
     if argv and argv[0] == "transfer":
         return transfer.main(argv[1:])
+    if argv and argv[0] == "failure-modes":
+        return failure_modes.main(argv[1:])
     p = argparse.ArgumentParser(
         prog="python -m ftrl_lab.analysis", description="Which parameters moved: the change map and the transplant."
     )
@@ -39,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="elements read per row block")
     sub.add_parser("transplant", help="see python -m ftrl_lab.analysis transplant --help")
     sub.add_parser("transfer", help="see python -m ftrl_lab.analysis transfer --help")
+    sub.add_parser("failure-modes", help="see python -m ftrl_lab.analysis failure-modes --help")
     a = p.parse_args(argv)
     df = change_map(a.base, a.trained, out=a.out, block=a.block)
     paths = save_change_map(df, a.out, title=f"{Path(a.trained).name} vs {Path(a.base).name}")
