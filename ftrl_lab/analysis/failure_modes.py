@@ -126,6 +126,34 @@ def summary(table: pd.DataFrame) -> pd.Series:
     return out
 
 
+def by_scenario(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean of each measure per scenario and overall (rows), with the episode count ``n``."""
+    rows = {scenario: summary(part) for scenario, part in table.groupby("scenario", sort=True)}
+    rows["overall"] = summary(table)
+    return pd.DataFrame(rows).T[["n", *MODES]]
+
+
+def findings(table: pd.DataFrame) -> str:
+    """Markdown bullets that read the measures of one evaluation (numbers only, no verdicts)."""
+    s = summary(table)
+    if not s["n"]:
+        return "- No episodes."
+    called = int((table["calls"] > 0).sum())
+    lines = [f"- {called} of {int(s['n'])} episodes made at least one tool call ({s['calls']:.2f} calls per episode)."]
+    if called:
+        lines += [
+            f"- Tool choice: {s['gold_tool_share']:.0%} of an episode's calls name a tool of the gold plan; the first "
+            f"call does in {s['first_call_gold']:.0%} of the episodes.",
+            f"- Feedback: {s['error_share']:.0%} of tool outputs report an error, and {s['repeat_share']:.0%} of calls "
+            "repeat an earlier call of the episode exactly (same tool and arguments).",
+        ]
+    lines.append(
+        f"- {s['answered']:.0%} of the episodes end with an answer (the rest hit the turn limit or a malformed turn; "
+        f"{s['malformed_share']:.0%} of turns are malformed)."
+    )
+    return "\n".join(lines)
+
+
 def compare(before: pd.DataFrame, after: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Paired before/after table over the episodes both evaluated (shares as fractions, calls as
     counts): ``n`` pairs where both sides have the measure, their before and after means, the

@@ -6,9 +6,11 @@ import pytest
 
 from ftrl_lab.analysis.failure_modes import (
     MODES,
+    by_scenario,
     compare,
     episode_modes,
     failure_table,
+    findings,
     is_error_output,
     main,
     summary,
@@ -127,3 +129,20 @@ def test_cli_reads_folders_and_writes_csv_and_markdown(tmp_path, capsys):
     assert summary(failure_table(tmp_path / "start"))["n"] == 1
     with pytest.raises(FileNotFoundError, match="no evaluation transcripts"):
         failure_table(tmp_path / "missing")
+
+
+def test_by_scenario_and_findings_read_the_table():
+    rows = [
+        episode("a", [step(call("find_city", q=1), outputs=["Paris"]), step(text="Paris")], f1=1.0),
+        {**episode("b", [step(call("other", q=1), outputs=["Error: x"])] * 2), "scenario": "multi_hop"},
+        episode("c", [step(text="no call")]),
+    ]
+    table = failure_table(rows)
+    grid = by_scenario(table)
+    assert list(grid.index) == ["multi_hop", "single_hop", "overall"]
+    assert grid.loc["overall", "n"] == 3 and grid.loc["multi_hop", "repeat_share"] == pytest.approx(0.5)
+    text = findings(table)
+    assert "2 of 3 episodes made at least one tool call" in text
+    assert "50% of an episode's calls name a tool of the gold plan" in text
+    assert "67% of the episodes end with an answer" in text
+    assert findings(failure_table([])) == "- No episodes."

@@ -28,6 +28,7 @@ def test_evaluate_notebook_runs_headless(tmp_path):
     assert len(load_transcripts(tmp_path / "runs" / "toy")) == 3
     executed = (tmp_path / NB.name).read_text()
     assert "TranscriptBrowser" in executed
+    assert "failure modes per scenario" in executed and "episodes made at least one tool call" in executed
     summary = json.loads((tmp_path / "bench" / "tiny-random-quick" / "summary.json").read_text())
     assert summary["subsample"] and {r["benchmark"] for r in summary["rows"]} == {"toolhop", "rotbench", "bfcl"}
     assert all(
