@@ -34,10 +34,18 @@ from ftrl_lab.agent.rollout import Episode, Policy, episode_key, rollout
 from ftrl_lab.agent.trajectories import read_jsonl_lines, rewrite_jsonl
 from ftrl_lab.core.cli import UserError
 from ftrl_lab.core.executor import ToolExecutor
-from ftrl_lab.core.records import SCENARIOS, EnvRecord, append_jsonl, default_test_set, load_records
+from ftrl_lab.core.records import (
+    SCENARIOS,
+    EnvRecord,
+    append_jsonl,
+    default_test_set,
+    interleaved_order,
+    load_records,
+)
 
 TRANSCRIPTS, RESULTS_CSV, RESULTS_JSON = "transcripts.jsonl", "results.csv", "results.json"
 METRICS = ("solve_precision", "solve_rate", "solve_f1")
+PLAY_ORDERS = ("file", "interleaved")
 
 
 def load_transcripts(out_dir: str | os.PathLike) -> list[dict]:
@@ -130,13 +138,19 @@ def evaluate(
     meta: dict | None = None,
     rules: str = "official",
     echo_guard: bool = False,
+    order: str = "file",
 ) -> EvalResult:
     """Evaluate ``policy`` on ``records``, resumably, writing transcripts and results to ``out_dir``.
 
     ``meta`` (model, data, settings) is stored in ``results.json``. ``rules`` (default "official":
     FTRL's evaluation_self.py outcome) and ``echo_guard`` (default off: paper parity) set how turns
-    are parsed and scored; both are named in every summary row.
+    are parsed and scored; both are named in every summary row. ``order``: play the records in
+    file order, or "interleaved" (:func:`ftrl_lab.core.records.interleaved_order`, round-robin over
+    the scenarios) so that a run stopped early has scored a subset spread over the scenarios.
+    Transcripts keep each record's file index either way.
     """
+    if order not in PLAY_ORDERS:
+        raise ValueError(f"unknown order {order!r} (choose from {PLAY_ORDERS})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = [episode_key(r) for r in records]
@@ -146,6 +160,9 @@ def evaluate(
         if key not in seen:  # a repeated question is played once, as FTRL keys on it
             seen.add(key)
             todo.append((i, rec))
+    if order == "interleaved":
+        rank = {i: r for r, i in enumerate(interleaved_order(records))}
+        todo.sort(key=lambda item: rank[item[0]])
     path = out_dir / TRANSCRIPTS
     t0 = time.perf_counter()
     new = 0
@@ -261,6 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rules", choices=("official", "lenient"), default="official", help="FTRL's parse rules or the lenient ones"
     )
     p.add_argument("--echo-guard", action="store_true", help="refuse solves by echo (off: paper parity)")
+    p.add_argument(
+        "--order",
+        choices=PLAY_ORDERS,
+        default="file",
+        help="play records in file order, or round-robin over the scenarios (a run stopped early has a stratified subset)",
+    )
     p.add_argument("--no-progress", action="store_true")
     add_policy_arguments(p)
     args = parser.parse_args(argv)
@@ -293,6 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "threads",
                 "bf16_prefill",
                 "fast_decode",
+                "order",
             )
         },
     }
@@ -307,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         meta=meta,
         rules=args.rules,
         echo_guard=args.echo_guard,
+        order=args.order,
     )
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(result.table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))

@@ -636,19 +636,27 @@ def per_scenario(records: Sequence[EnvRecord], k: int | None) -> list[EnvRecord]
     return out
 
 
-def stratified_subset(records: Sequence[EnvRecord], n: int | None, seed: int = 0) -> list[EnvRecord]:
-    """``n`` records spread evenly over the scenarios (seeded; input order kept); all when ``n`` is None."""
-    if n is None or n >= len(records):
-        return list(records)
+def interleaved_order(records: Sequence[EnvRecord], seed: int = 0) -> list[int]:
+    """Indices of ``records`` taken round-robin over the scenarios (each scenario's records in a
+    seeded shuffle): every prefix is spread evenly over the scenarios, so an evaluation played in
+    this order and stopped early has scored a stratified subset (the first ``n`` are
+    :func:`stratified_subset`'s ``n``)."""
     rng = random.Random(seed)
     by_scenario: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         by_scenario.setdefault(r.scenario, []).append(i)
     for idx in by_scenario.values():
         rng.shuffle(idx)
-    picked: list[int] = []
-    while len(picked) < n:
+    order: list[int] = []
+    while len(order) < len(records):
         for idx in by_scenario.values():
-            if idx and len(picked) < n:
-                picked.append(idx.pop())
-    return [records[i] for i in sorted(picked)]
+            if idx:
+                order.append(idx.pop())
+    return order
+
+
+def stratified_subset(records: Sequence[EnvRecord], n: int | None, seed: int = 0) -> list[EnvRecord]:
+    """``n`` records spread evenly over the scenarios (seeded; input order kept); all when ``n`` is None."""
+    if n is None or n >= len(records):
+        return list(records)
+    return [records[i] for i in sorted(interleaved_order(records, seed)[:n])]

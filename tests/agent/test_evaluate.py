@@ -192,3 +192,39 @@ def test_lone_surrogate_does_not_stop_evaluate(toy, tmp_path):
         # JSON decodes), so it runs and fails in the tool, as in FTRL; the OpenAI call is bad in both
         assert [r["calls"] for r in rows] == calls
         assert "so \ud800" in json.dumps(rows[1], ensure_ascii=False)  # the text itself is kept
+
+
+def test_interleaved_order_plays_round_robin_over_scenarios_and_keeps_file_indices(toy, tmp_path):
+    import copy
+
+    from ftrl_lab.core.records import interleaved_order, stratified_subset
+
+    again = copy.deepcopy(toy[0])
+    again.messages[-1]["content"] += " (again)"
+    recs = [toy[0], again, toy[1], toy[2]]  # two single-hop records first in the file, then the others
+    assert len({episode_key(r) for r in recs}) == 4
+    order = interleaved_order(recs)
+    assert sorted(order) == [0, 1, 2, 3] and len({recs[i].scenario for i in order[:3]}) == 3
+    played = []
+
+    class Counting(ScriptedPolicy):
+        def act(self, episodes):
+            played.extend(e.index for e in episodes if e.index not in played)
+            return super().act(episodes)
+
+    with pytest.raises(RuntimeError, match="simulated failure after 3"):
+        evaluate(
+            recs,
+            Counting([], fail_after=3),
+            tmp_path,
+            max_active=1,
+            executor=inprocess_executor(),
+            progress=False,
+            order="interleaved",
+        )
+    assert played == order  # the fourth was started when the failure came
+    done = {r["index"]: r["question"] for r in load_transcripts(tmp_path)}
+    assert done == {i: recs[i].question for i in order[:3]}  # file indices, not play positions
+    assert sorted(done) == [recs.index(r) for r in stratified_subset(recs, 3)]
+    with pytest.raises(ValueError, match="unknown order 'random'"):
+        evaluate(recs, ScriptedPolicy([]), tmp_path, order="random")
