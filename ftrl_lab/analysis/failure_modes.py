@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ftrl_lab.agent.trajectories import read_jsonl_lines
+from ftrl_lab.core.records import SCENARIOS
 from ftrl_lab.train.report import bootstrap_ci, frame_markdown
 
 TRANSCRIPTS = "transcripts.jsonl"
@@ -127,8 +128,10 @@ def summary(table: pd.DataFrame) -> pd.Series:
 
 
 def by_scenario(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean of each measure per scenario and overall (rows), with the episode count ``n``."""
-    rows = {scenario: summary(part) for scenario, part in table.groupby("scenario", sort=True)}
+    """Mean of each measure per scenario (the paper's order) and overall, with the episode count ``n``."""
+    present = list(dict.fromkeys(table["scenario"]))
+    order = [s for s in SCENARIOS if s in present] + sorted(s for s in present if s not in SCENARIOS)
+    rows = {scenario: summary(table[table["scenario"] == scenario]) for scenario in order}
     rows["overall"] = summary(table)
     return pd.DataFrame(rows).T[["n", *MODES]]
 
