@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ftrl_lab.agent.evaluate import TRANSCRIPTS
 from ftrl_lab.agent.trajectories import read_jsonl_lines
 from ftrl_lab.core.records import SCENARIOS
 from ftrl_lab.train.report import bootstrap_ci, frame_markdown
 
-TRANSCRIPTS = "transcripts.jsonl"
 MODES = (
     "calls",
     "gold_tool_share",
